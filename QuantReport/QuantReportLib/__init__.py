@@ -1,0 +1,9 @@
+"""QuantReport's core: DICOM database, series loading, terminology, measurements,
+DICOM SEG and TID 1500 SR, usable headless and inside 3D Slicer.
+
+This package imports no slicer, qt or vtk (except :mod:`QuantReportLib.mrml`,
+the one adapter to Slicer's MRML scene). Import the submodules you need; this
+file stays light so that ``quantreport --help`` starts fast.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,433 @@
+"""The small data types that carry results between QuantReport's modules.
+
+Data flows one way and back: files -> database -> :class:`Volume` ->
+:class:`Segmentation` -> :class:`MeasurementTable` -> SEG + SR files -> and
+back again.  Arrays are in numpy ``(k, j, i)`` order (slice, row, column),
+the order of ``slicer.util.arrayFromVolume``; geometry is a 4x4 IJK -> LPS
+matrix in millimetres, the DICOM patient coordinate system.  Only the MRML
+adapter converts to Slicer's RAS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import GeometryError, InvalidInputError, NotFoundError
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded concept: code value, coding scheme designator and code meaning.
+
+    Two codes are equal when value and scheme are equal; the meaning is text
+    for people and differs between tools (``"Mean"`` versus ``"mean"``).
+    """
+
+    value: str
+    scheme: str
+    meaning: str = field(compare=False)
+
+    def toJson(self) -> dict[str, str]:
+        """The ``CODE`` object of the command-line JSON contract."""
+        return {"value": self.value, "scheme": self.scheme, "meaning": self.meaning}
+
+    @classmethod
+    def fromJson(cls, obj: Mapping[str, str]) -> Code:
+        return cls(str(obj["value"]), str(obj["scheme"]), str(obj.get("meaning", "")))
+
+    @classmethod
+    def fromDataset(cls, item: Any) -> Code:
+        """From a pydicom code sequence item or a highdicom ``CodedConcept``."""
+        value = getattr(item, "value", None) or getattr(item, "CodeValue", None)
+        if value is None:
+            value = getattr(item, "LongCodeValue", None) or getattr(item, "URNCodeValue", None)
+        scheme = getattr(item, "scheme_designator", None) or getattr(item, "CodingSchemeDesignator", "")
+        meaning = getattr(item, "meaning", None) or getattr(item, "CodeMeaning", "")
+        if value is None:
+            raise InvalidInputError("code sequence item has no code value")
+        return cls(str(value), str(scheme), str(meaning))
+
+    def toPydicom(self):
+        """As a ``pydicom.sr.coding.Code`` (accepted by every highdicom API)."""
+        from pydicom.sr.coding import Code as PydicomCode
+
+        return PydicomCode(self.value, self.scheme, self.meaning)
+
+    def __str__(self) -> str:
+        return f"({self.value}, {self.scheme}, {self.meaning!r})"
+
+
+@dataclass(frozen=True)
+class Terminology:
+    """The DICOM coded description of a segment (PS3.3 C.8.20.4).
+
+    ``category`` is from CID 7150, ``type`` from CID 7151 (or the category's
+    context group), ``type_modifier`` from CID 7151's modifiers and
+    ``anatomic_region`` from CID 7153 (with an optional modifier, e.g. laterality).
+    """
+
+    category: Code
+    type: Code
+    type_modifier: Code | None = None
+    anatomic_region: Code | None = None
+    anatomic_region_modifier: Code | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment: its number, label, terminology, color and provenance.
+
+    ``number`` is the DICOM Segment Number (1-based).  ``algorithm_type`` is the
+    DICOM Segment Algorithm Type (``MANUAL``, ``SEMIAUTOMATIC`` or
+    ``AUTOMATIC``); ``color`` is the recommended display color as sRGB 0-255.
+    ``tracking_uid`` and ``tracking_id`` link the segment to its measurement
+    group in the SR; they are generated at export when missing.
+    """
+
+    number: int
+    label: str
+    terminology: Terminology
+    color: tuple[int, int, int] | None = None
+    algorithm_type: str = "MANUAL"
+    algorithm_name: str | None = None
+    description: str | None = None
+    tracking_id: str | None = None
+    tracking_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.number, (int, np.integer)) or self.number < 1:
+            raise InvalidInputError(f"segment number must be a positive integer, got {self.number!r}")
+        if self.algorithm_type not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+            raise InvalidInputError(
+                f"segment {self.number}: algorithm type must be MANUAL, SEMIAUTOMATIC or AUTOMATIC, "
+                f"got {self.algorithm_type!r}"
+            )
+        if self.algorithm_type != "MANUAL" and not self.algorithm_name:
+            raise InvalidInputError(f"segment {self.number}: a {self.algorithm_type} segment needs an algorithm name")
+
+    def replace(self, **changes: Any) -> Segment:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Geometry:
+    """A voxel grid: its numpy shape ``(k, j, i)`` and its IJK -> LPS matrix."""
+
+    shape: tuple[int, int, int]
+    ijk_to_lps: np.ndarray
+
+    def __post_init__(self) -> None:
+        matrix = np.asarray(self.ijk_to_lps, dtype=np.float64)
+        if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+            raise GeometryError("IJK to LPS matrix must be a finite 4x4 matrix")
+        if abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+            raise GeometryError("IJK to LPS matrix is singular")
+        matrix.setflags(write=False)
+        object.__setattr__(self, "ijk_to_lps", matrix)
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+
+    @property
+    def spacing(self) -> np.ndarray:
+        """Voxel size in mm along i, j, k."""
+        return np.linalg.norm(self.ijk_to_lps[:3, :3], axis=0)
+
+    @property
+    def origin(self) -> np.ndarray:
+        """LPS position of the centre of voxel (0, 0, 0)."""
+        return self.ijk_to_lps[:3, 3].copy()
+
+    @property
+    def directions(self) -> np.ndarray:
+        """Unit direction columns of the i, j, k axes in LPS."""
+        return self.ijk_to_lps[:3, :3] / self.spacing
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(abs(np.linalg.det(self.ijk_to_lps[:3, :3])))
+
+    def lpsToIjk(self, points: np.ndarray) -> np.ndarray:
+        """Continuous IJK indices of LPS points (``(..., 3)`` arrays)."""
+        points = np.asarray(points, dtype=np.float64)
+        inverse = np.linalg.inv(self.ijk_to_lps)
+        return points @ inverse[:3, :3].T + inverse[:3, 3]
+
+    def ijkToLps(self, ijk: np.ndarray) -> np.ndarray:
+        ijk = np.asarray(ijk, dtype=np.float64)
+        return ijk @ self.ijk_to_lps[:3, :3].T + self.ijk_to_lps[:3, 3]
+
+    def matches(self, other: Geometry, tolerance_mm: float = 1e-3) -> bool:
+        """Same shape and the same voxel centres within ``tolerance_mm``."""
+        if self.shape != other.shape:
+            return False
+        corners = np.array(
+            [[i, j, k] for i in (0, self.shape[2] - 1) for j in (0, self.shape[1] - 1) for k in (0, self.shape[0] - 1)],
+            dtype=np.float64,
+        )
+        difference = self.ijkToLps(corners) - other.ijkToLps(corners)
+        return bool(np.max(np.abs(difference)) <= tolerance_mm)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Geometry) and self.matches(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One source image (or frame) behind slice ``k`` of a :class:`Volume`."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    frame_number: int | None = None
+    path: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A loaded image series.
+
+    ``array`` holds the rescaled values (Hounsfield units for CT), shape
+    ``geometry.shape``.  ``headers`` are the source datasets without pixel
+    data (one per file; one for an enhanced multi-frame image), kept because
+    SEG and SR export reference them.  ``source_images[k]`` is the image or
+    frame behind slice ``k``.  ``warnings`` lists geometry irregularities that
+    were tolerated (as Slicer tolerates them), for the user to see.
+    """
+
+    array: np.ndarray
+    geometry: Geometry
+    series_instance_uid: str
+    study_instance_uid: str
+    frame_of_reference_uid: str | None
+    modality: str
+    source_images: tuple[SourceImage, ...]
+    headers: tuple[Any, ...] = ()
+    units: Code | None = None
+    series_description: str = ""
+    warnings: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if tuple(self.array.shape) != self.geometry.shape:
+            raise GeometryError(
+                f"volume array shape {self.array.shape} does not match geometry {self.geometry.shape}",
+                self.series_instance_uid,
+            )
+        if len(self.source_images) != self.geometry.shape[0]:
+            raise GeometryError(
+                f"{len(self.source_images)} source images for {self.geometry.shape[0]} slices",
+                self.series_instance_uid,
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """Segments and their voxels on one grid, stored as Slicer stores them.
+
+    Voxels live in integer labelmap ``layers`` (Slicer's shared labelmap
+    layers): non-overlapping segments share one layer, an overlapping segment
+    gets another.  ``placement[n]`` is ``(layer index, label value)`` of the
+    segment at ``segments[n]``.  Empty segments are allowed and kept.
+    """
+
+    geometry: Geometry
+    segments: tuple[Segment, ...]
+    layers: tuple[np.ndarray, ...]
+    placement: tuple[tuple[int, int], ...]
+
+    def __post_init__(self) -> None:
+        numbers = [segment.number for segment in self.segments]
+        if len(set(numbers)) != len(numbers):
+            raise InvalidInputError(f"duplicate segment numbers {sorted(numbers)}")
+        if len(self.placement) != len(self.segments):
+            raise InvalidInputError("every segment needs a (layer, label value) placement")
+        for layer in self.layers:
+            if tuple(layer.shape) != self.geometry.shape:
+                raise GeometryError(f"labelmap layer shape {layer.shape} does not match geometry {self.geometry.shape}")
+            if not np.issubdtype(layer.dtype, np.integer):
+                raise InvalidInputError(f"labelmap layers must be integer arrays, got {layer.dtype}")
+        seen = set()
+        for (layer_index, value), segment in zip(self.placement, self.segments):
+            if not 0 <= layer_index < len(self.layers) or value < 1:
+                raise InvalidInputError(f"segment {segment.number}: invalid placement {(layer_index, value)}")
+            if (layer_index, value) in seen:
+                raise InvalidInputError(f"segment {segment.number}: placement {(layer_index, value)} used twice")
+            seen.add((layer_index, value))
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def fromLabelmap(cls, labelmap: np.ndarray, geometry: Geometry, segments: Sequence[Segment]) -> Segmentation:
+        """One labelmap whose voxel value is the segment number (0 = background)."""
+        labelmap = np.asarray(labelmap)
+        if not np.issubdtype(labelmap.dtype, np.integer):
+            labelmap = _asIntegerLabelmap(labelmap)
+        numbers = {segment.number for segment in segments}
+        present = set(int(v) for v in np.unique(labelmap)) - {0}
+        unknown = sorted(present - numbers)
+        if unknown:
+            raise InvalidInputError(f"labelmap values {unknown} have no segment description")
+        return cls(geometry, tuple(segments), (labelmap,), tuple((0, s.number) for s in segments))
+
+    @classmethod
+    def fromMasks(cls, masks: Mapping[int, np.ndarray] | Iterable[np.ndarray], geometry: Geometry,
+                   segments: Sequence[Segment]) -> Segmentation:
+        """Per-segment boolean masks, packed into as few layers as overlaps allow.
+
+        ``masks`` is a mapping from segment number to mask, or a sequence of
+        masks in the order of ``segments``.
+        """
+        if not isinstance(masks, Mapping):
+            masks = {segment.number: mask for segment, mask in zip(segments, masks, strict=True)}
+        dtype = np.uint8 if max((s.number for s in segments), default=0) < 256 else np.uint16
+        layers: list[np.ndarray] = []
+        placement: list[tuple[int, int]] = []
+        for segment in segments:
+            mask = np.asarray(masks[segment.number], dtype=bool)
+            if mask.shape != geometry.shape:
+                raise GeometryError(f"segment {segment.number}: mask shape {mask.shape} does not match {geometry.shape}")
+            for index, layer in enumerate(layers):
+                if not np.any(layer[mask]):
+                    break
+            else:
+                layers.append(np.zeros(geometry.shape, dtype=dtype))
+                index = len(layers) - 1
+            layers[index][mask] = segment.number
+            placement.append((index, segment.number))
+        if not layers:
+            layers.append(np.zeros(geometry.shape, dtype=dtype))
+        return cls(geometry, tuple(segments), tuple(layers), tuple(placement))
+
+    # -- access ---------------------------------------------------------------
+
+    def segment(self, number: int) -> Segment:
+        for segment in self.segments:
+            if segment.number == number:
+                return segment
+        raise NotFoundError(f"no segment number {number}")
+
+    def mask(self, number: int) -> np.ndarray:
+        """Boolean mask of one segment."""
+        for segment, (layer_index, value) in zip(self.segments, self.placement):
+            if segment.number == number:
+                return self.layers[layer_index] == value
+        raise NotFoundError(f"no segment number {number}")
+
+    @property
+    def overlapping(self) -> bool:
+        """True when some voxel belongs to more than one segment."""
+        used = {layer for layer, _ in self.placement}
+        if len(used) < 2:
+            return False
+        count = np.zeros(self.geometry.shape, dtype=np.uint16)
+        for layer_index in used:
+            count += self.layers[layer_index] != 0
+        return bool(count.max() > 1)
+
+    def labelmap(self) -> np.ndarray:
+        """All segments in one labelmap whose value is the segment number.
+
+        Raises :class:`InvalidInputError` when segments overlap.
+        """
+        if self.overlapping:
+            raise InvalidInputError("segments overlap: they cannot be merged into one labelmap")
+        dtype = np.uint8 if max((s.number for s in self.segments), default=0) < 256 else np.uint16
+        merged = np.zeros(self.geometry.shape, dtype=dtype)
+        for segment, (layer_index, value) in zip(self.segments, self.placement):
+            merged[self.layers[layer_index] == value] = segment.number
+        return merged
+
+    def voxelCounts(self) -> dict[int, int]:
+        """Voxels per segment number, counted in one pass per layer."""
+        counts: dict[int, int] = {}
+        for layer_index, layer in enumerate(self.layers):
+            histogram = np.bincount(layer.ravel())
+            for segment, (index, value) in zip(self.segments, self.placement):
+                if index == layer_index:
+                    counts[segment.number] = int(histogram[value]) if value < len(histogram) else 0
+        return {segment.number: counts[segment.number] for segment in self.segments}
+
+    def withSegments(self, segments: Sequence[Segment]) -> Segmentation:
+        """The same voxels with updated segment descriptions (same numbers, same order)."""
+        if [s.number for s in segments] != [s.number for s in self.segments]:
+            raise InvalidInputError("segment numbers must stay the same")
+        return dataclasses.replace(self, segments=tuple(segments))
+
+
+def _asIntegerLabelmap(labelmap: np.ndarray) -> np.ndarray:
+    if not np.all(np.mod(labelmap, 1) == 0) or labelmap.min() < 0:
+        raise InvalidInputError("labelmap values must be non-negative integers")
+    return labelmap.astype(np.uint16 if labelmap.max() > 255 else np.uint8)
+
+
+@dataclass(frozen=True)
+class Quantity:
+    """What is measured: a coded concept with its unit and derivation.
+
+    Two quantities are the same when concept name, unit and derivation codes
+    are the same; ``key`` (a short column name such as ``"volume_mm3"``) and
+    ``label`` (a column title such as ``"Volume [mm3]"``) are for tables.
+    ``method`` is the measurement method (for example DCM 126030 "Sum of
+    segmented voxel volumes" for volume), written to the SR where set.
+    """
+
+    name: Code
+    unit: Code
+    derivation: Code | None = None
+    method: Code | None = None
+    key: str = field(default="", compare=False)
+    label: str = field(default="", compare=False)
+
+    @property
+    def column(self) -> str:
+        """A column title: the label, or one built from the codes."""
+        if self.label:
+            return self.label
+        prefix = f"{self.derivation.meaning} " if self.derivation else ""
+        return f"{prefix}{self.name.meaning} [{self.unit.value}]"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    quantity: Quantity
+    value: float
+
+
+@dataclass(frozen=True)
+class SegmentMeasurements:
+    """The measurements of one segment (one row of the table, one SR group)."""
+
+    segment: Segment
+    measurements: tuple[Measurement, ...]
+
+    def value(self, key_or_quantity: str | Quantity) -> float:
+        for measurement in self.measurements:
+            q = measurement.quantity
+            if q == key_or_quantity or q.key == key_or_quantity:
+                return measurement.value
+        raise NotFoundError(f"segment {self.segment.number}: no measurement {key_or_quantity!r}")
+
+
+@dataclass(frozen=True)
+class MeasurementTable:
+    """One row per segment, one column per quantity."""
+
+    rows: tuple[SegmentMeasurements, ...]
+
+    @property
+    def quantities(self) -> tuple[Quantity, ...]:
+        seen: dict[Quantity, None] = {}
+        for row in self.rows:
+            for measurement in row.measurements:
+                seen.setdefault(measurement.quantity, None)
+        return tuple(seen)
+
+    def row(self, segment_number: int) -> SegmentMeasurements:
+        for row in self.rows:
+            if row.segment.number == segment_number:
+                return row
+        raise NotFoundError(f"no measurements for segment {segment_number}")
