@@ -1,0 +1,127 @@
+"""``quantreport demo``: the tutorial end to end on the bundled sample CT.
+
+Import by link into a fresh database -> load the series -> segment the lung
+nodule (threshold inside a region around a seed, keep the seed's island) ->
+measure -> store DICOM SEG + TID 1500 SR in the database -> reload both from
+the database -> check that the round trip is exact and the files are valid.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import measurements, report
+from .autoseg import segmentLesion
+from .database import EmbeddedDicomDatabase
+from .errors import InvalidInputError
+
+SAMPLE_SERIES = Path(__file__).parent / "data" / "lidc-idri-0001-nodule1"
+
+
+@dataclass(frozen=True)
+class LesionSeed:
+    """Where a user would click and which Threshold range they would pick (Segment Editor style)."""
+
+    label: str
+    seed_lps: tuple[float, float, float]
+    lower: float
+    upper: float
+    roi_radius_mm: float
+
+
+# The nodule of LIDC-IDRI-0001 (annotated at z = -125 ... -105 mm): a click near its centre,
+# soft-tissue-to-bone range so that aerated lung around it is excluded.
+SAMPLE_LESIONS = (LesionSeed("Nodule 1", (56.6, 86.2, -115.0), -400.0, 500.0, 25.0),)
+
+
+class _Steps:
+    """Prints numbered steps with their wall time."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.number = 0
+        self.started = time.perf_counter()
+
+    def run(self, title: str, function, *args, **kwargs):
+        self.number += 1
+        start = time.perf_counter()
+        result = function(*args, **kwargs)
+        print(f"[{self.number}] {title} ({time.perf_counter() - start:.2f} s)")
+        return result
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def _dciodvfyErrors(paths) -> int | None:
+    """Number of files dciodvfy finds errors in, or None when dciodvfy is not installed."""
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        return None
+    failed = 0
+    for path in paths:
+        result = subprocess.run([tool, str(path)], capture_output=True, text=True)
+        if result.returncode != 0 or any(line.startswith("Error") for line in (result.stdout + result.stderr).splitlines()):
+            failed += 1
+    return failed
+
+
+def _freshDatabaseFolder(workdir: Path) -> Path:
+    folder = workdir / "database"
+    if folder.exists():
+        if not (folder / "ctkDICOM.sql").exists():
+            raise InvalidInputError("exists and is not a QuantReport demo database; choose another --workdir", folder)
+        shutil.rmtree(folder)
+    return folder
+
+
+def runDemo(workdir: Path, quiet: bool = False) -> int:
+    """Run the demo in ``workdir``; returns the exit status (0 when every check passed)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    steps = _Steps(quiet)
+    database_folder = _freshDatabaseFolder(workdir)
+    with EmbeddedDicomDatabase(database_folder) as database:
+        imported = steps.run("import sample CT by link", database.importPaths, [SAMPLE_SERIES], progress=not quiet)
+        (series_summary,) = database.listSeries()
+        print(f"    {imported.indexed} files indexed in {database_folder}; series {series_summary.series_instance_uid}")
+        volume = steps.run("load series", report.loadSeriesFromDatabase, database,
+                           series_summary.series_instance_uid)
+        print(f"    {volume.modality} {volume.geometry.shape[2]}x{volume.geometry.shape[1]}x{volume.geometry.shape[0]}, "
+              f"spacing {', '.join(f'{s:g}' for s in volume.geometry.spacing)} mm")
+        lesion = SAMPLE_LESIONS[0]
+        segmentation = steps.run(
+            "segment nodule (threshold + island at seed)", segmentLesion, volume, seed_lps=lesion.seed_lps,
+            lower=lesion.lower, upper=lesion.upper, roi_radius_mm=lesion.roi_radius_mm, label=lesion.label)
+        saved = steps.run("measure and store SEG + SR in the database", report.saveReport, volume, segmentation,
+                          database=database)
+        print(f"    SEG {saved.seg_path}\n    SR  {saved.sr_path}")
+        reloaded = steps.run("reload SR (and its SEG) from the database", report.loadReport,
+                             saved.sr_sop_instance_uid, database)
+
+    print()
+    print(measurements.formatTable(reloaded.table, "text"))
+    checks = _verify(saved, reloaded)
+    invalid = _dciodvfyErrors([saved.seg_path, saved.sr_path])
+    checks.append(("files valid (dciodvfy)", None if invalid is None else invalid == 0))
+    ok = all(passed is not False for _, passed in checks)
+    described = "; ".join(f"{name}: {'yes' if passed else 'NOT CHECKED' if passed is None else 'NO'}"
+                          for name, passed in checks)
+    print(f"verification: {'PASSED' if ok else 'FAILED'} - {described} ({steps.total:.1f} s in all)")
+    return 0 if ok else 1
+
+
+def _verify(saved: report.SavedReport, reloaded: report.LoadedReport) -> list[tuple[str, bool | None]]:
+    original, loaded = saved.segmentation, reloaded.segmentation
+    voxel_exact = loaded is not None and loaded.geometry.matches(original.geometry) and all(
+        np.array_equal(original.mask(s.number), loaded.mask(s.number)) for s in original.segments)
+    return [
+        ("round trip voxel-exact", bool(voxel_exact)),
+        ("table identical", reloaded.table == saved.table),
+    ]

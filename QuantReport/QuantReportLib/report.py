@@ -1,0 +1,379 @@
+"""The report workflow: a volume and its segments -> measurements -> DICOM SEG + TID 1500 SR
+in the database, and back from the database to the same segments and table.
+
+This module ties the single-concept modules together (``series``, ``measurements``,
+``seg``, ``sr``, ``database``); it is what the command line, the demo and the
+Slicer module's logic call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pydicom
+from pydicom.uid import generate_uid
+
+from . import measurements, seg, series, sr
+from .database import DicomDatabase
+from .files import writeDataset
+from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
+from .model import MeasurementTable, Segmentation, Volume
+from .uids import checkUid
+
+SEG_SOP_CLASS_UIDS = {
+    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
+    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
+}
+SR_SOP_CLASS_UIDS = {
+    "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR Storage",
+    "1.2.840.10008.5.1.4.1.1.88.22": "Enhanced SR Storage",
+    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR Storage",
+    "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR Storage",
+}
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How a report is written.
+
+    ``labelmap_seg`` writes a LABELMAP SEG (smaller; segments must not overlap)
+    instead of the BINARY SEG that every reader supports.  ``observer_name`` is
+    the person observer of the SR (the device observer is always QuantReport).
+    """
+
+    labelmap_seg: bool = False
+    observer_name: str | None = None
+    seg_series_description: str = "QuantReport segmentation"
+    sr_series_description: str = "QuantReport measurements"
+
+
+@dataclass(frozen=True)
+class SavedReport:
+    """What :func:`saveReport` wrote."""
+
+    seg_path: Path
+    sr_path: Path
+    seg_sop_instance_uid: str
+    sr_sop_instance_uid: str
+    segmentation: Segmentation
+    table: MeasurementTable
+
+
+# -- loading the source series ----------------------------------------------------------------------
+
+
+def loadSeriesFromDatabase(database: DicomDatabase, series_instance_uid: str) -> Volume:
+    """The image series with this UID, from the files the database indexes."""
+    checkUid(series_instance_uid, "--series")
+    files = list(database.filesForSeries(series_instance_uid))
+    if not files:
+        raise NotFoundError("no such series in the database", series_instance_uid)
+    return series.loadSeries(files)
+
+
+def loadSeriesFromFolder(folder: str | os.PathLike, series_instance_uid: str | None = None) -> Volume:
+    """The one image series in ``folder`` (or the one with ``series_instance_uid``)."""
+    found = series.findSeries(folder)
+    if series_instance_uid is not None:
+        if series_instance_uid not in found:
+            raise NotFoundError(f"series {series_instance_uid} is not in this folder", folder)
+        return series.loadSeries(found[series_instance_uid])
+    if not found:
+        raise NotFoundError("no DICOM image series in this folder", folder)
+    if len(found) > 1:
+        raise InvalidInputError(
+            f"{len(found)} image series in this folder; choose one with --series UID: {', '.join(sorted(found))}",
+            folder,
+        )
+    return series.loadSeries(next(iter(found.values())))
+
+
+# -- saving ---------------------------------------------------------------------------------------------
+
+
+def assignTracking(segmentation: Segmentation) -> Segmentation:
+    """Give every segment a tracking identifier (its label) and a tracking UID, keeping existing ones.
+
+    The tracking UID links a segment in the SEG to its measurement group in
+    the SR, and stays the same across amended reports.
+    """
+    segments = [
+        segment.replace(tracking_id=segment.tracking_id or segment.label,
+                        tracking_uid=segment.tracking_uid or generate_uid())
+        for segment in segmentation.segments
+    ]
+    return segmentation.withSegments(segments)
+
+
+def _storagePath(folder: Path, dataset: pydicom.Dataset) -> Path:
+    """CTK's storage layout inside a database folder: ``dicom/<study>/<series>/<instance>``."""
+    uids = [checkUid(dataset.StudyInstanceUID, "StudyInstanceUID"),
+            checkUid(dataset.SeriesInstanceUID, "SeriesInstanceUID"),
+            checkUid(dataset.SOPInstanceUID, "SOPInstanceUID")]
+    return folder.joinpath("dicom", *uids)
+
+
+def saveReport(
+    volume: Volume,
+    segmentation: Segmentation,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    database: DicomDatabase | None = None,
+    options: ReportOptions = ReportOptions(),
+    table: MeasurementTable | None = None,
+) -> SavedReport:
+    """Measure the segments and store SEG + SR; index both in ``database`` when given.
+
+    Files go to ``out_dir`` or, without it, into the database folder in CTK's
+    layout.  Both files are written or neither: a failure removes what was
+    written.  ``table`` defaults to :func:`measurements.computeMeasurements`.
+    """
+    if not segmentation.geometry.matches(volume.geometry):
+        raise GeometryError("the segmentation is not on the grid of the image series; resample it first",
+                            volume.series_instance_uid)
+    if out_dir is None and database is None:
+        raise InvalidInputError("give an output folder or a database", "saveReport")
+    segmentation = assignTracking(segmentation)
+    if table is None:
+        table = measurements.computeMeasurements(volume, segmentation)
+    else:
+        table = MeasurementTable(tuple(dataclasses.replace(row, segment=segmentation.segment(row.segment.number))
+                                       for row in table.rows))
+    seg_dataset = seg.createSeg(volume, segmentation, labelmap=options.labelmap_seg,
+                                series_description=options.seg_series_description)
+    sr_dataset = sr.createSr(volume, seg_dataset, table, observer_name=options.observer_name,
+                             series_description=options.sr_series_description)
+
+    if out_dir is not None:
+        folder = Path(out_dir)
+        seg_path = folder / f"SEG-{seg_dataset.SOPInstanceUID}.dcm"
+        sr_path = folder / f"SR-{sr_dataset.SOPInstanceUID}.dcm"
+    else:
+        folder = Path(database.databaseDirectory)
+        seg_path, sr_path = _storagePath(folder, seg_dataset), _storagePath(folder, sr_dataset)
+    written: list[Path] = []
+    try:
+        for dataset, path in ((seg_dataset, seg_path), (sr_dataset, sr_path)):
+            writeDataset(dataset, path)
+            written.append(path)
+        if database is not None:
+            for path in written:
+                database.insert(str(path), False, False)
+    except BaseException:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
+    return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
+                       segmentation, table)
+
+
+# -- loading ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedReport:
+    """A SEG or an SR read back, with what it references.
+
+    For an SR, ``seg`` is the SEG its groups reference when it was found (in
+    the database or beside the SR), and ``table`` the measurement table.  For a
+    SEG, ``table`` is ``None``.  ``volume`` is the source series when found.
+    """
+
+    kind: str
+    path: Path
+    sop_instance_uid: str
+    series_instance_uid: str
+    referenced_series_uids: tuple[str, ...]
+    seg: Any | None = None
+    sr: Any | None = None
+    volume: Volume | None = None
+    table: MeasurementTable | None = None
+
+    @property
+    def segmentation(self) -> Segmentation | None:
+        return None if self.seg is None else self.seg.segmentation
+
+    def toJson(self) -> dict:
+        """The ``quantreport load --json`` object (a contract other tools rely on)."""
+        segments = []
+        if self.seg is not None:
+            counts = self.seg.voxel_counts
+            for segment in self.seg.segmentation.segments:
+                terminology = segment.terminology
+                segments.append({
+                    "number": int(segment.number),
+                    "label": segment.label,
+                    "algorithm_type": segment.algorithm_type,
+                    "category": terminology.category.toJson(),
+                    "type": terminology.type.toJson(),
+                    "modifier": _codeJson(terminology.type_modifier),
+                    "anatomic_region": _codeJson(terminology.anatomic_region),
+                    "voxel_count": int(counts.get(segment.number, 0)),
+                })
+        groups = []
+        if self.sr is not None:
+            for group in self.sr.groups:
+                groups.append({
+                    "tracking_identifier": group.tracking_identifier,
+                    "tracking_uid": group.tracking_uid,
+                    "finding": _codeJson(group.finding),
+                    "finding_site": _codeJson(group.finding_site),
+                    "segment": None if group.segment is None else {
+                        "sop_instance_uid": group.segment.sop_instance_uid,
+                        "number": int(group.segment.number),
+                    },
+                    "source_series_uid": group.source_series_uid,
+                    "measurements": [{
+                        "name": m.quantity.name.toJson(),
+                        "value": float(m.value),
+                        "unit": m.quantity.unit.toJson(),
+                        "derivation": _codeJson(m.quantity.derivation),
+                    } for m in group.measurements],
+                })
+        return {
+            "kind": self.kind,
+            "sop_instance_uid": self.sop_instance_uid,
+            "series_instance_uid": self.series_instance_uid,
+            "referenced_series_uids": list(self.referenced_series_uids),
+            "segments": segments,
+            "groups": groups,
+        }
+
+    def summary(self) -> str:
+        """A few lines for people."""
+        lines = [f"{self.kind} {self.sop_instance_uid} ({self.path})"]
+        if self.seg is not None:
+            counts = self.seg.voxel_counts
+            for segment in self.seg.segmentation.segments:
+                lines.append(f"  segment {segment.number}: {segment.label} ({segment.terminology.type.meaning}), "
+                             f"{counts.get(segment.number, 0)} voxel(s)")
+        elif self.kind == "SR":
+            lines.append("  (the referenced SEG was not found)")
+        if self.table is not None:
+            lines.append(measurements.formatTable(self.table, "tsv").rstrip("\n"))
+        return "\n".join(lines)
+
+    def writeLabelmap(self, path: str | os.PathLike) -> None:
+        """The segments as ``.seg.nrrd`` (any overlap) or a plain labelmap ``.nrrd`` (value = segment number)."""
+        from .labelmaps import writeLabelmapNrrd, writeSegNrrd
+
+        if self.segmentation is None:
+            raise NotFoundError("no segmentation to write: the referenced SEG was not found", self.path)
+        if str(path).endswith(".seg.nrrd"):
+            writeSegNrrd(self.segmentation, path)
+        else:
+            writeLabelmapNrrd(self.segmentation.labelmap(), self.segmentation.geometry, path)
+
+    def writeTable(self, path: str | os.PathLike) -> None:
+        if self.table is None:
+            raise NotFoundError("no measurement table: load an SR to get one", self.path)
+        measurements.writeTable(self.table, path)
+
+
+def _codeJson(code) -> dict | None:
+    return None if code is None else code.toJson()
+
+
+def resolveSource(source: str | os.PathLike, database: DicomDatabase | None) -> Path:
+    """The file behind ``source``: a path, or a SOP Instance UID (or a one-file series UID) in the database."""
+    path = Path(source)
+    if path.is_file():
+        return path
+    text = os.fspath(source)
+    if database is None:
+        raise NotFoundError("no such file (give --db to look a UID up in a database)", text)
+    checkUid(text, "FILE|UID")
+    found = database.fileForInstance(text)
+    if found:
+        return Path(found)
+    files = list(database.filesForSeries(text))
+    if len(files) == 1:
+        return Path(files[0])
+    if files:
+        raise InvalidInputError(f"series holds {len(files)} instances; give the SOP Instance UID of one SEG or SR",
+                                text)
+    raise NotFoundError("no such file, instance or series in the database", text)
+
+
+def _findSourceVolume(uids: Sequence[str], database: DicomDatabase | None) -> Volume | None:
+    if database is None:
+        return None
+    for uid in uids:
+        files = list(database.filesForSeries(uid))
+        if files:
+            return series.loadSeries(files)
+    return None
+
+
+def _findInstance(sop_instance_uid: str, near: Path, database: DicomDatabase | None) -> Path | None:
+    """A file holding this SOP instance: through the database, else among the files beside ``near``."""
+    if database is not None:
+        found = database.fileForInstance(sop_instance_uid)
+        if found and Path(found).is_file():
+            return Path(found)
+    for candidate in sorted(near.parent.iterdir()):
+        if candidate == near or not candidate.is_file():
+            continue
+        try:
+            header = pydicom.dcmread(candidate, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        except Exception:  # neighbours that are not DICOM are simply not the file we look for
+            continue
+        if header.get("SOPInstanceUID") == sop_instance_uid:
+            return candidate
+    return None
+
+
+def loadReport(source: str | os.PathLike, database: DicomDatabase | None = None) -> LoadedReport:
+    """Read a SEG or SR (file or UID) and what it references.
+
+    A SEG is placed on its source series when the database holds it (else on
+    its own frames' grid).  An SR's SEG is found through the database or among
+    the files beside the SR; its table is rebuilt with that SEG's segments.
+    """
+    path = resolveSource(source, database)
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception as error:
+        raise InvalidInputError(f"not a readable DICOM file ({error})", path) from error
+    sop_class = str(header.get("SOPClassUID", ""))
+    if sop_class in SEG_SOP_CLASS_UIDS:
+        return _loadSeg(path, header, database)
+    if sop_class in SR_SOP_CLASS_UIDS:
+        return _loadSr(path, database)
+    raise UnsupportedError(f"SOP class {sop_class or '(none)'} is neither a DICOM SEG nor an SR", path)
+
+
+def _referencedSeriesUids(header: pydicom.Dataset) -> list[str]:
+    """The series a SEG was made from (its Referenced Series Sequence, PS3.3 C.8.20.2 / C.7.4.3)."""
+    return [str(item.SeriesInstanceUID) for item in header.get("ReferencedSeriesSequence", [])
+            if "SeriesInstanceUID" in item]
+
+
+def _loadSeg(path: Path, header: pydicom.Dataset, database: DicomDatabase | None) -> LoadedReport:
+    volume = _findSourceVolume(_referencedSeriesUids(header), database)
+    loaded = seg.readSeg(path, reference=volume)
+    return LoadedReport("SEG", path, loaded.sop_instance_uid, loaded.series_instance_uid,
+                        tuple(loaded.referenced_series_uids), seg=loaded, volume=volume)
+
+
+def _loadSr(path: Path, database: DicomDatabase | None) -> LoadedReport:
+    loaded_sr = sr.readSr(path)
+    loaded_seg = None
+    volume = None
+    for seg_uid in loaded_sr.referenced_seg_uids:
+        seg_path = _findInstance(seg_uid, path, database)
+        if seg_path is not None:
+            seg_header = pydicom.dcmread(seg_path, stop_before_pixels=True)
+            volume = _findSourceVolume(_referencedSeriesUids(seg_header), database)
+            loaded_seg = seg.readSeg(seg_path, reference=volume)
+            break
+    segments = None if loaded_seg is None else loaded_seg.segmentation.segments
+    table = sr.tableFromSr(loaded_sr, segments)
+    return LoadedReport("SR", path, loaded_sr.sop_instance_uid, loaded_sr.series_instance_uid,
+                        tuple(loaded_sr.referenced_series_uids), seg=loaded_seg, sr=loaded_sr, volume=volume,
+                        table=table)
