@@ -40,7 +40,7 @@ def require_tool(name: str) -> str:
     return path
 
 
-def testdata(*parts: str) -> Path:
+def sharedData(*parts: str) -> Path:
     """A path inside ``shared/testdata``; skip or fail when it is absent."""
     path = TESTDATA.joinpath(*parts)
     require(path.exists(), f"test data missing: {path}")
@@ -76,10 +76,10 @@ def testdata_dir() -> Path:
 @pytest.fixture
 def lidc_dir() -> Path:
     """50 slices of LIDC-IDRI-0001 (TCIA, CC BY 3.0) around nodule 1."""
-    return testdata("ct", "lidc-idri-0001")
+    return sharedData("ct", "lidc-idri-0001")
 
 
 @pytest.fixture
 def liver_ct_dir() -> Path:
     """dcmqi's 3-slice abdominal CT, referenced by its liver SEG and SR."""
-    return testdata("ct", "dcmqi-ct-3slice")
+    return sharedData("ct", "dcmqi-ct-3slice")

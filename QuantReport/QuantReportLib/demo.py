@@ -37,7 +37,7 @@ class LesionSeed:
 
 # The nodule of LIDC-IDRI-0001 (annotated at z = -125 ... -105 mm): a click near its centre,
 # soft-tissue-to-bone range so that aerated lung around it is excluded.
-SAMPLE_LESIONS = (LesionSeed("Nodule 1", (56.6, 86.2, -115.0), -400.0, 500.0, 25.0),)
+SAMPLE_LESIONS = (LesionSeed("Nodule 1", (56.6, 86.2, -115.0), -500.0, 500.0, 15.0),)
 
 
 class _Steps:

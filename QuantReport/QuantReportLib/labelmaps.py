@@ -1,0 +1,604 @@
+"""Segmentations as files: NRRD labelmaps, 3D Slicer ``.seg.nrrd`` and dcmqi segment metadata.
+
+* Plain NRRD labelmaps (``.nrrd``, ``.nhdr``): one integer volume, voxel value
+  = label value; the grid comes from ``space``, ``space directions`` and
+  ``space origin`` (any of the LPS, RAS or LAS spaces).
+* Slicer segmentation files (``.seg.nrrd``, written by
+  ``vtkMRMLSegmentationStorageNode``): one labelmap *layer* per 3D frame of
+  a 4D NRRD (or a 3D NRRD when there is one layer), with per-segment
+  key/value fields ``Segment<N>_ID``, ``_Name``, ``_Color``, ``_LabelValue``,
+  ``_Layer``, ``_Extent``, ``_Tags`` (which hold the terminology).
+* dcmqi's segmentation meta-information JSON (the ``--inputMetadata`` of
+  ``itkimage2segimage``, schema ``doc/schemas/seg-schema.json`` of QIICR/dcmqi)
+  to describe the segments of a plain labelmap.
+
+:func:`resampleToGeometry` puts a segmentation onto an image series' grid
+with nearest-neighbour interpolation, as Slicer does when it exports a
+segmentation to DICOM SEG against a reference volume.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import nrrd
+import numpy as np
+
+from .errors import InvalidInputError, NotFoundError, QuantReportError, UnsupportedError
+from .files import atomicOutput
+from .model import Geometry, Segment, Segmentation
+from .terminology import (
+    DEFAULT_TERMINOLOGY,
+    normalizeTerminology,
+    terminologyFromDcmqiJson,
+    terminologyFromSlicerString,
+    terminologyToSlicerString,
+)
+
+# Sign that turns a vector of each NRRD "space" into LPS (NRRD spec: "space"; both the long
+# names and the three-letter abbreviations are allowed).
+_SPACE_TO_LPS = {
+    "left-posterior-superior": (1.0, 1.0, 1.0),
+    "LPS": (1.0, 1.0, 1.0),
+    "right-anterior-superior": (-1.0, -1.0, 1.0),
+    "RAS": (-1.0, -1.0, 1.0),
+    "left-anterior-superior": (1.0, -1.0, 1.0),
+    "LAS": (1.0, -1.0, 1.0),
+}
+
+# vtkMRMLSegmentationStorageNode: separator of list values and the tag Slicer stores terminology in.
+_LIST_SEPARATOR = "|"
+_TERMINOLOGY_TAG = "TerminologyEntry"
+_ALGORITHM_TYPE_TAG = "DICOM.SegmentAlgorithmType"
+_ALGORITHM_NAME_TAG = "DICOM.SegmentAlgorithmName"
+_DESCRIPTION_TAG = "Description"
+# The terminology a vtkSegment has until one is set (vtkSegment's constructor): a segment whose
+# file fields have no terminology tag has this one in Slicer, so it has it here too.
+_SLICER_SEGMENT_DEFAULT_TERMINOLOGY = (
+    "Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue~SCT^85756007^Tissue~^^"
+    "~Anatomic codes - DICOM master list~^^~^^")
+# Written for a segment without a recommended color, flagged auto-generated so that Slicer may
+# replace it: dcmqi's default recommendedDisplayRGBValue (128, 174, 128).
+_DEFAULT_COLOR = (128, 174, 128)
+_EMPTY_EXTENT = (0, -1, 0, -1, 0, -1)
+
+
+# -- plain labelmaps --------------------------------------------------------------------------------
+
+
+def readLabelmapNrrd(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """Read a 3D NRRD labelmap.
+
+    Parameters
+    ----------
+    path:
+        A ``.nrrd`` file or a ``.nhdr`` header (with its detached data).
+
+    Returns
+    -------
+    labelmap, geometry
+        The integer voxel values, shape ``(k, j, i)``, and the grid as an
+        IJK -> LPS matrix.  Vectors of an RAS or LAS ``space`` are converted
+        to LPS.  Floating-point files whose values are all non-negative
+        integers are converted to the smallest unsigned type that holds them.
+
+    Raises
+    ------
+    NotFoundError
+        When the file does not exist.
+    InvalidInputError
+        When it is not a readable 3D NRRD or holds negative or fractional values.
+    UnsupportedError
+        When its ``space`` is not LPS, RAS or LAS, or it has no ``space directions``.
+    """
+    data, header = _readNrrd(path)
+    if data.ndim != 3:
+        raise InvalidInputError(f"a labelmap has 3 dimensions, this file has {data.ndim}", path)
+    geometry, _ = _geometryFromHeader(header, data.shape, path)
+    return _asLabelmapArray(data, path), geometry
+
+
+def writeLabelmapNrrd(labelmap: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:
+    """Write a 3D labelmap as a gzip-compressed NRRD in LPS space (atomically).
+
+    Raises
+    ------
+    InvalidInputError
+        When the array is not integer, its shape is not ``geometry.shape`` or
+        ``path`` is a detached header (``.nhdr``).
+    """
+    labelmap = np.asarray(labelmap)
+    if tuple(labelmap.shape) != geometry.shape:
+        raise InvalidInputError(f"labelmap shape {labelmap.shape} does not match geometry {geometry.shape}", path)
+    if not np.issubdtype(labelmap.dtype, np.integer):
+        raise InvalidInputError(f"labelmap must be an integer array, got {labelmap.dtype}", path)
+    _writeNrrd(labelmap, _spatialHeader(geometry, layered=False), path)
+    return Path(path)
+
+
+# -- Slicer .seg.nrrd -------------------------------------------------------------------------------
+
+
+def readSegNrrd(path: str | os.PathLike) -> Segmentation:
+    """Read a 3D Slicer segmentation file (``.seg.nrrd``).
+
+    Follows ``vtkMRMLSegmentationStorageNode::ReadBinaryLabelmapRepresentation``:
+    segment ``N`` (fields ``Segment<N>_*``, N = 0, 1, ... while ``Segment<N>_ID``
+    exists) is the voxels of value ``_LabelValue`` (default 1) in layer
+    ``_Layer`` (default N); voxels of a layer outside the union of its
+    segments' ``_Extent`` are cleared, as Slicer crops them.  The file grid
+    is used as it is (Slicer shifts the origin by ``ReferenceImageExtentOffset``
+    on writing, so no offset needs applying).
+
+    Segments are numbered 1, 2, ... in file order; the label is ``_Name``,
+    the color ``_Color`` (0-1 floats) scaled to 0-255, the terminology the
+    ``TerminologyEntry`` tag, and algorithm type, name and description the
+    ``DICOM.SegmentAlgorithmType``, ``DICOM.SegmentAlgorithmName`` and
+    ``Description`` tags that Slicer's DICOM SEG import sets.
+
+    Raises
+    ------
+    NotFoundError, InvalidInputError, UnsupportedError
+        As :func:`readLabelmapNrrd`; also when the file has no segment fields.
+    """
+    data, header = _readNrrd(path)
+    return _segmentationFromSegNrrd(data, header, path)
+
+
+def writeSegNrrd(segmentation: Segmentation, path: str | os.PathLike) -> Path:
+    """Write a segmentation as a 3D Slicer ``.seg.nrrd`` file (atomically).
+
+    The fields are those of ``vtkMRMLSegmentationStorageNode::
+    WriteBinaryLabelmapRepresentation``: one 3D frame per used layer (a 3D
+    NRRD for one layer, else 4D with the layer axis first, kind ``list``),
+    LPS space, segment ID ``Segment_<number>``, name, color, label value,
+    layer, extent, and tags with the terminology (Slicer string, DICOM master
+    list contexts), algorithm type and name, and description.
+
+    Raises
+    ------
+    InvalidInputError
+        When a name, description or code contains a line break or ``|``,
+        which the file format cannot hold.
+    """
+    used_layers = sorted({layer for layer, _ in segmentation.placement})
+    new_index = {old: new for new, old in enumerate(used_layers)}
+    layers = [segmentation.layers[index] for index in used_layers] or [
+        np.zeros(segmentation.geometry.shape, dtype=np.uint8)]
+    header = _spatialHeader(segmentation.geometry, layered=len(layers) > 1)
+    for index, (segment, (layer, value)) in enumerate(zip(segmentation.segments, segmentation.placement, strict=True)):
+        fields = {
+            "Color": " ".join(f"{c / 255:.6g}" for c in (segment.color or _DEFAULT_COLOR)),
+            "ColorAutoGenerated": "0" if segment.color else "1",
+            "Extent": " ".join(str(v) for v in _extent(segmentation.layers[layer] == value)),
+            "ID": f"Segment_{segment.number}",
+            "LabelValue": str(value),
+            "Layer": str(new_index[layer]),
+            "Name": segment.label,
+            "NameAutoGenerated": "0",
+            "Tags": _tagsToString(_segmentTags(segment), path),
+        }
+        for key, text in fields.items():
+            _checkHeaderText(text, path)
+            header[f"Segment{index}_{key}"] = text
+    header["Segmentation_ContainedRepresentationNames"] = "Binary labelmap|"
+    header["Segmentation_ConversionParameters"] = _referenceGeometryParameter(segmentation.geometry)
+    header["Segmentation_MasterRepresentation"] = "Binary labelmap"
+    header["Segmentation_ReferenceImageExtentOffset"] = "0 0 0"
+    data = layers[0] if len(layers) == 1 else np.stack(layers, axis=-1)
+    _writeNrrd(data, header, path)
+    return Path(path)
+
+
+# -- dcmqi segment metadata ---------------------------------------------------------------------------
+
+
+def readSegmentsMetadata(path: str | os.PathLike) -> list[Segment]:
+    """Read segment descriptions from a dcmqi segmentation meta-information JSON file.
+
+    The file is the ``--inputMetadata`` of dcmqi's ``itkimage2segimage``::
+
+        {"segmentAttributes": [[{"labelID": 1, "SegmentLabel": "...", "SegmentDescription": "...",
+          "SegmentAlgorithmType": "MANUAL", "SegmentAlgorithmName": "...",
+          "SegmentedPropertyCategoryCodeSequence": {"CodeValue": ..., "CodingSchemeDesignator": ...,
+          "CodeMeaning": ...}, "SegmentedPropertyTypeCodeSequence": {...}, ...,
+          "recommendedDisplayRGBValue": [r, g, b]}]]}
+
+    Each segment's number is its ``labelID`` (default 1, as in dcmqi), the
+    label value it has in the labelmap; a ``labelID`` 0 entry (the background
+    of a DICOM labelmap SEG) is skipped, as Slicer skips it.  The label is
+    ``SegmentLabel``, else ``SegmentDescription``, else the type's meaning (as
+    Slicer's DICOM SEG import names segments).  Retired ``SRT`` codes are
+    replaced by their ``SCT`` equivalents (:func:`~QuantReportLib.terminology.normalizeCode`).
+
+    Raises
+    ------
+    NotFoundError
+        When the file does not exist.
+    InvalidInputError
+        When it is not JSON of that form, a required attribute (codes,
+        ``SegmentAlgorithmType``) is missing, or a ``labelID`` appears twice
+        (a JSON for several label files: QuantReport reads one labelmap).
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            root = json.load(handle)
+    except FileNotFoundError as error:
+        raise NotFoundError("no such file", path) from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidInputError(f"not a readable JSON file ({error})", path) from error
+    lists = root.get("segmentAttributes") if isinstance(root, Mapping) else None
+    if not isinstance(lists, list) or not all(isinstance(item, list) for item in lists):
+        raise InvalidInputError("expected an object with \"segmentAttributes\": a list of lists of segments", path)
+    segments: list[Segment] = []
+    for attributes in (item for inner in lists for item in inner):
+        if not isinstance(attributes, Mapping):
+            raise InvalidInputError("each segment in segmentAttributes must be an object", path)
+        label_id = attributes.get("labelID", 1)
+        if not isinstance(label_id, int) or isinstance(label_id, bool) or label_id < 0:
+            raise InvalidInputError(f"labelID must be a non-negative integer, got {label_id!r}", path)
+        if label_id == 0:
+            continue
+        if any(segment.number == label_id for segment in segments):
+            raise InvalidInputError(f"labelID {label_id} appears more than once; give one labelID per segment of "
+                                    "the one labelmap", path)
+        segments.append(_segmentFromDcmqi(label_id, attributes, path))
+    if not segments:
+        raise InvalidInputError("segmentAttributes describes no segment", path)
+    return segments
+
+
+# -- any segmentation file --------------------------------------------------------------------------
+
+
+def readSegmentation(path: str | os.PathLike, segments_meta: Sequence[Segment] | None = None) -> Segmentation:
+    """Read a segmentation from a NRRD file of either kind.
+
+    Parameters
+    ----------
+    path:
+        A Slicer ``.seg.nrrd`` (recognised by its segment fields, whatever
+        the name), or a plain labelmap ``.nrrd`` / ``.nhdr``.
+    segments_meta:
+        Descriptions of a plain labelmap's segments, ``number`` = label value
+        (:func:`readSegmentsMetadata`).  Without them every label value present
+        becomes a segment labelled ``"Segment <value>"`` with
+        :data:`~QuantReportLib.terminology.DEFAULT_TERMINOLOGY`.
+
+    Returns
+    -------
+    Segmentation
+        For a plain labelmap: one layer, segments numbered 1, 2, ... in
+        increasing label value (a DICOM SEG numbers its segments 1..n,
+        PS3.3 C.8.20.2), each placed at its label value.  Described segments
+        with no voxels are kept, empty.
+
+    Raises
+    ------
+    InvalidInputError
+        When the labelmap holds a value ``segments_meta`` does not describe, or
+        ``segments_meta`` is given for a ``.seg.nrrd`` (which has its own).
+    NotFoundError, UnsupportedError
+        As :func:`readLabelmapNrrd`.
+    """
+    name = os.fspath(path).lower()
+    if not name.endswith((".nrrd", ".nhdr")):
+        raise UnsupportedError("segmentations are read from NRRD files (.seg.nrrd, .nrrd, .nhdr)", path)
+    data, header = _readNrrd(path)
+    if _isSegNrrd(header):
+        if segments_meta is not None:
+            raise InvalidInputError("a Slicer .seg.nrrd describes its own segments; segment metadata is for plain "
+                                    "labelmaps", path)
+        return _segmentationFromSegNrrd(data, header, path)
+    if data.ndim != 3:
+        raise InvalidInputError(f"a labelmap has 3 dimensions, this file has {data.ndim}", path)
+    geometry, _ = _geometryFromHeader(header, data.shape, path)
+    labelmap = _asLabelmapArray(data, path)
+    present = [int(v) for v in np.unique(labelmap) if v != 0]
+    if segments_meta is None:
+        described = {value: Segment(value, f"Segment {value}", DEFAULT_TERMINOLOGY) for value in present}
+    else:
+        described = {segment.number: segment for segment in segments_meta}
+        missing = sorted(set(present) - set(described))
+        if missing:
+            raise InvalidInputError(f"label values {missing} are not described in the segment metadata", path)
+    values = sorted(described)
+    segments = tuple(described[value].replace(number=number) for number, value in enumerate(values, start=1))
+    return _buildSegmentation(geometry, segments, (labelmap,), tuple((0, value) for value in values), path)
+
+
+# -- resampling ---------------------------------------------------------------------------------------
+
+
+def resampleToGeometry(segmentation: Segmentation, geometry: Geometry) -> Segmentation:
+    """The segmentation on another grid, by nearest-neighbour interpolation.
+
+    Each voxel centre of ``geometry`` is mapped through the segmentation's
+    LPS -> IJK transform and rounded to the nearest voxel (``floor(x + 0.5)``,
+    VTK's rounding in ``vtkImageReslice``); voxels that fall outside the
+    segmentation's grid are 0.  This is what Slicer does when it exports a
+    segmentation against a reference volume.  When the grids already match
+    (:meth:`Geometry.matches`), the voxels are kept as they are and only the
+    geometry is replaced by ``geometry``.
+
+    Returns
+    -------
+    Segmentation
+        Same segments, layers and placement, on ``geometry``.
+    """
+    source = segmentation.geometry
+    if source.matches(geometry):
+        return Segmentation(geometry, segmentation.segments, segmentation.layers, segmentation.placement)
+    target_to_source = np.linalg.inv(source.ijk_to_lps) @ geometry.ijk_to_lps
+    linear, offset = target_to_source[:3, :3], target_to_source[:3, 3]
+    depth, rows, columns = geometry.shape
+    source_shape = np.array(source.shape[::-1])  # (i, j, k) sizes
+    i = np.arange(columns, dtype=np.float64)[np.newaxis, :]
+    j = np.arange(rows, dtype=np.float64)[:, np.newaxis]
+    layers = [np.zeros(geometry.shape, dtype=layer.dtype) for layer in segmentation.layers]
+    for k in range(depth):
+        # Source (i, j, k) indices of this target slice's voxel centres, one (rows, columns) plane each.
+        indices = [np.floor(linear[axis, 0] * i + linear[axis, 1] * j + (linear[axis, 2] * k + offset[axis]) + 0.5)
+                   .astype(np.int64) for axis in range(3)]
+        inside = np.ones((rows, columns), dtype=bool)
+        for axis in range(3):
+            inside &= (indices[axis] >= 0) & (indices[axis] < source_shape[axis])
+        if not inside.any():
+            continue
+        si, sj, sk = (index[inside] for index in indices)
+        for target, layer in zip(layers, segmentation.layers, strict=True):
+            target[k][inside] = layer[sk, sj, si]
+    return Segmentation(geometry, segmentation.segments, tuple(layers), segmentation.placement)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _readNrrd(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
+    if not os.path.exists(path):
+        raise NotFoundError("no such file", path)
+    try:
+        data, header = nrrd.read(os.fspath(path), index_order="C")
+    except (nrrd.NRRDError, OSError, ValueError, EOFError) as error:
+        raise InvalidInputError(f"not a readable NRRD file ({error})", path) from error
+    return data, header
+
+
+def _geometryFromHeader(header: Mapping[str, Any], shape: tuple[int, ...],
+                        path: str | os.PathLike) -> tuple[Geometry, int | None]:
+    """The grid of the spatial axes, and the numpy axis of the one non-spatial axis (or None)."""
+    space = header.get("space")
+    if space is None:
+        raise UnsupportedError("NRRD has no 'space' field, so its orientation in the patient is unknown", path)
+    if space not in _SPACE_TO_LPS:
+        raise UnsupportedError(f"NRRD space {space!r} is not supported (LPS, RAS or LAS)", path)
+    if "space directions" not in header:
+        raise UnsupportedError("NRRD has no 'space directions'", path)
+    directions = np.asarray(header["space directions"], dtype=np.float64)
+    spatial = [axis for axis in range(len(directions)) if np.all(np.isfinite(directions[axis]))]
+    other = [axis for axis in range(len(directions)) if axis not in spatial]
+    if len(spatial) != 3 or len(other) > 1 or directions.shape[1:] != (3,):
+        raise InvalidInputError(f"expected 3 spatial axes and at most one list axis, got space directions "
+                                f"{header['space directions']!r}", path)
+    to_lps = np.array(_SPACE_TO_LPS[space])
+    matrix = np.eye(4)
+    for column, axis in enumerate(spatial):  # NRRD axis order is i, j, k (fastest first)
+        matrix[:3, column] = directions[axis] * to_lps
+    matrix[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64) * to_lps
+    ndim = len(shape)
+    # With index_order="C" numpy axis n is NRRD axis ndim - 1 - n.
+    spatial_shape = tuple(shape[ndim - 1 - axis] for axis in reversed(spatial))
+    layer_axis = ndim - 1 - other[0] if other else None
+    try:
+        return Geometry(spatial_shape, matrix), layer_axis
+    except QuantReportError as error:
+        raise InvalidInputError(error.message, path) from error
+
+
+def _asLabelmapArray(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    if data.size and data.min() < 0:
+        raise InvalidInputError("labelmap has negative values", path)
+    if np.issubdtype(data.dtype, np.unsignedinteger):
+        return np.ascontiguousarray(data)
+    if not np.issubdtype(data.dtype, np.integer) and not np.all(np.mod(data, 1) == 0):
+        raise InvalidInputError("labelmap has fractional values: is this an image rather than a labelmap?", path)
+    maximum = int(data.max()) if data.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if maximum <= np.iinfo(dtype).max:
+            return np.ascontiguousarray(data, dtype=dtype)
+    raise InvalidInputError(f"label value {maximum} is too large", path)
+
+
+def _isSegNrrd(header: Mapping[str, Any]) -> bool:
+    return "Segment0_ID" in header or "Segmentation_MasterRepresentation" in header
+
+
+def _segmentationFromSegNrrd(data: np.ndarray, header: Mapping[str, Any], path: str | os.PathLike) -> Segmentation:
+    if not _isSegNrrd(header):
+        raise InvalidInputError("no Segment0_ID field: not a Slicer segmentation file", path)
+    geometry, layer_axis = _geometryFromHeader(header, data.shape, path)
+    # Copies: the layers are cleared outside their extents below, and must not share the file buffer.
+    layers = [np.array(data)] if layer_axis is None else [np.array(layer) for layer in np.moveaxis(data, layer_axis, 0)]
+    if not np.issubdtype(layers[0].dtype, np.integer):
+        raise InvalidInputError(f"segmentation voxels must be integers, got {layers[0].dtype}", path)
+    segments: list[Segment] = []
+    placement: list[tuple[int, int]] = []
+    extents: dict[int, list[tuple[int, ...] | None]] = {}
+    index = 0
+    while f"Segment{index}_ID" in header:
+        field = _segmentFieldReader(header, index)
+        layer = int(field("Layer", str(index)))
+        if not 0 <= layer < len(layers):
+            raise InvalidInputError(f"Segment{index}_Layer {layer} does not exist ({len(layers)} layer(s))", path)
+        extent = field("Extent", None)
+        extents.setdefault(layer, []).append(None if extent is None else tuple(int(v) for v in extent.split()))
+        tags = _tagsFromString(field("Tags", ""))
+        color = field("Color", None)
+        try:
+            segments.append(Segment(
+                number=index + 1,
+                label=field("Name", field("ID", "")),
+                terminology=terminologyFromSlicerString(tags.get(_TERMINOLOGY_TAG, _SLICER_SEGMENT_DEFAULT_TERMINOLOGY),
+                                                       os.fspath(path)),
+                color=None if color is None else tuple(int(round(float(c) * 255)) for c in color.split()[:3]),
+                algorithm_type=tags.get(_ALGORITHM_TYPE_TAG) or "MANUAL",
+                algorithm_name=tags.get(_ALGORITHM_NAME_TAG) or None,
+                description=tags.get(_DESCRIPTION_TAG) or None,
+            ))
+        except (ValueError, IndexError) as error:
+            raise InvalidInputError(f"Segment{index} fields are malformed ({error})", path) from error
+        except QuantReportError as error:
+            raise InvalidInputError(f"Segment{index}: {error.message}", path) from error
+        placement.append((layer, int(field("LabelValue", "1"))))
+        index += 1
+    for layer, layer_extents in extents.items():
+        if all(extent is not None for extent in layer_extents):
+            _clearOutsideExtents(layers[layer], layer_extents)
+    return _buildSegmentation(geometry, tuple(segments), tuple(layers), tuple(placement), path)
+
+
+def _segmentFieldReader(header: Mapping[str, Any], index: int) -> Callable[[str, str | None], str | None]:
+    def field(key: str, default: str | None) -> str | None:
+        value = header.get(f"Segment{index}_{key}", default)
+        return None if value is None else str(value)
+
+    return field
+
+
+def _clearOutsideExtents(layer: np.ndarray, extents: Sequence[tuple[int, ...]]) -> None:
+    """Zero the voxels outside the union (bounding box) of the extents ``(i0, i1, j0, j1, k0, k1)``.
+
+    Slicer reads a layer's voxels only within the union of its segments'
+    extents (``vtkMRMLSegmentationStorageNode::AddToExtent``: a bounding box).
+    """
+    valid = [e for e in extents if len(e) == 6 and e[0] <= e[1] and e[2] <= e[3] and e[4] <= e[5]]
+    if not valid:
+        layer[...] = 0
+        return
+    i0, j0, k0 = (min(e[n] for e in valid) for n in (0, 2, 4))
+    i1, j1, k1 = (max(e[n] for e in valid) for n in (1, 3, 5))
+    keep = np.zeros(layer.shape, dtype=bool)
+    keep[max(k0, 0):k1 + 1, max(j0, 0):j1 + 1, max(i0, 0):i1 + 1] = True
+    layer[~keep] = 0
+
+
+def _buildSegmentation(geometry: Geometry, segments: tuple[Segment, ...], layers: tuple[np.ndarray, ...],
+                       placement: tuple[tuple[int, int], ...], path: str | os.PathLike) -> Segmentation:
+    try:
+        return Segmentation(geometry, segments, layers, placement)
+    except QuantReportError as error:
+        raise InvalidInputError(error.message, path) from error
+
+
+def _segmentFromDcmqi(label_id: int, attributes: Mapping[str, Any], path: str | os.PathLike) -> Segment:
+    source = os.fspath(path)
+    terminology = normalizeTerminology(terminologyFromDcmqiJson(attributes, source))
+    algorithm_type = attributes.get("SegmentAlgorithmType")
+    if algorithm_type is None:
+        raise InvalidInputError(f"segment labelID {label_id} has no SegmentAlgorithmType", path)
+    rgb = attributes.get("recommendedDisplayRGBValue")
+    if rgb is not None and (not isinstance(rgb, list) or len(rgb) != 3
+                            or not all(isinstance(c, (int, float)) and 0 <= c <= 255 for c in rgb)):
+        raise InvalidInputError(f"segment labelID {label_id}: recommendedDisplayRGBValue must be 3 numbers 0-255", path)
+    description = attributes.get("SegmentDescription") or None
+    try:
+        return Segment(
+            number=label_id,
+            label=attributes.get("SegmentLabel") or description or terminology.type.meaning,
+            terminology=terminology,
+            color=None if rgb is None else tuple(int(round(c)) for c in rgb),
+            algorithm_type=str(algorithm_type),
+            algorithm_name=attributes.get("SegmentAlgorithmName") or None,
+            description=description,
+            tracking_id=attributes.get("TrackingIdentifier") or None,
+            tracking_uid=attributes.get("TrackingUniqueIdentifier") or None,
+        )
+    except QuantReportError as error:
+        raise InvalidInputError(error.message, path) from error
+
+
+def _segmentTags(segment: Segment) -> dict[str, str]:
+    tags = {
+        _ALGORITHM_TYPE_TAG: segment.algorithm_type,
+        _TERMINOLOGY_TAG: terminologyToSlicerString(segment.terminology),
+    }
+    if segment.algorithm_name:
+        tags[_ALGORITHM_NAME_TAG] = segment.algorithm_name
+    if segment.description:
+        tags[_DESCRIPTION_TAG] = segment.description
+    return tags
+
+
+def _tagsToString(tags: Mapping[str, str], path: str | os.PathLike) -> str:
+    """Slicer's tag list: ``key:value|`` for each tag in key order (a ``std::map``)."""
+    for key, value in tags.items():
+        if _LIST_SEPARATOR in key or _LIST_SEPARATOR in value or ":" in key:
+            raise InvalidInputError(f"segment tag {key}={value!r} contains '|', which a .seg.nrrd cannot hold", path)
+    return "".join(f"{key}:{tags[key]}{_LIST_SEPARATOR}" for key in sorted(tags))
+
+
+def _tagsFromString(text: str) -> dict[str, str]:
+    """Parse ``key:value|key:value|`` (``SetSegmentTagsFromString``: split at the first colon)."""
+    tags = {}
+    for item in text.split(_LIST_SEPARATOR):
+        key, colon, value = item.partition(":")
+        if colon:
+            tags[key] = value
+    return tags
+
+
+def _checkHeaderText(text: str, path: str | os.PathLike) -> None:
+    if "\n" in text or "\r" in text:
+        raise InvalidInputError(f"{text!r} contains a line break, which a NRRD header field cannot hold", path)
+
+
+def _extent(mask: np.ndarray) -> tuple[int, ...]:
+    """Bounding box ``(i0, i1, j0, j1, k0, k1)`` of a mask, Slicer's empty extent when it is empty."""
+    if not mask.any():
+        return _EMPTY_EXTENT
+    bounds = []
+    for axis in (2, 1, 0):
+        other = tuple(a for a in range(3) if a != axis)
+        present = np.flatnonzero(mask.any(axis=other))
+        bounds.extend((int(present[0]), int(present[-1])))
+    return tuple(bounds)
+
+
+def _spatialHeader(geometry: Geometry, layered: bool) -> dict[str, Any]:
+    directions = geometry.ijk_to_lps[:3, :3].T  # rows: the i, j, k axis vectors
+    header: dict[str, Any] = {"space": "left-posterior-superior"}
+    if layered:
+        header["space directions"] = np.vstack([np.full((1, 3), np.nan), directions])
+        header["kinds"] = ["list", "domain", "domain", "domain"]
+    else:
+        header["space directions"] = directions
+        header["kinds"] = ["domain", "domain", "domain"]
+    header["encoding"] = "gzip"
+    header["space origin"] = geometry.origin
+    return header
+
+
+def _referenceGeometryParameter(geometry: Geometry) -> str:
+    """Slicer's "Reference image geometry" conversion parameter, so that Slicer keeps editing on this grid.
+
+    ``vtkSegmentationConverter::SerializeImageGeometry``: the IJK -> RAS matrix
+    row by row, then the extent, all ``;``-terminated.
+    """
+    ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ geometry.ijk_to_lps
+    numbers = [f"{v:.17g}" for v in ijk_to_ras.ravel()]
+    extent = [str(v) for n in geometry.shape[::-1] for v in (0, n - 1)]
+    value = "".join(f"{text};" for text in numbers + extent)
+    return (f"Reference image geometry|{value}|Image geometry description string determining the geometry of the "
+            "labelmap that is created in course of conversion.&")
+
+
+def _writeNrrd(data: np.ndarray, header: Mapping[str, Any], path: str | os.PathLike) -> None:
+    if os.fspath(path).lower().endswith(".nhdr"):
+        raise InvalidInputError("writing detached NRRD headers (.nhdr) is not supported; use .nrrd", path)
+    with atomicOutput(path, suffix=".nrrd") as temporary:
+        nrrd.write(os.fspath(temporary), np.ascontiguousarray(data), dict(header), index_order="C",
+                   compression_level=6)

@@ -1,0 +1,226 @@
+"""The ``quantreport`` command line end to end on real data: its JSON contracts, exit
+statuses and error lines, and the files it writes (validated by dciodvfy, read by dcmqi)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from conftest import PROJECT_ROOT, assert_valid_dicom, require_tool, sharedData
+
+from QuantReportLib.cli import main
+
+CODE_KEYS = {"value", "scheme", "meaning"}
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def runJson(capsys, *argv: str):
+    status, out, err = run(capsys, *argv, "--json")
+    assert status == 0, err
+    return json.loads(out)
+
+
+def treeDigest(folder: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def assertCode(obj) -> None:
+    assert isinstance(obj, dict) and set(obj) == CODE_KEYS and all(isinstance(v, str) for v in obj.values()), obj
+    assert obj["scheme"] != "SRT", f"retired SRT code written: {obj}"
+
+
+@pytest.fixture
+def lidc_nodule_labelmap(tmp_path, lidc_dir) -> Path:
+    """The radiologist's nodule annotation (a dcmqi-made SEG in the testdata) as a labelmap NRRD on the CT grid."""
+    from QuantReportLib import seg, series
+    from QuantReportLib.labelmaps import writeLabelmapNrrd
+
+    volume = series.loadSeries(sorted(lidc_dir.glob("*.dcm")))
+    loaded = seg.readSeg(sharedData("seg", "lidc-idri-0001-nodule1-annotation0.dcm"), reference=volume)
+    path = tmp_path / "nodule-label.nrrd"
+    writeLabelmapNrrd(loaded.segmentation.labelmap(), volume.geometry, path)
+    return path
+
+
+def test_help_and_module_entry_point():
+    for command in ([sys.executable, "-m", "QuantReportLib", "--help"],):
+        result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT / "QuantReport")
+        assert result.returncode == 0, result.stderr
+        for verb in ("import", "list", "segment", "measure", "export", "load", "demo"):
+            assert verb in result.stdout
+
+
+def test_import_and_list_contracts(capsys, tmp_path, testdata_dir):
+    db = tmp_path / "db"
+    before = treeDigest(testdata_dir / "ct")
+    result = runJson(capsys, "import", testdata_dir / "ct" / "dcmqi-ct-3slice", testdata_dir / "ct" / "lidc-idri-0001",
+                     "--db", db)
+    assert result == {"indexed": 53, "unchanged": 0, "skipped": [], "duplicates": 0}
+    assert treeDigest(testdata_dir / "ct") == before, "import by link must not change the user's files"
+    again = runJson(capsys, "import", testdata_dir / "ct" / "lidc-idri-0001", "--db", db)
+    assert again == {"indexed": 0, "unchanged": 50, "skipped": [], "duplicates": 0}
+
+    listed = runJson(capsys, "list", "--db", db)
+    assert sorted(entry["instances"] for entry in listed) == [3, 50]
+    lidc = next(entry for entry in listed if entry["instances"] == 50)
+    assert set(lidc) == {"patient_id", "study_instance_uid", "series_instance_uid", "modality",
+                         "series_description", "instances"}
+    first = pydicom.dcmread(next((testdata_dir / "ct" / "lidc-idri-0001").glob("*.dcm")), stop_before_pixels=True)
+    assert lidc["patient_id"] == first.PatientID == "LIDC-IDRI-0001"
+    assert lidc["series_instance_uid"] == first.SeriesInstanceUID
+    assert lidc["study_instance_uid"] == first.StudyInstanceUID
+    assert lidc["modality"] == "CT"
+
+
+def test_import_reports_bad_files_and_keeps_the_rest(capsys, tmp_path, testdata_dir):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    good = sorted((testdata_dir / "ct" / "dcmqi-ct-3slice").glob("*.dcm"))
+    for path in good:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "notes.dcm").write_text("not DICOM at all\n")
+    (folder / "truncated.dcm").write_bytes(good[0].read_bytes()[:300])
+    result = runJson(capsys, "import", folder, "--db", tmp_path / "db")
+    assert result["indexed"] == 3
+    assert sorted(Path(s["path"]).name for s in result["skipped"]) == ["notes.dcm", "truncated.dcm"]
+    assert all(s["reason"] for s in result["skipped"])
+
+
+def test_export_writes_valid_seg_and_sr_that_reload_exactly(capsys, tmp_path, lidc_dir, lidc_nodule_labelmap):
+    from QuantReportLib.labelmaps import readLabelmapNrrd
+
+    db = tmp_path / "db"
+    runJson(capsys, "import", lidc_dir, "--db", db)
+    (series,) = runJson(capsys, "list", "--db", db)
+    status, out, err = run(capsys, "export", "--series", series["series_instance_uid"], "--labelmap",
+                           lidc_nodule_labelmap, "--db", db)
+    assert status == 0, err
+    seg_path, sr_path = (Path(line) for line in out.split())
+    assert seg_path.is_file() and sr_path.is_file()
+    assert db in seg_path.parents and db in sr_path.parents, "without --out the report goes into the database"
+    assert_valid_dicom(seg_path)
+    assert_valid_dicom(sr_path)
+
+    sr_uid = pydicom.dcmread(sr_path, stop_before_pixels=True).SOPInstanceUID
+    seg_uid = pydicom.dcmread(seg_path, stop_before_pixels=True).SOPInstanceUID
+    labelmap_out, table_out = tmp_path / "reloaded.nrrd", tmp_path / "table.csv"
+    report = runJson(capsys, "load", sr_uid, "--db", db, "--labelmap-out", labelmap_out, "--table-out", table_out)
+    assert report["kind"] == "SR" and report["sop_instance_uid"] == sr_uid
+    assert series["series_instance_uid"] in report["referenced_series_uids"]
+    (segment,) = report["segments"]
+    original, _ = readLabelmapNrrd(lidc_nodule_labelmap)
+    reloaded, _ = readLabelmapNrrd(labelmap_out)
+    assert np.array_equal(original, reloaded), "SEG round trip must be voxel-exact"
+    assert segment["voxel_count"] == int(np.count_nonzero(original))
+    assert segment["number"] == 1
+    for key in ("category", "type"):
+        assertCode(segment[key])
+    (group,) = report["groups"]
+    assert group["segment"] == {"sop_instance_uid": seg_uid, "number": 1}
+    assert group["source_series_uid"] == series["series_instance_uid"]
+    names = {}
+    for measurement in group["measurements"]:
+        assertCode(measurement["name"])
+        assertCode(measurement["unit"])
+        names[(measurement["name"]["value"], measurement["unit"]["value"])] = measurement["value"]
+    volume_mm3 = names[("118565006", "mm3")]
+    spacing = 0.703125 * 0.703125 * 2.5
+    assert volume_mm3 == pytest.approx(np.count_nonzero(original) * spacing, rel=1e-9)
+    assert table_out.read_text().count("\n") >= 2
+
+    seg_json = runJson(capsys, "load", seg_path)
+    assert seg_json["kind"] == "SEG" and seg_json["groups"] == []
+    assert seg_json["segments"][0]["voxel_count"] == segment["voxel_count"]
+
+
+def test_dcmqi_reads_what_we_export(capsys, tmp_path, lidc_dir, lidc_nodule_labelmap):
+    from QuantReportLib.labelmaps import readLabelmapNrrd
+
+    segimage2itkimage = require_tool("segimage2itkimage")
+    tid1500reader = require_tool("tid1500reader")
+    status, out, err = run(capsys, "export", "--series-dir", lidc_dir, "--labelmap", lidc_nodule_labelmap,
+                           "--out", tmp_path / "out")
+    assert status == 0, err
+    seg_path, sr_path = (Path(line) for line in out.split())
+    dcmqi_dir = tmp_path / "dcmqi"
+    dcmqi_dir.mkdir()
+    subprocess.run([segimage2itkimage, "--inputDICOM", seg_path, "--outputDirectory", dcmqi_dir,
+                    "--outputType", "nrrd"], check=True, capture_output=True, timeout=300)
+    (nrrd_file,) = sorted(dcmqi_dir.glob("*.nrrd"))
+    dcmqi_mask, _ = readLabelmapNrrd(nrrd_file)
+    original, _ = readLabelmapNrrd(lidc_nodule_labelmap)
+    assert int(np.count_nonzero(dcmqi_mask)) == int(np.count_nonzero(original))
+
+    metadata = tmp_path / "sr.json"
+    subprocess.run([tid1500reader, "--inputDICOM", sr_path, "--outputMetadata", metadata],
+                   check=True, capture_output=True, timeout=300)
+    ours = runJson(capsys, "load", sr_path)
+    dcmqi_values = sorted(float(item["value"]) for group in json.loads(metadata.read_text())["Measurements"]
+                          for item in group["measurementItems"])
+    our_values = sorted(m["value"] for g in ours["groups"] for m in g["measurements"])
+    assert dcmqi_values == pytest.approx(our_values, rel=1e-12)
+
+
+def test_load_other_tools_sr_through_the_database(capsys, tmp_path, testdata_dir):
+    db = tmp_path / "db"
+    runJson(capsys, "import", testdata_dir / "ct" / "dcmqi-ct-3slice", testdata_dir / "seg" / "dcmqi-liver.dcm",
+            testdata_dir / "sr" / "dcmqi-liver-tid1500.dcm", "--db", db)
+    sr_uid = pydicom.dcmread(testdata_dir / "sr" / "dcmqi-liver-tid1500.dcm", stop_before_pixels=True).SOPInstanceUID
+    report = runJson(capsys, "load", sr_uid, "--db", db)
+    assert report["kind"] == "SR"
+    (segment,) = report["segments"]
+    assert segment["label"].lower().startswith("liver")
+    raw = pydicom.dcmread(testdata_dir / "seg" / "dcmqi-liver.dcm")
+    assert segment["voxel_count"] == int(np.count_nonzero(raw.pixel_array))
+    assert len(report["groups"]) == 1 and report["groups"][0]["segment"]["number"] == 1
+    assert report["groups"][0]["measurements"], "the liver SR carries measurements"
+
+
+def test_bad_input_is_one_line_exit_2(capsys, tmp_path):
+    junk = tmp_path / "junk.dcm"
+    junk.write_text("hello")
+    status, out, err = run(capsys, "load", junk)
+    assert status == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(junk) in lines[0]
+    assert "Traceback" not in err
+
+    status, _, err = run(capsys, "load", "1.2.3.4", "--db", tmp_path / "no-such-db")
+    assert status == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    junk = tmp_path / "junk.dcm"
+    junk.write_text("hello")
+    result = subprocess.run([sys.executable, "-m", "QuantReportLib", "--debug", "load", str(junk)],
+                            capture_output=True, text=True, cwd=PROJECT_ROOT / "QuantReport")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_passes_end_to_end(tmp_path):
+    require_tool("dciodvfy")
+    env = dict(os.environ)
+    result = subprocess.run([sys.executable, "-m", "QuantReportLib", "demo", "--workdir", str(tmp_path / "demo"),
+                             "--quiet"], capture_output=True, text=True, cwd=PROJECT_ROOT / "QuantReport", env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    verification = [line for line in result.stdout.splitlines() if line.startswith("verification:")]
+    assert verification and "PASSED" in verification[0] and "NO" not in verification[0], result.stdout

@@ -1,0 +1,495 @@
+"""TID 1500 Measurement Report export and import (QuantReportLib.sr).
+
+Our SR is checked by dciodvfy and dsrdump, read back into identical groups and
+table, and cross-read by dcmqi's ``tid1500reader``; reports written by dcmqi
+(Enhanced SR, SRT codes) and by highdicom (planar and image-level groups) are
+read and compared with what dcmqi and the files themselves say.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from conftest import assert_valid_dicom, require_tool
+from conftest import sharedData as dataFile
+from pydicom.sr.codedict import codes
+from QuantReportLib import series, sr
+from QuantReportLib.errors import InvalidInputError, NotFoundError, UnsupportedError
+from QuantReportLib.model import (
+    Code,
+    Measurement,
+    MeasurementTable,
+    Quantity,
+    Segment,
+    SegmentMeasurements,
+    Terminology,
+    Volume,
+)
+
+HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
+ATTENUATION = Code("112031", "DCM", "Attenuation Coefficient")
+VOLUME = Quantity(Code("118565006", "SCT", "Volume"), Code("mm3", "UCUM", "cubic millimeter"),
+                  method=Code("126030", "DCM", "Sum of segmented voxel volumes"))
+VOXELS = Quantity(Code("nvoxels", "99QIICR", "Number of voxels"), Code("{voxels}", "UCUM", "voxels"))
+MEAN = Quantity(ATTENUATION, HU, derivation=Code("373098007", "SCT", "Mean"))
+STDDEV = Quantity(ATTENUATION, HU, derivation=Code("386136009", "SCT", "Standard Deviation"))
+MINIMUM = Quantity(ATTENUATION, HU, derivation=Code("255605001", "SCT", "Minimum"))
+MAXIMUM = Quantity(ATTENUATION, HU, derivation=Code("56851009", "SCT", "Maximum"))
+THIRD = Quantity(Code("1/3", "99TEST", "A third"), Code("1", "UCUM", "no units"))
+
+LUNG = Code("39607008", "SCT", "Lung")
+LEFT = Code("7771000", "SCT", "Left")
+ENTIRE = Code("255503000", "SCT", "Entire")
+TISSUE = Code("85756007", "SCT", "Tissue")
+NODULE_TERMINOLOGY = Terminology(Code("49755003", "SCT", "Morphologically Altered Structure"),
+                                 Code("27925004", "SCT", "Nodule"), anatomic_region=LUNG,
+                                 anatomic_region_modifier=LEFT)
+BOX_TERMINOLOGY = Terminology(TISSUE, TISSUE, anatomic_region=LUNG, anatomic_region_modifier=ENTIRE)
+EMPTY_TERMINOLOGY = Terminology(TISSUE, TISSUE)
+
+NODULE_TRACKING_UID = "1.2.826.0.1.3680043.8.498.1001"
+BOX_TRACKING_UID = "1.2.826.0.1.3680043.8.498.1002"
+
+
+# -- fixtures: a real CT volume, a highdicom SEG of it and a measurement table ------------------------
+
+
+@pytest.fixture(scope="module")
+def volume() -> Volume:
+    return series.loadSeries(sorted(dataFile("ct", "lidc-idri-0001").glob("*.dcm")))
+
+
+@pytest.fixture(scope="module")
+def masks(volume: Volume) -> dict[int, np.ndarray]:
+    """Segment 1 around nodule 1 of LIDC-IDRI-0001, segment 2 a box, segment 3 empty."""
+    shape = volume.array.shape
+    nodule = np.zeros(shape, dtype=bool)
+    nodule[20:30, 300:330, 330:370] = True
+    box = np.zeros(shape, dtype=bool)
+    box[5:8, 100:140, 100:160] = True
+    return {1: nodule, 2: box, 3: np.zeros(shape, dtype=bool)}
+
+
+@pytest.fixture(scope="module")
+def seg_dataset(volume: Volume, masks: dict[int, np.ndarray]) -> pydicom.Dataset:
+    """A BINARY SEG written by highdicom itself (independent of QuantReport's SEG code).
+
+    Segment 1 carries tracking in the SEG only, segment 2 has none in the SEG
+    (the table's Segment carries it), segment 3 has none anywhere.
+    """
+    descriptions = []
+    for number, label, category, kind, tracking in (
+        (1, "Nodule", codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Nodule, ("Nodule 1", NODULE_TRACKING_UID)),
+        (2, "Box", codes.SCT.Tissue, codes.SCT.Tissue, None),
+        (3, "Empty", codes.SCT.Tissue, codes.SCT.Tissue, None),
+    ):
+        descriptions.append(hd.seg.SegmentDescription(
+            segment_number=number, segment_label=label, segmented_property_category=category,
+            segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+            tracking_id=tracking[0] if tracking else None, tracking_uid=tracking[1] if tracking else None))
+    return hd.seg.Segmentation(
+        source_images=list(volume.headers),
+        pixel_array=np.stack([masks[1], masks[2], masks[3]], axis=-1),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=hd.UID(), series_number=300, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="highdicom test", manufacturer_model_name="test", software_versions="0",
+        device_serial_number="1",
+    )
+
+
+def _statistics(volume: Volume, mask: np.ndarray) -> dict[Quantity, float]:
+    values = volume.array[mask].astype(np.float64)
+    count = int(mask.sum())
+    nan = math.nan
+    return {
+        VOLUME: count * volume.geometry.voxel_volume_mm3,
+        VOXELS: float(count),
+        MEAN: float(values.mean()) if count else nan,
+        STDDEV: float(values.std()) if count else nan,
+        MINIMUM: float(values.min()) if count else nan,
+        MAXIMUM: float(values.max()) if count else nan,
+    }
+
+
+@pytest.fixture(scope="module")
+def segments() -> tuple[Segment, ...]:
+    return (
+        Segment(1, "Nodule", NODULE_TERMINOLOGY),
+        Segment(2, "Box", BOX_TERMINOLOGY, tracking_id="Box of tissue", tracking_uid=BOX_TRACKING_UID),
+        Segment(3, "Empty", EMPTY_TERMINOLOGY),
+    )
+
+
+@pytest.fixture(scope="module")
+def table(volume: Volume, masks: dict[int, np.ndarray], segments: tuple[Segment, ...]) -> MeasurementTable:
+    rows = []
+    for segment in segments:
+        values = _statistics(volume, masks[segment.number])
+        measurements = [Measurement(quantity, value) for quantity, value in values.items()]
+        measurements.append(Measurement(THIRD, segment.number / 3))  # not representable in 16 DS characters
+        rows.append(SegmentMeasurements(segment, tuple(measurements)))
+    return MeasurementTable(tuple(rows))
+
+
+@pytest.fixture(scope="module")
+def sr_path(tmp_path_factory, volume, seg_dataset, table) -> Path:
+    dataset = sr.createSr(volume, seg_dataset, table, observer_name="Doe^Jane", time_point="baseline")
+    return sr.writeSr(dataset, tmp_path_factory.mktemp("sr") / "sr.dcm")
+
+
+def _finite(table: MeasurementTable) -> MeasurementTable:
+    """The table an SR can hold: non-finite values are left out (as dcmqi leaves them out)."""
+    return MeasurementTable(tuple(
+        SegmentMeasurements(row.segment, tuple(m for m in row.measurements if math.isfinite(m.value)))
+        for row in table.rows))
+
+
+# -- our SR: valid, readable by DCMTK, and read back identically ------------------------------------
+
+
+def test_sr_is_valid_and_dumps(sr_path: Path, volume: Volume, seg_dataset: pydicom.Dataset) -> None:
+    assert_valid_dicom(sr_path)
+    result = subprocess.run([require_tool("dsrdump"), "-Ec", str(sr_path)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "E:" not in result.stderr and "W:" not in result.stderr, result.stderr
+    dump = result.stdout
+    assert dump.startswith("Comprehensive 3D SR Document")
+    assert 'PNAME:(,,"Person Observer Name")="Doe^Jane"' in dump
+    assert f'UIDREF:(,,"Device Observer UID")="{sr.DEVICE_OBSERVER_UID}"' in dump
+    assert 'CODE:(,,"Procedure reported")=(363679005,SCT,"Imaging procedure")' in dump
+    assert dump.count('CONTAINER:(,,"Measurement Group")') == 3
+    assert 'IMAGE:(,,"Referenced Segment")=(SG image,,3)' in dump
+    assert 'CODE:(,,"Laterality")=(7771000,SCT,"Left")' in dump
+    assert 'CODE:(,,"Topographical modifier")=(255503000,SCT,"Entire")' in dump
+    assert "Image Library" not in dump  # off by default
+
+    header = pydicom.dcmread(sr_path)
+    assert header.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
+    assert header.Modality == "SR" and header.CompletionFlag == "COMPLETE"
+    assert header.StudyInstanceUID == volume.study_instance_uid
+    assert header.PatientID == seg_dataset.PatientID
+    evidence = {(referenced.SeriesInstanceUID, item.ReferencedSOPInstanceUID)
+                for study in header.CurrentRequestedProcedureEvidenceSequence
+                for referenced in study.ReferencedSeriesSequence for item in referenced.ReferencedSOPSequence}
+    expected = {(seg_dataset.SeriesInstanceUID, seg_dataset.SOPInstanceUID)}
+    expected |= {(volume.series_instance_uid, image.sop_instance_uid) for image in volume.source_images}
+    assert evidence == expected
+    assert "PertinentOtherEvidenceSequence" not in header
+
+
+def _expectedGroups(table: MeasurementTable, seg_dataset: pydicom.Dataset, volume: Volume,
+                    empty_group_uid: str) -> tuple[sr.MeasurementGroup, ...]:
+    """What the three groups must read back as, written out by hand."""
+    seg_uid = seg_dataset.SOPInstanceUID
+    finite = _finite(table).rows
+    return (
+        sr.MeasurementGroup("Nodule 1", NODULE_TRACKING_UID, NODULE_TERMINOLOGY.type, NODULE_TERMINOLOGY.category,
+                            LUNG, LEFT, sr.SegmentReference(seg_uid, 1), volume.series_instance_uid,
+                            finite[0].measurements),
+        sr.MeasurementGroup("Box of tissue", BOX_TRACKING_UID, TISSUE, TISSUE, LUNG, ENTIRE,
+                            sr.SegmentReference(seg_uid, 2), volume.series_instance_uid, finite[1].measurements),
+        sr.MeasurementGroup("Empty", empty_group_uid, TISSUE, TISSUE, None, None, sr.SegmentReference(seg_uid, 3),
+                            volume.series_instance_uid, finite[2].measurements),
+    )
+
+
+def test_round_trip_groups(sr_path: Path, table: MeasurementTable, seg_dataset: pydicom.Dataset,
+                           volume: Volume) -> None:
+    loaded = sr.readSr(sr_path)
+    assert loaded.sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.34"
+    assert loaded.study_instance_uid == volume.study_instance_uid
+    assert loaded.series_description == "QuantReport measurements"
+    assert loaded.referenced_seg_uids == (seg_dataset.SOPInstanceUID,)
+    assert set(loaded.referenced_series_uids) == {seg_dataset.SeriesInstanceUID, volume.series_instance_uid}
+
+    empty_uid = loaded.groups[2].tracking_uid  # generated: neither the segment nor the SEG had one
+    assert hd.UID(empty_uid) and empty_uid not in (NODULE_TRACKING_UID, BOX_TRACKING_UID)
+    expected = _expectedGroups(table, seg_dataset, volume, empty_uid)
+    assert loaded.groups == expected
+    # Codes compare by value and scheme; the meanings must survive too.
+    for group, want in zip(loaded.groups, expected, strict=True):
+        assert group.finding.meaning == want.finding.meaning
+        assert [m.quantity.name.meaning for m in group.measurements] == \
+               [m.quantity.name.meaning for m in want.measurements]
+    # Bit-exact floats (Floating Point Value), the empty segment keeps its zero volume and count,
+    # and its NaN statistics are left out.
+    for group, row in zip(loaded.groups, table.rows, strict=True):
+        written = [(m.quantity, m.value) for m in row.measurements if math.isfinite(m.value)]
+        read = [(m.quantity, m.value) for m in group.measurements]
+        assert read == written
+        assert all(type(value) is float for _, value in read)
+    empty_group = [(m.quantity, m.value) for m in loaded.groups[2].measurements]
+    assert empty_group == [(VOLUME, 0.0), (VOXELS, 0.0), (THIRD, 1.0)]
+
+    assert sr.readSr(pydicom.dcmread(sr_path)) == loaded
+
+
+def test_round_trip_table(sr_path: Path, table: MeasurementTable, segments: tuple[Segment, ...]) -> None:
+    loaded = sr.readSr(sr_path)
+    assert sr.tableFromSr(loaded, segments) == _finite(table)
+
+    minimal = sr.tableFromSr(loaded, None)
+    assert [row.measurements for row in minimal.rows] == [row.measurements for row in _finite(table).rows]
+    nodule, box, empty = (row.segment for row in minimal.rows)
+    assert (nodule.number, nodule.label, nodule.tracking_uid) == (1, "Nodule 1", NODULE_TRACKING_UID)
+    assert nodule.terminology == NODULE_TERMINOLOGY
+    assert (box.number, box.label, box.terminology) == (2, "Box of tissue", BOX_TERMINOLOGY)
+    assert (empty.number, empty.terminology) == (3, EMPTY_TERMINOLOGY)
+
+    with pytest.raises(NotFoundError, match="segment 3"):
+        sr.tableFromSr(loaded, segments[:2])
+
+
+def test_numeric_value_encoding(sr_path: Path, table: MeasurementTable) -> None:
+    """DS (16 characters) carries the value for DS-only readers within 1e-12 relative; FD carries it exactly."""
+    dataset = pydicom.dcmread(sr_path)
+    written = [m.value for row in table.rows for m in row.measurements if math.isfinite(m.value)]
+    items = [item for group in dataset.ContentSequence[-1].ContentSequence for item in group.ContentSequence
+             if item.ValueType == "NUM"]
+    assert len(items) == len(written) == 7 + 7 + 3
+    for item, value in zip(items, written, strict=True):
+        measured = item.MeasuredValueSequence[0]
+        assert measured.FloatingPointValue == value
+        text = str(measured.NumericValue.original_string or measured.NumericValue)
+        assert len(text) <= 16
+        assert abs(float(text) - value) <= 1e-12 * abs(value)
+    # The 1/3 value really needs FD: its 16-character DS differs from the float.
+    third = next(item for item in items if item.ConceptNameCodeSequence[0].CodeValue == "1/3")
+    assert float(third.MeasuredValueSequence[0].NumericValue) != 1 / 3
+
+
+def test_dcmqi_reads_our_sr(sr_path: Path, tmp_path: Path, table: MeasurementTable,
+                            seg_dataset: pydicom.Dataset, volume: Volume) -> None:
+    output = tmp_path / "ours.json"
+    result = subprocess.run([require_tool("tid1500reader"), "--inputDICOM", str(sr_path),
+                             "--outputMetadata", str(output)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metadata = json.loads(output.read_text())
+    assert metadata["observerContext"]["ObserverType"] == "PERSON"
+    assert metadata["observerContext"]["PersonObserverName"] == "Doe^Jane"
+    assert metadata["procedureReported"]["CodeValue"] == "363679005"
+    loaded = sr.readSr(sr_path)
+    assert len(metadata["Measurements"]) == len(loaded.groups) == 3
+    for group, theirs in zip(loaded.groups, metadata["Measurements"], strict=True):
+        assert theirs["TrackingIdentifier"] == group.tracking_identifier
+        assert theirs["TrackingUniqueIdentifier"] == group.tracking_uid
+        assert theirs["segmentationSOPInstanceUID"] == seg_dataset.SOPInstanceUID
+        assert theirs["ReferencedSegment"] == group.segment.number
+        assert theirs["SourceSeriesForImageSegmentation"] == volume.series_instance_uid
+        assert theirs["timePoint"] == "baseline"
+        assert Code.fromJson(_dcmqiCode(theirs["Finding"])) == group.finding
+        if group.finding_site is not None:
+            assert Code.fromJson(_dcmqiCode(theirs["FindingSite"])) == group.finding_site
+        assert ("Laterality" in theirs) == (group.finding_site_modifier == LEFT)
+        items = theirs["measurementItems"]
+        assert len(items) == len(group.measurements)
+        for item, measurement in zip(items, group.measurements, strict=True):
+            quantity = measurement.quantity
+            assert Code.fromJson(_dcmqiCode(item["quantity"])) == quantity.name
+            assert Code.fromJson(_dcmqiCode(item["units"])) == quantity.unit
+            derivation = item.get("derivationModifier")
+            assert (None if derivation is None else Code.fromJson(_dcmqiCode(derivation))) == quantity.derivation
+            assert math.isclose(float(item["value"]), measurement.value, rel_tol=1e-12, abs_tol=0.0)
+
+
+def _dcmqiCode(obj: dict) -> dict:
+    return {"value": obj["CodeValue"], "scheme": obj["CodingSchemeDesignator"], "meaning": obj["CodeMeaning"]}
+
+
+def test_image_library(tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset, table: MeasurementTable) -> None:
+    path = sr.writeSr(sr.createSr(volume, seg_dataset, table, image_library=True), tmp_path / "library.dcm")
+    assert_valid_dicom(path)
+    dataset = pydicom.dcmread(path)
+    library = next(item for item in dataset.ContentSequence
+                   if item.ValueType == "CONTAINER" and item.ConceptNameCodeSequence[0].CodeValue == "111028")
+    entries = [entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+               for group in library.ContentSequence for entry in group.ContentSequence if entry.ValueType == "IMAGE"]
+    assert sorted(entries) == sorted(image.sop_instance_uid for image in volume.source_images)
+    assert sr.readSr(path).groups == sr.readSr(dataset).groups
+
+
+def test_write_is_atomic(tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset, table: MeasurementTable) -> None:
+    dataset = sr.createSr(volume, seg_dataset, table)
+    target = tmp_path / "out" / "sr.dcm"
+    sr.writeSr(dataset, target)
+    sr.writeSr(dataset, target)  # replaces
+    assert [p.name for p in target.parent.iterdir()] == ["sr.dcm"]
+    with pytest.raises(OSError):
+        sr.writeSr(dataset, tmp_path / "out")  # a folder cannot be replaced by a file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in target.parent.iterdir()] == ["sr.dcm"]
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+
+
+def test_create_rejects_bad_input(volume: Volume, seg_dataset: pydicom.Dataset, table: MeasurementTable,
+                                  segments: tuple[Segment, ...]) -> None:
+    with pytest.raises(InvalidInputError, match="not a DICOM SEG"):
+        sr.createSr(volume, volume.headers[0], table)
+    with pytest.raises(InvalidInputError, match="no rows"):
+        sr.createSr(volume, seg_dataset, MeasurementTable(()))
+    stranger = SegmentMeasurements(Segment(7, "Stranger", EMPTY_TERMINOLOGY), table.rows[0].measurements)
+    with pytest.raises(NotFoundError, match="segment 7"):
+        sr.createSr(volume, seg_dataset, MeasurementTable((stranger,)))
+    twins = MeasurementTable((table.rows[0], SegmentMeasurements(
+        segments[1].replace(tracking_uid=NODULE_TRACKING_UID), table.rows[1].measurements)))
+    with pytest.raises(InvalidInputError, match="tracking UID"):
+        sr.createSr(volume, seg_dataset, twins)
+    other_series = copy.deepcopy(seg_dataset)
+    other_series.ReferencedSeriesSequence = [pydicom.Dataset()]
+    other_series.ReferencedSeriesSequence[0].SeriesInstanceUID = "1.2.3.4"
+    with pytest.raises(InvalidInputError, match="made from series 1.2.3.4"):
+        sr.createSr(volume, other_series, table)
+
+
+def test_read_rejects_what_is_not_a_report(tmp_path: Path, volume: Volume) -> None:
+    with pytest.raises(UnsupportedError, match="not a TID 1500"):
+        sr.readSr(volume.source_images[0].path)
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not DICOM at all")
+    with pytest.raises(InvalidInputError, match="junk.dcm"):
+        sr.readSr(junk)
+
+
+# -- reports written by other tools ---------------------------------------------------------------------
+
+
+def test_read_dcmqi_liver_sr(tmp_path: Path) -> None:
+    """dcmqi's Enhanced SR (SRT codes, DS values only) read as dcmqi's own reader reads it."""
+    path = dataFile("sr", "dcmqi-liver-tid1500.dcm")
+    output = tmp_path / "liver.json"
+    result = subprocess.run([require_tool("tid1500reader"), "--inputDICOM", str(path),
+                             "--outputMetadata", str(output)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metadata = json.loads(output.read_text())
+
+    loaded = sr.readSr(path)
+    assert loaded.sop_class_uid == "1.2.840.10008.5.1.4.1.1.88.22"  # Enhanced SR
+    assert loaded.referenced_seg_uids == tuple(metadata["compositeContext"])
+    assert len(loaded.groups) == len(metadata["Measurements"]) == 1
+    group, theirs = loaded.groups[0], metadata["Measurements"][0]
+    assert group.template_id == "1411"
+    assert group.tracking_identifier == theirs["TrackingIdentifier"] == "Measurements group 1"
+    assert group.tracking_uid == theirs["TrackingUniqueIdentifier"]
+    assert group.segment == sr.SegmentReference(theirs["segmentationSOPInstanceUID"], theirs["ReferencedSegment"])
+    assert group.source_series_uid == theirs["SourceSeriesForImageSegmentation"]
+    assert group.finding == Code.fromJson(_dcmqiCode(theirs["Finding"])) == Code("T-D0060", "SRT", "Organ")
+    assert group.finding_site == Code("T-62000", "SRT", "Liver")  # dcmqi 1.5.7 does not report SRT finding sites
+    assert group.finding_category is None and group.finding_site_modifier is None
+    items = theirs["measurementItems"]
+    assert len(group.measurements) == len(items) == 6
+    for measurement, item in zip(group.measurements, items, strict=True):
+        quantity = measurement.quantity
+        assert quantity.name == Code.fromJson(_dcmqiCode(item["quantity"]))
+        assert quantity.unit == Code.fromJson(_dcmqiCode(item["units"]))
+        derivation = item.get("derivationModifier")
+        assert quantity.derivation == (None if derivation is None else Code.fromJson(_dcmqiCode(derivation)))
+        assert measurement.value == float(item["value"])  # DS only: the same decimal string, the same float
+    assert [m.value for m in group.measurements] == [37.3289, -778.0, 221.0, 59.1691, 70361.9, 70.3619]
+
+    minimal = sr.tableFromSr(loaded, None)
+    assert minimal.rows[0].segment.number == 1
+    assert minimal.rows[0].segment.terminology == Terminology(sr.DEFAULT_CATEGORY, Code("T-D0060", "SRT", "Organ"),
+                                                              anatomic_region=Code("T-62000", "SRT", "Liver"))
+
+
+def test_read_highdicom_planar_sr() -> None:
+    loaded = sr.readSr(dataFile("sr", "highdicom-sr-document.dcm"))
+    assert loaded.referenced_seg_uids == ()
+    (group,) = loaded.groups
+    assert group.template_id == "1410"
+    assert group.tracking_identifier == "Planar ROI Measurements"
+    assert group.tracking_uid == "1.2.826.0.1.3680043.8.498.95005499519195632686309166061552196996"
+    assert group.segment is None and group.source_series_uid is None
+    assert group.finding == Code("T-A7010", "SRT", "Spinal cord")
+    assert group.finding_site == Code("T-D00F7", "SRT", "Cervico-thoracic spine")
+    assert group.finding_site_modifier == Code("T-11531", "SRT", "Vertebral foramen")
+    assert group.measurements == (
+        Measurement(Quantity(Code("G-A16A", "SRT", "Area of defined region"), Code("cm2", "UCUM", "cm2")), 1.7),)
+
+
+def test_read_highdicom_multiple_groups_sr() -> None:
+    """Image-level, planar and volumetric groups, read in document order; none references a SEG."""
+    path = dataFile("sr", "highdicom-sr-multiple-groups.dcm")
+    loaded = sr.readSr(path)
+    summary = [(g.template_id, g.tracking_identifier, g.finding, g.segment,
+                [(m.quantity.name, m.quantity.unit, m.value) for m in g.measurements]) for g in loaded.groups]
+    mm = Code("mm", "UCUM", "mm")
+    diameter = Code("81827009", "SCT", "Diameter")
+    assert summary == [
+        ("1501", "Image0001", None, None, [(Code("X6K6", "IBSI", "Intensity Histogram Mean"), HU,
+                                            _floatingPointValues(path)[0])]),
+        ("1410", "LungNodule0001", Code("27925004", "SCT", "Nodule"), None, [(diameter, mm, 10.0)]),
+        ("1410", "Aorta0001", Code("15825003", "SCT", "Aorta"), None, [(diameter, mm, 20.0)]),
+        ("1411", "Vertebra0001", Code("51282000", "SCT", "Vertebra"), None,
+         [(Code("118565006", "SCT", "Volume"), Code("mm3", "UCUM", "mm3"), 200.0)]),
+    ]
+    assert loaded.groups[1].finding_category == Code("49755003", "SCT", "Morphologically Abnormal Structure")
+    assert loaded.groups[1].finding_site == LUNG
+
+    table = sr.tableFromSr(loaded, None)
+    assert [(row.segment.number, row.segment.label) for row in table.rows] == [
+        (1, "Image0001"), (2, "LungNodule0001"), (3, "Aorta0001"), (4, "Vertebra0001")]
+    with pytest.raises(NotFoundError, match="references no segment"):
+        sr.tableFromSr(loaded, ())
+
+
+def _floatingPointValues(path: Path) -> list[float]:
+    """Every Floating Point Value in the file, read with plain pydicom."""
+    values = []
+
+    def walk(items) -> None:
+        for item in items:
+            for measured in item.get("MeasuredValueSequence", []):
+                if "FloatingPointValue" in measured:
+                    values.append(float(measured.FloatingPointValue))
+            walk(item.get("ContentSequence", []))
+
+    walk(pydicom.dcmread(path).ContentSequence)
+    return values
+
+
+# -- scale -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group_count", [5, 100])
+def test_scale(group_count: int, tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset) -> None:
+    """createSr / readSr with many groups of 10 measurements; times printed (-s) and bounded loosely."""
+    header = copy.deepcopy(seg_dataset)
+    header.SegmentSequence = [copy.deepcopy(seg_dataset.SegmentSequence[2]) for _ in range(group_count)]
+    for number, item in enumerate(header.SegmentSequence, 1):
+        item.SegmentNumber = number
+    generator = np.random.default_rng(group_count)
+    quantities = [Quantity(Code(str(i), "99TEST", f"Quantity {i}"), HU, derivation=MEAN.derivation,
+                           method=VOLUME.method) for i in range(10)]
+    rows = []
+    for number in range(1, group_count + 1):
+        values = generator.normal(size=len(quantities))
+        measurements = tuple(Measurement(q, float(v)) for q, v in zip(quantities, values, strict=True))
+        rows.append(SegmentMeasurements(Segment(number, f"Segment {number}", EMPTY_TERMINOLOGY), measurements))
+    table = MeasurementTable(tuple(rows))
+
+    start = time.perf_counter()
+    dataset = sr.createSr(volume, header, table)
+    created = time.perf_counter()
+    path = sr.writeSr(dataset, tmp_path / "scale.dcm")
+    written = time.perf_counter()
+    loaded = sr.readSr(path)
+    read = time.perf_counter()
+    print(f"\n{group_count} groups x 10: createSr {created - start:.2f} s, writeSr {written - created:.2f} s, "
+          f"readSr {read - written:.2f} s")
+    assert sr.tableFromSr(loaded, [row.segment for row in table.rows]) == table
+    assert read - start < 0.3 * group_count + 5
