@@ -520,7 +520,8 @@ def test_interrupted_import_leaves_a_consistent_database(tmp_path, lidc_dir):
         assert _rows(database, "SELECT DisplayedCount FROM Series") == [(50,)]
 
 
-def test_import_speed(tmp_path, lidc_dir, capsys):
+def test_import_of_a_1000_file_series_and_its_unchanged_reimport(tmp_path, lidc_dir, capsys):
+    """Counts only: import speed is measured in benchmarks/, never asserted in tests."""
     _writeSeries(tmp_path / "synthetic", 1000)
     with EmbeddedDicomDatabase(tmp_path / "db") as database:
         lidc = database.importPaths([lidc_dir], progress=False)
@@ -530,9 +531,9 @@ def test_import_speed(tmp_path, lidc_dir, capsys):
     with capsys.disabled():
         print(f"\nimport speed: LIDC 50 files {lidc.filesPerSecond:.0f} files/s; synthetic 1000 files "
               f"{synthetic.filesPerSecond:.0f} files/s; unchanged re-import {unchanged.filesPerSecond:.0f} files/s")
-    # The target is 2000 files/s on a developer machine; the bound is lower to survive slow CI runners.
-    assert synthetic.filesPerSecond > 500
-    assert unchanged.filesPerSecond > 2000
+    with EmbeddedDicomDatabase(tmp_path / "db") as database:
+        (summary,) = [s for s in database.listSeries() if s.instances == 1000]
+        assert len(database.filesForSeries(summary.series_instance_uid)) == 1000
 
 
 def test_progress_bar_and_result_json(tmp_path, capsys):

@@ -15,7 +15,6 @@ import io
 import json
 import math
 import os
-import time
 
 import conftest
 import numpy as np
@@ -252,17 +251,14 @@ def test_digitized_sphere():
 
 
 def test_many_segments_one_pass(lidc):
-    """100 segments on 512 x 512 x 50: counts agree with Segmentation.voxelCounts and it stays fast."""
+    """100 segments on 512 x 512 x 50: counts agree with Segmentation.voxelCounts (speed: benchmarks/)."""
     rng = np.random.default_rng(7)
     labelmap = np.zeros(lidc.geometry.shape, dtype=np.uint8)
     for number in range(1, 101):
         k0, j0, i0 = rng.integers(0, 45), rng.integers(0, 500), rng.integers(0, 500)
         labelmap[k0:k0 + rng.integers(1, 6), j0:j0 + rng.integers(1, 12), i0:i0 + rng.integers(1, 12)] = number
     segmentation = Segmentation.fromLabelmap(labelmap, lidc.geometry, [_segment(n) for n in range(1, 101)])
-    start = time.perf_counter()
     table = computeMeasurements(lidc, segmentation)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 20, f"100 segments took {elapsed:.1f} s"
     counts = segmentation.voxelCounts()
     assert {row.segment.number: int(row.value("voxel_count")) for row in table.rows} == counts
     for number in (1, 50, 100):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -60,12 +59,9 @@ def _assertSlicePositions(volume, tolerance: float = 1e-3) -> None:
 # -- real single-frame series ---------------------------------------------------
 
 
-def test_lidc_ct_geometry_values_and_time(lidc_dir):
+def test_lidc_ct_geometry_and_values(lidc_dir):
     files = _files(lidc_dir)
-    start = time.perf_counter()
     volume = loadSeries(files)
-    seconds = time.perf_counter() - start
-    logging.getLogger(__name__).info("LIDC 50 slices loaded in %.3f s", seconds)
 
     assert volume.array.shape == (50, 512, 512)
     assert volume.geometry.shape == (50, 512, 512)
@@ -91,7 +87,6 @@ def test_lidc_ct_geometry_values_and_time(lidc_dir):
     assert len(volume.headers) == 50 and all("PixelData" not in h for h in volume.headers)
     assert [h.SOPInstanceUID for h in volume.headers] == [s.sop_instance_uid for s in volume.source_images]
     assert all(s.frame_number is None for s in volume.source_images)
-    assert seconds < 20
 
 
 def test_file_order_does_not_matter(lidc_dir):

@@ -467,7 +467,7 @@ def _floatingPointValues(path: Path) -> list[float]:
 @pytest.mark.slow
 @pytest.mark.parametrize("group_count", [5, 100])
 def test_scale(group_count: int, tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset) -> None:
-    """createSr / readSr with many groups of 10 measurements; times printed (-s) and bounded loosely."""
+    """createSr / readSr with many groups of 10 measurements round-trip (times printed with -s; speed: benchmarks/)."""
     header = copy.deepcopy(seg_dataset)
     header.SegmentSequence = [copy.deepcopy(seg_dataset.SegmentSequence[2]) for _ in range(group_count)]
     for number, item in enumerate(header.SegmentSequence, 1):
@@ -492,4 +492,4 @@ def test_scale(group_count: int, tmp_path: Path, volume: Volume, seg_dataset: py
     print(f"\n{group_count} groups x 10: createSr {created - start:.2f} s, writeSr {written - created:.2f} s, "
           f"readSr {read - written:.2f} s")
     assert sr.tableFromSr(loaded, [row.segment for row in table.rows]) == table
-    assert read - start < 0.3 * group_count + 5
+

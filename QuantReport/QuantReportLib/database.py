@@ -1308,3 +1308,34 @@ def _copyFile(source: str, target: str) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def listSeries(database: DicomDatabase) -> list[SeriesSummary]:
+    """The series of any :class:`DicomDatabase`: ours directly, Slicer's ``ctkDICOMDatabase`` through its API.
+
+    ``slicer.dicomDatabase`` has no such query, so it is answered the way
+    Slicer's DICOM browser fills its tables: patients -> studies -> series,
+    the displayed values read from one instance of each series.
+    """
+    if isinstance(database, EmbeddedDicomDatabase):
+        return database.listSeries()
+    summaries = []
+    for patient in database.patients():
+        for study in database.studiesForPatient(patient):
+            for series in database.seriesForStudy(study):
+                instances = list(database.instancesForSeries(series))
+                if not instances:
+                    continue
+                first = instances[0]
+
+                def value(tag: str, instance: str = first) -> str:
+                    return str(database.instanceValue(instance, tag) or "")
+
+                number = value("0020,0011")
+                summaries.append(SeriesSummary(
+                    patient_id=value("0010,0020"), patient_name=value("0010,0010"), study_instance_uid=str(study),
+                    study_date=value("0008,0020"), series_instance_uid=str(series),
+                    series_number=int(number) if number.strip().lstrip("-").isdigit() else None,
+                    modality=value("0008,0060"), series_description=value("0008,103E"),
+                    instances=len(set(instances))))
+    return summaries

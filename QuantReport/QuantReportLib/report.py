@@ -44,10 +44,19 @@ class ReportOptions:
     ``labelmap_seg`` writes a LABELMAP SEG (smaller; segments must not overlap)
     instead of the BINARY SEG that every reader supports.  ``observer_name`` is
     the person observer of the SR (the device observer is always QuantReport).
+    ``time_point`` is the TID 1502 time point of longitudinal studies.
+    ``complete`` sets the SR's Completion Flag (COMPLETE, else PARTIAL: a
+    draft); ``verified`` marks it VERIFIED by ``observer_name``.
+    ``predecessor`` is the SOP Instance UID of the SR this report amends: it
+    is looked up in the database and listed as predecessor document.
     """
 
     labelmap_seg: bool = False
     observer_name: str | None = None
+    time_point: str | None = None
+    complete: bool = True
+    verified: bool = False
+    predecessor: str | None = None
     seg_series_description: str = "QuantReport segmentation"
     sr_series_description: str = "QuantReport measurements"
 
@@ -144,10 +153,16 @@ def saveReport(
     else:
         table = MeasurementTable(tuple(dataclasses.replace(row, segment=segmentation.segment(row.segment.number))
                                        for row in table.rows))
+    if options.verified and not options.observer_name:
+        raise InvalidInputError("a verified report needs the name of the person who verifies it", "observer_name")
+    predecessors = [_readPredecessor(options.predecessor, database)] if options.predecessor else []
     seg_dataset = seg.createSeg(volume, segmentation, labelmap=options.labelmap_seg,
                                 series_description=options.seg_series_description)
     sr_dataset = sr.createSr(volume, seg_dataset, table, observer_name=options.observer_name,
-                             series_description=options.sr_series_description)
+                             series_description=options.sr_series_description, time_point=options.time_point,
+                             complete=options.complete,
+                             verifier_name=options.observer_name if options.verified else None,
+                             predecessors=predecessors)
 
     if out_dir is not None:
         folder = Path(out_dir)
@@ -170,6 +185,15 @@ def saveReport(
         raise
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
                        segmentation, table)
+
+
+def _readPredecessor(sop_instance_uid: str, database: DicomDatabase | None) -> pydicom.Dataset:
+    """The header of the SR a new report amends (it must be in the database)."""
+    checkUid(sop_instance_uid, "predecessor")
+    path = database.fileForInstance(sop_instance_uid) if database is not None else ""
+    if not path:
+        raise NotFoundError("the report to amend is not in the database", sop_instance_uid)
+    return pydicom.dcmread(path, stop_before_pixels=True)
 
 
 # -- loading ----------------------------------------------------------------------------------------------

@@ -151,6 +151,9 @@ class LoadedSr:
     referenced_seg_uids: tuple[str, ...]
     referenced_series_uids: tuple[str, ...]
     groups: tuple[MeasurementGroup, ...]
+    completed: bool = True
+    verified: bool = False
+    predecessor_uids: tuple[str, ...] = ()
 
 
 # -- writing ----------------------------------------------------------------------------------------------
@@ -172,6 +175,10 @@ def createSr(
     time_point: str | None = None,
     language: Code = ENGLISH,
     image_library: bool = False,
+    complete: bool = True,
+    verifier_name: str | None = None,
+    verifying_organization: str = "QuantReport",
+    predecessors: Sequence[Dataset] = (),
 ) -> Dataset:
     """A Comprehensive 3D SR with one TID 1411 measurement group per table row.
 
@@ -203,6 +210,14 @@ def createSr(
         Add a TID 1600 Image Library entry per source image (needs the
         volume's headers).  Off by default: the evidence sequence already lists
         the images, and the library makes the report much larger.
+    complete:
+        Completion Flag COMPLETE (else PARTIAL: a draft still being worked on).
+    verifier_name:
+        When given, the document is VERIFIED by this person (PN) of
+        ``verifying_organization`` (PS3.3 C.17.2, Verifying Observer Sequence).
+    predecessors:
+        Earlier versions of this report (SR datasets, headers suffice) that
+        this one amends: listed in the Predecessor Documents Sequence.
 
     Returns
     -------
@@ -260,7 +275,11 @@ def createSr(
             manufacturer_model_name="QuantReport",
             software_versions=__version__,
             series_description=series_description,
-            is_complete=True,
+            is_complete=complete,
+            is_verified=verifier_name is not None,
+            verifying_observer_name=verifier_name,
+            verifying_organization=verifying_organization if verifier_name is not None else None,
+            previous_versions=list(predecessors) or None,
         )
     except (ValueError, TypeError, AttributeError) as error:
         # highdicom validates while it builds (code meaning lengths, PN syntax, missing header attributes):
@@ -422,6 +441,13 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
         referenced_seg_uids=tuple(seg_uids),
         referenced_series_uids=tuple(series_uids),
         groups=groups,
+        completed=dataset.get("CompletionFlag") == "COMPLETE",
+        verified=dataset.get("VerificationFlag") == "VERIFIED",
+        predecessor_uids=tuple(
+            str(instance.ReferencedSOPInstanceUID)
+            for study in dataset.get("PredecessorDocumentsSequence", [])
+            for series in study.get("ReferencedSeriesSequence", [])
+            for instance in series.get("ReferencedSOPSequence", [])),
     )
 
 

@@ -1,0 +1,80 @@
+"""The Slicer self-test scenario, run headless on the real Slicer libraries (trame-slicer's SlicerApp).
+
+``QuantReportTest`` in ``QuantReport.py`` runs the same ``scenarios.runFullScenario``
+inside Slicer with ``QuantReportLogic``, ``slicer.dicomDatabase`` and the Segment
+Editor widget's effects; here the scene is SlicerApp's, the database is the
+embedded one and the effects are driven through trame-slicer.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import assert_valid_dicom, require
+
+pytestmark = pytest.mark.slicer
+
+
+@pytest.fixture(scope="module")
+def slicer_app():
+    try:
+        from trame_slicer.core import SlicerApp
+    except ImportError:
+        require(False, "trame-slicer (the headless Slicer libraries) is not installed")
+    return SlicerApp()
+
+
+class TrameSegmentEditor:
+    """``scenarios.SegmentEditorDriver`` on trame-slicer's segmentation editor (Slicer's editor logic and effects)."""
+
+    def __init__(self, app):
+        self.editor = app.segmentation_editor
+
+    def _activate(self, segmentationNode, volumeNode, segmentId):
+        if self.editor.active_segmentation_node is not segmentationNode:
+            self.editor.set_active_segmentation(segmentationNode, volumeNode)
+        self.editor.set_active_segment_id(segmentId)
+
+    def thresholdInsideSegment(self, segmentationNode, volumeNode, segmentId, maskSegmentId, lower, upper):
+        from trame_slicer.segmentation import SegmentationEditableAreaMode, SegmentationEffectThreshold
+
+        self._activate(segmentationNode, volumeNode, segmentId)
+        self.editor.set_editable_area(SegmentationEditableAreaMode.INSIDE_SINGLE_SEGMENT)
+        self.editor.set_mask_segment_id(maskSegmentId)
+        threshold = self.editor.set_active_effect_type(SegmentationEffectThreshold)
+        threshold.set_threshold_min_max_values((lower, upper))
+        threshold.apply()
+        self.editor.deactivate_effect()
+        self.editor.set_editable_area(SegmentationEditableAreaMode.EVERYWHERE)
+
+    def keepLargestIsland(self, segmentationNode, volumeNode, segmentId):
+        from trame_slicer.segmentation import SegmentationEffectIslands
+
+        self._activate(segmentationNode, volumeNode, segmentId)
+        islands = self.editor.set_active_effect_type(SegmentationEffectIslands)
+        islands.keep_largest_island()
+        self.editor.deactivate_effect()
+
+
+def test_full_scenario_on_the_real_slicer_libraries(slicer_app, tmp_path):
+    from QuantReportLib import scenarios
+    from QuantReportLib.database import EmbeddedDicomDatabase
+    from QuantReportLib.mrml import ReportLogic
+
+    scene = slicer_app.scene
+    with EmbeddedDicomDatabase(tmp_path / "database") as database:
+        context = scenarios.ScenarioContext(
+            logic=ReportLogic(scene, database, slicer_app.terminologies_logic),
+            importFolder=lambda folder: database.importPaths([folder], progress=False),
+            segmentEditor=TrameSegmentEditor(slicer_app),
+            clearScene=lambda: scene.Clear(False),
+            log=lambda message: None,
+        )
+        try:
+            results = scenarios.runFullScenario(context)
+        finally:
+            scene.Clear(False)
+        written = [database.fileForInstance(results[key]) for key in ("seg_uid", "sr_uid", "amended_sr_uid")]
+    assert results["nodule_voxels"] > 1000
+    assert results["dice_vs_core"] > 0.9
+    for path in written:  # the draft, and the amended SR with its predecessor reference
+        assert_valid_dicom(path)
