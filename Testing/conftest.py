@@ -83,3 +83,16 @@ def lidc_dir() -> Path:
 def liver_ct_dir() -> Path:
     """dcmqi's 3-slice abdominal CT, referenced by its liver SEG and SR."""
     return sharedData("ct", "dcmqi-ct-3slice")
+
+
+@pytest.fixture
+def lidc_nodule_labelmap(tmp_path, lidc_dir) -> Path:
+    """The radiologist's nodule annotation (a dcmqi-made SEG in the testdata) as a labelmap NRRD on the CT grid."""
+    from QuantReportLib import seg, series
+    from QuantReportLib.labelmaps import writeLabelmapNrrd
+
+    volume = series.loadSeries(sorted(lidc_dir.glob("*.dcm")))
+    loaded = seg.readSeg(sharedData("seg", "lidc-idri-0001-nodule1-annotation0.dcm"), reference=volume)
+    path = tmp_path / "nodule-label.nrrd"
+    writeLabelmapNrrd(loaded.segmentation.labelmap(), volume.geometry, path)
+    return path

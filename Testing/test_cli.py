@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from conftest import PROJECT_ROOT, assert_valid_dicom, require_tool, sharedData
-
+from conftest import PROJECT_ROOT, assert_valid_dicom, require_tool
 from QuantReportLib.cli import main
 
 CODE_KEYS = {"value", "scheme", "meaning"}
@@ -44,19 +43,6 @@ def treeDigest(folder: Path) -> str:
 def assertCode(obj) -> None:
     assert isinstance(obj, dict) and set(obj) == CODE_KEYS and all(isinstance(v, str) for v in obj.values()), obj
     assert obj["scheme"] != "SRT", f"retired SRT code written: {obj}"
-
-
-@pytest.fixture
-def lidc_nodule_labelmap(tmp_path, lidc_dir) -> Path:
-    """The radiologist's nodule annotation (a dcmqi-made SEG in the testdata) as a labelmap NRRD on the CT grid."""
-    from QuantReportLib import seg, series
-    from QuantReportLib.labelmaps import writeLabelmapNrrd
-
-    volume = series.loadSeries(sorted(lidc_dir.glob("*.dcm")))
-    loaded = seg.readSeg(sharedData("seg", "lidc-idri-0001-nodule1-annotation0.dcm"), reference=volume)
-    path = tmp_path / "nodule-label.nrrd"
-    writeLabelmapNrrd(loaded.segmentation.labelmap(), volume.geometry, path)
-    return path
 
 
 def test_help_and_module_entry_point():

@@ -78,3 +78,53 @@ def test_full_scenario_on_the_real_slicer_libraries(slicer_app, tmp_path):
     assert results["dice_vs_core"] > 0.9
     for path in written:  # the draft, and the amended SR with its predecessor reference
         assert_valid_dicom(path)
+
+
+def test_logic_loads_another_tools_report_into_nodes(slicer_app, tmp_path, testdata_dir):
+    """dcmqi's liver SEG + TID 1500 SR, imported by link, load into a segmentation node and a table node."""
+    import numpy as np
+    import pydicom
+    from QuantReportLib.database import EmbeddedDicomDatabase
+    from QuantReportLib.mrml import ReportLogic, measurementTableFromTableNode, segmentationFromSegmentationNode
+
+    scene = slicer_app.scene
+    sr_file = testdata_dir / "sr" / "dcmqi-liver-tid1500.dcm"
+    with EmbeddedDicomDatabase(tmp_path / "database") as database:
+        database.importPaths([testdata_dir / "ct" / "dcmqi-ct-3slice", testdata_dir / "seg" / "dcmqi-liver.dcm",
+                              sr_file], progress=False)
+        logic = ReportLogic(scene, database, slicer_app.terminologies_logic)
+        try:
+            segmentation_node, table_node = logic.loadReport(pydicom.dcmread(sr_file).SOPInstanceUID)
+            volume_node = segmentation_node.GetNodeReference(
+                segmentation_node.GetReferenceImageGeometryReferenceRole())
+            segmentation = segmentationFromSegmentationNode(segmentation_node, volume_node)
+            (segment,) = segmentation.segments
+            raw = pydicom.dcmread(testdata_dir / "seg" / "dcmqi-liver.dcm").pixel_array
+            assert "liver" in segment.label.lower()
+            assert int(segmentation.mask(1).sum()) == int(np.count_nonzero(raw))
+            assert segment.terminology.type.meaning.lower() == "liver"
+            assert logic.sourceSeriesUid(volume_node) == pydicom.dcmread(
+                sorted((testdata_dir / "ct" / "dcmqi-ct-3slice").glob("*.dcm"))[0]).SeriesInstanceUID
+            table = measurementTableFromTableNode(table_node, segmentation.segments)
+            assert len(table.rows) == 1 and len(table.rows[0].measurements) >= 3
+            assert logic.reportStatus(segmentation_node) in ("saved", "completed")
+        finally:
+            scene.Clear(False)
+
+
+def test_dicom_browser_examine_prefers_our_own_files(capsys, tmp_path, lidc_dir, lidc_nodule_labelmap):
+    """Our SEG/SR get a confidence above Slicer core's plugins (0.95); others' files below it."""
+    import pydicom
+    from QuantReportLib.cli import main
+    from QuantReportLib.examine import SLICER_CORE_CONFIDENCE, examineFiles
+
+    assert main(["export", "--series-dir", str(lidc_dir), "--labelmap", str(lidc_nodule_labelmap),
+                 "--out", str(tmp_path / "out")]) == 0
+    seg_path, sr_path = capsys.readouterr().out.split()
+    ours = {d.kind: d for d in examineFiles([[seg_path, sr_path]])}
+    assert set(ours) == {"SEG", "SR"}
+    assert all(d.written_by_quantreport and d.confidence > SLICER_CORE_CONFIDENCE and d.selected
+               for d in ours.values())
+    first_image = sorted(lidc_dir.glob("*.dcm"))[0]
+    assert pydicom.dcmread(first_image, stop_before_pixels=True).SeriesInstanceUID in ours["SEG"].referenced_series_uids
+
