@@ -386,8 +386,11 @@ def test_write_table_by_extension(lidc_table, tmp_path):
     with pytest.raises(InvalidInputError):
         formatTable(lidc_table, "xml")
     assert sorted(os.listdir(tmp_path)) == ["m.TSV", "m.csv", "m.json"]  # no temporary files left
-    text = formatTable(lidc_table, "text")
-    assert text.splitlines()[0].startswith("Segment number") and "=SUM(A1:A3)" in text
+    text = formatTable(lidc_table, "text").splitlines()
+    header, volume_line = text[0].split(), next(line for line in text if line.startswith("Volume [mm3]"))
+    assert header[:2] == ["Measurement", "Unit"] and "=SUM(A1:A3)" in text[0]  # for people: labels unescaped
+    first = lidc_table.rows[0]
+    assert volume_line.split()[3] == f"{first.value('volume_mm3'):.6g}"
 
 
 # -- the real Slicer / ITK implementation ----------------------------------------------------------

@@ -24,6 +24,9 @@ def atomicOutput(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(handle)
     try:
         yield Path(temporary)
+        # Flush to disk before the rename, so that a crash cannot leave a renamed but empty file.
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

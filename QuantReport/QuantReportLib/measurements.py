@@ -130,17 +130,18 @@ C.12.1.1.6).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import GeometryError, InvalidInputError
+from .files import atomicOutput
 from .model import Code, Geometry, Measurement, MeasurementTable, Quantity, Segmentation, SegmentMeasurements, Volume
 
 PRIVATE_SCHEME_DESIGNATOR = "99QREPORT"
@@ -304,6 +305,28 @@ def findKey(candidate: Quantity) -> str | None:
         elif (candidate.name, candidate.unit, candidate.derivation) == (known.name, known.unit, known.derivation):
             return key
     return None
+
+
+def withTableLabels(table: MeasurementTable) -> MeasurementTable:
+    """The same measurements, each quantity we know given its key and column label.
+
+    A table read back from an SR carries only codes; matching them to the
+    catalogue (:func:`findKey`) restores the short keys and titles
+    ("Volume [mm3]", "Mean") of a freshly computed table.  Codes, units and
+    values are kept as read; unknown quantities keep their code-built column.
+    """
+    rows = []
+    for row in table.rows:
+        measurements = []
+        for measurement in row.measurements:
+            key = findKey(measurement.quantity)
+            known = QUANTITIES.get(key) if key else None
+            quantity = measurement.quantity
+            if known is not None:
+                quantity = dataclasses.replace(quantity, key=key, label=known.label)
+            measurements.append(dataclasses.replace(measurement, quantity=quantity))
+        rows.append(dataclasses.replace(row, measurements=tuple(measurements)))
+    return MeasurementTable(tuple(rows))
 
 
 # -- computation -----------------------------------------------------------------------------------
@@ -562,7 +585,8 @@ def formatTable(table: MeasurementTable, fmt: str) -> str:
         with ``'``.  ``json``: a list of ``{"segment": {"number", "label"},
         "measurements": [{"key", "name", "value", "unit", "derivation"}]}``
         with codes as ``{"value", "scheme", "meaning"}`` (``derivation`` may be
-        null).  ``text``: an aligned table for people.
+        null).  ``text``: for people: one line per quantity (its label and
+        UCUM unit), one column per segment, values to 6 significant digits.
 
     Raises
     ------
@@ -577,11 +601,23 @@ def formatTable(table: MeasurementTable, fmt: str) -> str:
     if fmt == "json":
         return json.dumps([_rowJson(row) for row in table.rows], indent=2, allow_nan=False) + "\n"
     if fmt == "text":
-        cells = _tableCells(table, safe=False)
-        widths = [max(len(row[column]) for row in cells) for column in range(len(cells[0]))]
-        return "".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() + "\n"
-                       for row in cells)
+        return _textTable(table)
     raise InvalidInputError(f"unknown table format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def _textTable(table: MeasurementTable) -> str:
+    header = ["Measurement", "Unit", *(f"{row.segment.number}: {row.segment.label}" for row in table.rows)]
+    lines = [header]
+    for quantity in table.quantities:
+        values = []
+        for row in table.rows:
+            found = [m.value for m in row.measurements if m.quantity == quantity]
+            values.append(f"{found[0]:.6g}" if found else "")
+        label = quantity.label or quantity.column
+        lines.append([label, quantity.unit.value, *values])
+    widths = [max(len(line[column]) for line in lines) for column in range(len(header))]
+    return "".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() + "\n"
+                   for line in lines)
 
 
 def writeTable(table: MeasurementTable, path: str | os.PathLike) -> None:
@@ -600,16 +636,10 @@ def writeTable(table: MeasurementTable, path: str | os.PathLike) -> None:
     if fmt not in ("csv", "tsv", "json"):
         raise InvalidInputError("measurement tables are written as .csv, .tsv or .json", path)
     text = formatTable(table, fmt)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".quantreport-", suffix=".tmp", dir=folder)
-    try:
+    with atomicOutput(path, suffix=f".{fmt}") as temporary:
         # newline="" keeps the CSV writer's \r\n row ends as they are
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+        with open(temporary, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
 
 
 def _tableCells(table: MeasurementTable, safe: bool) -> list[list[str]]:

@@ -19,7 +19,7 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from . import measurements, seg, series, sr
-from .database import DicomDatabase
+from .database import DicomDatabase, malformedInput, readDicomHeader
 from .files import writeDataset
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
 from .model import MeasurementTable, Segmentation, Volume
@@ -360,15 +360,14 @@ def loadReport(source: str | os.PathLike, database: DicomDatabase | None = None)
     the files beside the SR; its table is rebuilt with that SEG's segments.
     """
     path = resolveSource(source, database)
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as error:
-        raise InvalidInputError(f"not a readable DICOM file ({error})", path) from error
+    header = readDicomHeader(path)  # refuses truncated files, which pydicom alone reads as shorter datasets
     sop_class = str(header.get("SOPClassUID", ""))
     if sop_class in SEG_SOP_CLASS_UIDS:
-        return _loadSeg(path, header, database)
+        with malformedInput(path, "SEG"):
+            return _loadSeg(path, header, database)
     if sop_class in SR_SOP_CLASS_UIDS:
-        return _loadSr(path, database)
+        with malformedInput(path, "SR"):
+            return _loadSr(path, database)
     raise UnsupportedError(f"SOP class {sop_class or '(none)'} is neither a DICOM SEG nor an SR", path)
 
 
@@ -392,12 +391,13 @@ def _loadSr(path: Path, database: DicomDatabase | None) -> LoadedReport:
     for seg_uid in loaded_sr.referenced_seg_uids:
         seg_path = _findInstance(seg_uid, path, database)
         if seg_path is not None:
-            seg_header = pydicom.dcmread(seg_path, stop_before_pixels=True)
+            seg_header = readDicomHeader(seg_path)
             volume = _findSourceVolume(_referencedSeriesUids(seg_header), database)
-            loaded_seg = seg.readSeg(seg_path, reference=volume)
+            with malformedInput(seg_path, "SEG"):
+                loaded_seg = seg.readSeg(seg_path, reference=volume)
             break
     segments = None if loaded_seg is None else loaded_seg.segmentation.segments
-    table = sr.tableFromSr(loaded_sr, segments)
+    table = measurements.withTableLabels(sr.tableFromSr(loaded_sr, segments))
     return LoadedReport("SR", path, loaded_sr.sop_instance_uid, loaded_sr.series_instance_uid,
                         tuple(loaded_sr.referenced_series_uids), seg=loaded_seg, sr=loaded_sr, volume=volume,
                         table=table)
