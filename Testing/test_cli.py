@@ -210,3 +210,44 @@ def test_demo_passes_end_to_end(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     verification = [line for line in result.stdout.splitlines() if line.startswith("verification:")]
     assert verification and "PASSED" in verification[0] and "NO" not in verification[0], result.stdout
+
+
+def test_segment_then_measure_on_a_series_folder(capsys, tmp_path, lidc_dir):
+    """`segment` writes a Slicer .seg.nrrd of the island at the seed; `measure` tables it (values checked by hand)."""
+    from QuantReportLib import series
+    from QuantReportLib.autoseg import thresholdIsland
+    from QuantReportLib.labelmaps import readSegNrrd
+
+    out = tmp_path / "nodule.seg.nrrd"
+    status, stdout, err = run(capsys, "segment", "--series-dir", lidc_dir, "--seed", "56.6", "86.2", "-115.0",
+                              "--lower", "-500", "--upper", "500", "--roi-radius", "15", "--label", "Nodule 1",
+                              "--out", out)
+    assert status == 0, err
+    segmentation = readSegNrrd(out)
+    (segment,) = segmentation.segments
+    assert segment.label == "Nodule 1" and segment.algorithm_type == "SEMIAUTOMATIC"
+    volume = series.loadSeries(sorted(lidc_dir.glob("*.dcm")))
+    expected = thresholdIsland(volume, (56.6, 86.2, -115.0), lower=-500, upper=500, roi_radius_mm=15)
+    assert np.array_equal(segmentation.mask(1), expected)
+    assert str(int(expected.sum())) in stdout
+
+    table_path = tmp_path / "table.json"
+    status, _, err = run(capsys, "measure", "--series-dir", lidc_dir, "--labelmap", out, "--out", table_path)
+    assert status == 0, err
+    (row,) = json.loads(table_path.read_text())
+    values = {m["key"]: m["value"] for m in row["measurements"]}
+    inside = volume.array[expected].astype(np.float64)
+    assert values["voxel_count"] == expected.sum()
+    assert values["volume_mm3"] == pytest.approx(expected.sum() * volume.geometry.voxel_volume_mm3, rel=1e-12)
+    assert values["mean"] == pytest.approx(inside.mean(), rel=1e-9)
+    assert values["max"] == inside.max() and values["min"] == inside.min()
+
+    status, stdout, _ = run(capsys, "measure", "--series-dir", lidc_dir, "--labelmap", out, "--format", "csv")
+    assert status == 0 and stdout.splitlines()[1].split(",")[1] == "Nodule 1"
+
+
+def test_series_arguments_are_required(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["measure", "--labelmap", str(tmp_path / "x.nrrd")])
+    assert exit_info.value.code == 2
+    assert "--series" in capsys.readouterr().err
