@@ -49,7 +49,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
@@ -66,7 +66,10 @@ __all__ = [
     "ImportResult",
     "SeriesSummary",
     "SkippedFile",
+    "checkPixelDataClaim",
     "isValidUid",
+    "malformedInput",
+    "readDicomHeader",
 ]
 
 logger = logging.getLogger(__name__)
@@ -450,16 +453,21 @@ class _ShortReadDetector:
     pydicom ends a dataset silently at end of file, so a truncated header is
     otherwise indistinguishable from a complete one.  A complete file has at
     most one short read: the empty read of the next element header at the
-    end of the file.
+    end of the file.  Reads are capped at the bytes left in the file: Python
+    allocates the buffer for the size asked, so a corrupt length of 4 GiB
+    would otherwise allocate 4 GiB for a file of a few kilobytes.
     """
 
-    def __init__(self, file: Any):
+    def __init__(self, file: Any, size: int):
         self._file = file
         self._read = file.read
+        self._size = size
         self.emptyReads = 0
         self.partialReads = 0
 
     def read(self, size: int = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self._file.tell()) + 1)  # +1: still a short read
         data = self._read(size)
         if size is not None and 0 <= size and len(data) < size:
             if data:
@@ -485,9 +493,10 @@ def _readDataset(path: str, size: int, specificTags: list[Any] | None) -> Datase
     """
     if size == 0:
         raise _Skip("empty file")
+    reader = None
     try:
         with open(path, "rb") as file:
-            reader = _ShortReadDetector(file)
+            reader = _ShortReadDetector(file, size)
             try:
                 dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=specificTags)
             except InvalidDicomError:
@@ -495,7 +504,7 @@ def _readDataset(path: str, size: int, specificTags: list[Any] | None) -> Datase
                 if file.read(2) not in (b"\x02\x00", b"\x08\x00"):
                     raise _Skip("not a DICOM file (no 'DICM' prefix, PS3.10 section 7.1)") from None
                 file.seek(0)
-                reader = _ShortReadDetector(file)
+                reader = _ShortReadDetector(file, size)
                 dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=specificTags, force=True)
             # pydicom seeks over the values of attributes not asked for: past the end means truncated too.
             if reader.truncated or file.tell() > size:
@@ -503,11 +512,23 @@ def _readDataset(path: str, size: int, specificTags: list[Any] | None) -> Datase
             _checkPixelDataLength(file, dataset, size)
     except _Skip:
         raise
-    except OSError as error:
-        raise _Skip(f"cannot read: {error.strerror or error}") from None
-    except Exception as error:  # pydicom raises many types on malformed content
-        raise _Skip(f"unreadable DICOM: {type(error).__name__}: {' '.join(str(error).split())}") from None
+    except Exception as error:
+        if reader is not None and (reader.partialReads or reader.emptyReads) \
+                and not (isinstance(error, OSError) and error.errno):
+            # Failing after reaching the end of the file: it ends inside a sequence or element.
+            raise _Skip(f"truncated file: it ends inside a data element ({size} bytes)") from None
+        _raiseUnreadable(error)
     return dataset
+
+
+def _raiseUnreadable(error: Exception) -> None:
+    """Raise :class:`_Skip` with the reason for an error reading a file that is not cut short."""
+    detail = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.errno is not None:
+        raise _Skip(f"cannot read: {error.strerror or error}") from None
+    if isinstance(error, OSError):  # pydicom's OSError without errno: structure it cannot parse
+        raise _Skip(f"unreadable DICOM: {detail}") from None
+    raise _Skip(f"unreadable DICOM: {type(error).__name__}: {detail}") from None
 
 
 def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
@@ -535,6 +556,123 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
     if length != _UNDEFINED_LENGTH and position + headerLength + length > size:
         raise _Skip(f"truncated file: pixel data needs {position + headerLength + length} bytes, "
                     f"the file has {size}")
+
+
+def readDicomHeader(path: str | os.PathLike) -> Dataset:
+    """The header of a DICOM file (up to its pixel data), read strictly; for files a user names.
+
+    Unlike a plain ``pydicom.dcmread``, which ends a dataset silently where a
+    file is cut off, this refuses truncated files (also when the pixel data
+    is longer than the rest of the file) and non-DICOM files, with the same
+    one-line reasons an import reports.
+
+    Raises
+    ------
+    InvalidInputError
+        The file cannot be read, is empty, not DICOM (PS3.10 section 7.1) or truncated.
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as error:
+        raise InvalidInputError(f"cannot read: {error.strerror or error}", source=path) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _readDataset(path, size, None)
+    except _Skip as skip:
+        raise InvalidInputError(str(skip), source=path) from None
+
+
+# Compression ratio beyond which encapsulated pixel data is not believed to hold the frames its
+# header claims.  Lossless codecs on real images stay far below it (RLE cannot exceed 64:1 per
+# byte plane, deflate 1032:1); only constant frames in JPEG-LS or JPEG 2000 come near.
+_MAXIMUM_COMPRESSION_RATIO = 10_000
+# Claims up to this size are never refused for encapsulated data (tiny files of empty frames).
+_UNCHECKED_CLAIM_BYTES = 64 << 20
+
+
+def checkPixelDataClaim(dataset: Dataset, available: int, source: str | os.PathLike) -> int:
+    """Check that ``available`` bytes of pixel data can hold the frames the header claims.
+
+    Call it before allocating an array for the frames, so that memory is
+    bounded by the real data and never by header values alone (a header
+    claiming 65535 x 65535 pixels in a few kilobytes is refused here).
+    Native pixel data (PS3.5 section 8.1.1) must hold Rows x Columns x
+    Samples per Pixel x Number of Frames x Bits Allocated bits; encapsulated
+    pixel data (PS3.5 section 8.2) can hold no more than
+    ``_MAXIMUM_COMPRESSION_RATIO`` times its own size.
+
+    Parameters
+    ----------
+    dataset:
+        The header (pixel data not needed).
+    available:
+        Bytes of pixel data present: the Pixel Data value length, or the file
+        size when only that is known (an upper bound).
+    source:
+        The file, for the error message.
+
+    Returns
+    -------
+    int
+        The claimed size of the decoded frames in bytes.
+
+    Raises
+    ------
+    InvalidInputError
+        A dimension is missing, not a positive integer, or the claim does not fit.
+    """
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        samples = int(dataset.get("SamplesPerPixel") or 1)
+        bits = int(dataset.get("BitsAllocated") or 0)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InvalidInputError(f"invalid image dimensions: {error}", source=source) from None
+    if min(rows, columns, frames, samples, bits) < 1:
+        raise InvalidInputError(f"invalid image dimensions: {rows} rows, {columns} columns, {frames} frames, "
+                                f"{samples} samples per pixel, {bits} bits allocated", source=source)
+    claimed = (rows * columns * samples * frames * bits + 7) // 8
+    fileMeta = getattr(dataset, "file_meta", None)
+    syntax = fileMeta.get("TransferSyntaxUID") if fileMeta is not None else None
+    # A deflated file is compressed as a whole, so its pixel data claim is bounded like an encapsulated one.
+    encapsulated = syntax is not None and (getattr(syntax, "is_encapsulated", False) or getattr(syntax, "is_deflated", False))
+    limit = max(available * _MAXIMUM_COMPRESSION_RATIO, _UNCHECKED_CLAIM_BYTES) if encapsulated else available
+    if claimed > limit:
+        raise InvalidInputError(
+            f"the header claims {frames} frame(s) of {rows} x {columns} pixels ({claimed} bytes decoded), "
+            f"but the file holds only {available} bytes of pixel data", source=source)
+    return claimed
+
+
+# Exceptions that pydicom, highdicom and numpy raise on malformed content (wrong types, missing
+# attributes, unparsable values, short buffers, unknown VRs) rather than on programming errors
+# of their callers.
+_MALFORMED_CONTENT_ERRORS = (AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError,
+                             struct.error, NotImplementedError, EOFError, OSError, RecursionError,
+                             InvalidDicomError, BytesLengthException)
+
+
+@contextlib.contextmanager
+def malformedInput(source: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a reader's failure on malformed file content into one :class:`InvalidInputError` line.
+
+    Wrap the parsing of a file a user gave (``with malformedInput(path,
+    "SEG"): readSeg(path)``): pydicom converts values lazily, so a damaged
+    value surfaces as whatever exception the code touching it raises.
+    Errors that QuantReport raises on purpose pass through, given ``source``
+    when they name no file (model checks such as a bad Segment Algorithm Type).
+    """
+    try:
+        yield
+    except QuantReportError as error:
+        if error.source is not None:
+            raise
+        raise type(error)(error.message, source=source) from error
+    except _MALFORMED_CONTENT_ERRORS as error:
+        detail = " ".join(str(error).split())[:300]
+        raise InvalidInputError(f"malformed {what}: {type(error).__name__}: {detail}", source=source) from error
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:
@@ -691,6 +829,8 @@ class EmbeddedDicomDatabase:
         if not os.path.isfile(databaseFile):
             if not create:
                 raise InvalidInputError(f"not a DICOM database: no {DATABASE_FILENAME}", source=folder)
+            if os.path.isdir(folder):
+                _removeStaleCreation(folder)
             if os.path.isdir(folder) and os.listdir(folder):
                 raise InvalidInputError(f"not a DICOM database: the folder is not empty and has no "
                                         f"{DATABASE_FILENAME} (choose an empty or new folder)", source=folder)
@@ -973,6 +1113,39 @@ class EmbeddedDicomDatabase:
             As :meth:`insert`.
         """
         return self.insert(os.fspath(path), storeFile=False, generateThumbnail=False)
+
+    def insertFiles(self, paths: Sequence[str | os.PathLike]) -> list[str]:
+        """Index files just written (e.g. a SEG and its SR) in place, in one transaction: all or none.
+
+        Returns
+        -------
+        list of str
+            Their SOP Instance UIDs.
+
+        Raises
+        ------
+        InvalidInputError
+            As :meth:`insert`, for the first file that cannot be indexed; the
+            database is then left as it was.
+        """
+        uids = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with self._transaction():
+                batch = _ImportBatch()
+                timestamp = _timestamp()
+                for path in (os.path.abspath(os.fspath(path)) for path in paths):
+                    result = ImportResult()
+                    uid = self._importFile(path, False, timestamp, {}, batch, result)
+                    if result.skipped:
+                        raise InvalidInputError(result.skipped[0].reason, source=path)
+                    if result.duplicate_files:
+                        raise InvalidInputError(f"SOP Instance UID {result.duplicate_files[0].sop_instance_uid} is "
+                                                f"already indexed for {result.duplicate_files[0].kept_path}",
+                                                source=path)
+                    uids.append(uid)
+                self._updateDisplayedFields(batch)
+        return uids
 
     def importPaths(self, paths: Iterable[str | os.PathLike], copy: bool = False,
                     progress: bool | ProgressCallback = True, batchSize: int = 1000) -> ImportResult:
@@ -1293,6 +1466,21 @@ def _essentialUids(dataset: Dataset) -> tuple[str, str, str]:
                         "(PS3.5 section 9.1)")
         uids.append(value)
     return uids[0], uids[1], uids[2]
+
+
+_CREATION_TEMPORARY = re.compile(r"\.ctkDICOM-.*\.sql\.tmp(-journal)?")
+
+
+def _removeStaleCreation(folder: str) -> None:
+    """Remove what a creation killed before its rename left (see ``_createDatabaseFile``).
+
+    Without this, a process killed while creating a database would leave a
+    folder that is neither empty nor a database, and every later import would refuse it.
+    """
+    for name in os.listdir(folder):
+        if _CREATION_TEMPORARY.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
 
 
 def _copyFile(source: str, target: str) -> None:

@@ -25,23 +25,26 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import highdicom as hd
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.pixels import iter_pixels
 
 from . import __version__
-from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
+from .database import checkPixelDataClaim
+from .errors import GeometryError, InvalidInputError, UnsupportedError
+from .files import writeDataset
 from .model import Code, Geometry, Segment, Segmentation, Terminology, Volume
+from .series import checkDecodable, iterFrames
 
 SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
 LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
@@ -193,28 +196,10 @@ def createSeg(
     )
 
 
-def writeSeg(dataset: Dataset, path: str | os.PathLike) -> None:
-    """Write a SEG dataset to ``path`` atomically.
-
-    The file is written to a temporary file in the same folder and moved into
-    place with :func:`os.replace`, so ``path`` is either the complete new file
-    or untouched.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise NotFoundError("output folder does not exist", folder)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".dcm.tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            pydicom.dcmwrite(stream, dataset, enforce_file_format=True)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+def writeSeg(dataset: Dataset, path: str | os.PathLike) -> Path:
+    """Write a SEG to ``path`` atomically: ``path`` is the complete new file or untouched
+    (:func:`QuantReportLib.files.writeDataset`)."""
+    return writeDataset(dataset, path)
 
 
 def _sourceFrames(volume: Volume) -> tuple[list[Dataset], list[tuple[int, int | None]]]:
@@ -341,6 +326,14 @@ class LoadedSeg:
     the grid spanned by the SEG's own frames.  ``voxel_counts`` maps segment
     number to the number of segmented pixels over all frames of the SEG,
     counted before placement (for checks against the file).
+
+    FRACTIONAL SEGs (PS3.3 C.8.20.2.3) carry ``fractional_type``
+    (``"PROBABILITY"`` or ``"OCCUPANCY"``) and ``maximum_fractional_value``;
+    when read with ``fractional=True``, ``fractional_values`` maps segment
+    number to its stored values on the grid (``uint8``, one byte per voxel:
+    a quarter of the memory of float32, and exact), and :meth:`fraction`
+    gives them as float32 0..1.  ``warnings`` lists irregularities that were
+    tolerated (one line each).
     """
 
     dataset: Dataset
@@ -348,6 +341,10 @@ class LoadedSeg:
     segmentation: Segmentation
     voxel_counts: Mapping[int, int]
     referenced_series_uids: tuple[str, ...]
+    fractional_type: str | None = None
+    maximum_fractional_value: int | None = None
+    fractional_values: Mapping[int, np.ndarray] | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def sop_instance_uid(self) -> str:
@@ -361,94 +358,157 @@ class LoadedSeg:
     def study_instance_uid(self) -> str:
         return str(self.dataset.StudyInstanceUID)
 
+    def fraction(self, number: int) -> np.ndarray:
+        """Segment ``number`` as float32 0..1 on the grid.
 
-def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | None = None) -> LoadedSeg:
+        The stored fractional values divided by the Maximum Fractional Value
+        when they were kept (``readSeg(..., fractional=True)`` of a FRACTIONAL
+        SEG), else the segment's mask as 0.0/1.0.
+        """
+        if self.fractional_values is not None and number in self.fractional_values:
+            return self.fractional_values[number].astype(np.float32) / np.float32(self.maximum_fractional_value)
+        return self.segmentation.mask(number).astype(np.float32)
+
+
+def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | None = None, *,
+            fractional: bool = False) -> LoadedSeg:
     """Read a DICOM Segmentation and place its frames on a voxel grid.
 
     Parameters
     ----------
     source:
-        Path of a SEG file, or a SEG dataset.
+        Path of a SEG file, or a SEG dataset.  Any transfer syntax that
+        :func:`~QuantReportLib.series.checkDecodable` accepts (native, Big
+        Endian, Deflated, RLE, JPEG 2000, JPEG-LS), BINARY frames included.
     reference:
         The grid to place frames on.  With a :class:`Volume`, each frame goes
         to the slice of its referenced source image (and frame) when the
         volume has it, else to the slice at its plane position; with a
         :class:`Geometry`, always by plane position.  ``None`` builds the
         grid from the SEG's own frames (their plane positions, the Spacing
-        Between Slices or the position steps).
+        Between Slices or the position steps).  Frames that reference their
+        source only by UID (no Plane Position) need a :class:`Volume`.
+    fractional:
+        Keep the stored values of a FRACTIONAL SEG (see :class:`LoadedSeg`).
 
     Returns
     -------
     LoadedSeg
-        Overlapping segments end up in separate labelmap layers.  FRACTIONAL
-        pixels count as segmented when at least half the Maximum Fractional
-        Value (PS3.3 C.8.20.2.3).
+        Segment numbers as in the file (they may skip, as BINARY SEGs in the
+        wild do).  Overlapping segments end up in separate labelmap layers.
+        FRACTIONAL pixels count as segmented when at least half the Maximum
+        Fractional Value (PS3.3 C.8.20.2.3).
 
     Raises
     ------
     InvalidInputError
-        Not a SEG, or inconsistent content.
+        Not a SEG, inconsistent content, or damaged pixel data.
     GeometryError
         A frame does not fit the reference grid, or frames do not form a
         regular grid.
+    UnsupportedError
+        An unknown segmentation type or a transfer syntax without decoder.
     """
     name = os.fspath(source) if not isinstance(source, Dataset) else None
     try:
-        dataset = source if isinstance(source, Dataset) else pydicom.dcmread(name)
+        dataset = source if isinstance(source, Dataset) else pydicom.dcmread(name, force=True)  # bare datasets too
     except Exception as error:
         raise InvalidInputError(f"not a readable DICOM file ({error})", name) from error
     name = name or str(dataset.get("SOPInstanceUID", "SEG dataset"))
     if dataset.get("SOPClassUID") not in (SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE):
         raise InvalidInputError(f"not a DICOM Segmentation (SOP Class {dataset.get('SOPClassUID')})", name)
-    segmentation_type = str(dataset.SegmentationType)
+    checkDecodable(dataset, name)
+    checkPixelDataClaim(dataset, len(dataset.get("PixelData") or b""), name)  # before any per-frame allocation
+    segmentation_type = str(dataset.get("SegmentationType", ""))
     if segmentation_type not in ("BINARY", "FRACTIONAL", "LABELMAP"):
         raise UnsupportedError(f"segmentation type {segmentation_type!r}", name)
 
-    # Segment number 0 is the background of a LABELMAP SEG (as dcmqi writes
-    # it), not a segment.
-    segments = [_segmentFromItem(item, name) for item in dataset.SegmentSequence if int(item.SegmentNumber) != 0]
+    warnings: list[str] = []
+    with _foreignData(name, "Segment Sequence"):
+        # Segment number 0 is the background of a LABELMAP SEG (as dcmqi writes
+        # it), not a segment.
+        segments = [_segmentFromItem(item, name, warnings) for item in dataset.SegmentSequence
+                    if int(item.SegmentNumber) != 0]
     numbers = {segment.number for segment in segments}
-    frames = _frameInfo(dataset, segmentation_type, numbers, name)
-    geometry, slice_of_frame = _placeFrames(dataset, frames, reference, name)
+    if len(numbers) != len(segments):
+        raise InvalidInputError(f"duplicate segment numbers {sorted(s.number for s in segments)}", name)
+    if segmentation_type != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
+        # PS3.3 C.8.20.2.3 wants 1..N; files in the wild skip numbers, and the numbers are what SRs reference.
+        warnings.append(f"segment numbers {sorted(numbers)} are not 1..{len(numbers)}; kept as they are")
+    with _foreignData(name, "frame functional groups"):
+        frames = _frameInfo(dataset, segmentation_type, numbers, name)
+        geometry, slice_of_frame = _placeFrames(dataset, frames, reference, name)
+        maximum = int(dataset.MaximumFractionalValue) if segmentation_type == "FRACTIONAL" else None
+        fractional_type = str(dataset.SegmentationFractionalType) if segmentation_type == "FRACTIONAL" else None
+    if maximum is not None and maximum < 1:
+        raise InvalidInputError(f"Maximum Fractional Value {maximum} must be at least 1", name)
 
     dtype = np.uint8 if max(numbers, default=0) < 256 else np.uint16
     counts = dict.fromkeys(sorted(numbers), 0)
-    threshold = _presenceThreshold(dataset)
+    values: dict[int, np.ndarray] | None = {} if fractional and maximum is not None else None
+    decoded = 0
     if segmentation_type == "LABELMAP":
         labelmap = np.zeros(geometry.shape, dtype=dtype)
-        for index, pixels in enumerate(iter_pixels(dataset, raw=True)):
+        for index, pixels in enumerate(_frames(dataset, name, len(frames))):
             histogram = np.bincount(pixels.ravel())
             for value in np.flatnonzero(histogram[1:]) + 1:
                 if int(value) not in numbers:
                     raise InvalidInputError(f"frame {index + 1} has pixel value {value} without a segment", name)
                 counts[int(value)] += int(histogram[value])
             labelmap[slice_of_frame[index]] = np.where(pixels > 0, pixels, labelmap[slice_of_frame[index]])
+            decoded += 1
         # Background segment 0 pixels are already 0 in the labelmap.
         result = Segmentation.fromLabelmap(labelmap, geometry, segments)
     else:
+        threshold = 1 if maximum is None else int(np.ceil(maximum / 2))
         slices_of_segment: dict[int, dict[int, np.ndarray]] = {number: {} for number in numbers}
-        for index, pixels in enumerate(iter_pixels(dataset, raw=True)):
+        for index, pixels in enumerate(_frames(dataset, name, len(frames))):
             number, k = frames[index].segment_number, slice_of_frame[index]
+            if maximum is not None and int(pixels.max(initial=0)) > maximum:
+                raise InvalidInputError(f"frame {index + 1} has values above the Maximum Fractional Value "
+                                        f"{maximum}", name)
             present = pixels >= threshold
             counts[number] += int(np.count_nonzero(present))
             if present.any():
                 previous = slices_of_segment[number].get(k)
                 slices_of_segment[number][k] = present if previous is None else previous | present
+            if values is not None and pixels.any():
+                layer = values.setdefault(number, np.zeros(geometry.shape, dtype=np.uint8))
+                np.maximum(layer[k], pixels, out=layer[k])
+            decoded += 1
         result = _packSparse(slices_of_segment, geometry, segments, dtype)
+        if values is not None:
+            for number in numbers:
+                values.setdefault(number, np.zeros(geometry.shape, dtype=np.uint8))
+    if decoded != len(frames):
+        raise InvalidInputError(f"{decoded} frames decoded, Number of Frames is {len(frames)}", name)
 
-    referenced = tuple(str(item.SeriesInstanceUID) for item in dataset.get("ReferencedSeriesSequence", []))
-    return LoadedSeg(dataset, segmentation_type, result, counts, referenced)
+    referenced = tuple(str(item.SeriesInstanceUID) for item in dataset.get("ReferencedSeriesSequence", [])
+                       if "SeriesInstanceUID" in item)
+    return LoadedSeg(dataset, segmentation_type, result, counts, referenced, fractional_type, maximum,
+                     values, tuple(warnings))
 
 
-def _presenceThreshold(dataset: Dataset) -> int:
-    """Smallest stored value that counts as "in the segment".
+@contextlib.contextmanager
+def _foreignData(name: str, part: str) -> Iterator[None]:
+    """Report attributes missing from, or malformed in, a file as one line about the file.
 
-    BINARY and LABELMAP: any non-zero value.  FRACTIONAL: half the Maximum
-    Fractional Value or more (the natural place to keep probabilities later).
+    Used only around code that reads the dataset, so that what pydicom raises
+    for absent or unparsable values becomes an :class:`InvalidInputError`.
     """
-    if dataset.SegmentationType == "FRACTIONAL":
-        return int(np.ceil(int(dataset.MaximumFractionalValue) / 2))
-    return 1
+    try:
+        yield
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+        raise InvalidInputError(f"malformed {part} ({type(error).__name__}: {error})", name) from error
+
+
+def _frames(dataset: Dataset, name: str, count: int) -> Iterator[np.ndarray]:
+    """The stored frames, each ``(Rows, Columns)``; more frames than described is an error."""
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    for index, pixels in enumerate(iterFrames(dataset, name, raw=True)):
+        if index >= count:
+            raise InvalidInputError(f"more frames in the pixel data than the {count} described", name)
+        yield pixels.reshape(rows, columns)
 
 
 def _packSparse(slices_of_segment: Mapping[int, Mapping[int, np.ndarray]], geometry: Geometry,
@@ -474,9 +534,14 @@ def _packSparse(slices_of_segment: Mapping[int, Mapping[int, np.ndarray]], geome
     return Segmentation(geometry, tuple(segments), tuple(layers), tuple(placement))
 
 
-def _segmentFromItem(item: Dataset, name: str) -> Segment:
-    """A :class:`Segment` from one Segment Sequence item (PS3.3 C.8.20.2)."""
+def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
+    """A :class:`Segment` from one Segment Sequence item (PS3.3 C.8.20.2).
+
+    Tolerated irregularities are appended to ``warnings``.
+    """
     number = int(item.SegmentNumber)
+    if number < 1:
+        raise InvalidInputError(f"segment number {number} is not positive", name)
     try:
         type_item = item.SegmentedPropertyTypeCodeSequence[0]
         modifiers = type_item.get("SegmentedPropertyTypeModifierCodeSequence") or [None]
@@ -496,8 +561,13 @@ def _segmentFromItem(item: Dataset, name: str) -> Segment:
     identification = item.get("SegmentationAlgorithmIdentificationSequence")
     if not algorithm_name and identification:
         algorithm_name = identification[0].get("AlgorithmName")
+    if algorithm_type not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+        warnings.append(f"segment {number}: unknown Segment Algorithm Type {algorithm_type!r} read as MANUAL")
+        algorithm_type = "MANUAL"
     if algorithm_type != "MANUAL" and not algorithm_name:
-        raise InvalidInputError(f"segment {number}: {algorithm_type} segment without Segment Algorithm Name", name)
+        # Type 1C in PS3.3 C.8.20.2, but missing in files in the wild; the segment is still usable.
+        warnings.append(f"segment {number}: {algorithm_type} segment without Segment Algorithm Name")
+        algorithm_name = "unknown"
     color = None
     if "RecommendedDisplayCIELabValue" in item:
         rgb = hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in item.RecommendedDisplayCIELabValue)).to_rgb()
@@ -586,7 +656,6 @@ def _placeFrames(dataset: Dataset, frames: Sequence[_Frame], reference: Volume |
         raise GeometryError(f"SEG pixel spacing {pixel_spacing.tolist()} differs from the reference "
                             f"{spacing[[1, 0]].tolist()}", name)
     slice_of_source: dict[tuple[str, int | None], int] = {}
-    header_of: dict[str, Dataset] = {}
     if isinstance(reference, Volume):
         frame_of_reference = dataset.get("FrameOfReferenceUID")
         if reference.frame_of_reference_uid and frame_of_reference and \
@@ -594,29 +663,52 @@ def _placeFrames(dataset: Dataset, frames: Sequence[_Frame], reference: Volume |
             raise GeometryError("SEG and reference volume have different frames of reference", name)
         slice_of_source = {(image.sop_instance_uid, image.frame_number): k
                            for k, image in enumerate(reference.source_images)}
-        header_of = {str(header.SOPInstanceUID): header for header in reference.headers}
+        source_positions = _sourcePositions(reference)
     slices = []
     for index, frame in enumerate(frames):
-        matches = {slice_of_source[key] for key in frame.references if key in slice_of_source}
+        # A single-frame source referenced as its frame 1 is the image itself.
+        keys = [key if key in slice_of_source or key[1] != 1 else (key[0], None) for key in frame.references]
+        matches = {slice_of_source[key] for key in keys if key in slice_of_source}
         if len(matches) > 1:
             raise GeometryError(f"frame {index + 1} references several slices of the reference", name)
         if matches:
             k = matches.pop()
             if frame.position is not None:
-                # Compare with the source image's own position: a volume loaded
-                # from unevenly spaced slices keeps each image as one slice, but
-                # its regular grid does not give that image's true position.
-                image = reference.source_images[k]
-                header = header_of.get(image.sop_instance_uid)
-                expected = (geometry.ijkToLps((0, 0, k)) if header is None
-                            else np.array(_imagePosition(header, image.frame_number)))
-                offset = geometry.lpsToIjk(frame.position) - geometry.lpsToIjk(expected)
+                offset = geometry.lpsToIjk(frame.position) - geometry.lpsToIjk(source_positions[k])
                 if np.max(np.abs(offset)) > _VOXEL_TOLERANCE:
                     raise GeometryError(f"frame {index + 1} is not at the position of its source image", name)
             slices.append(k)
+        elif isinstance(reference, Volume) and frame.position is not None:
+            slices.append(_sliceAtSourcePosition(geometry, source_positions, frame, index, name))
         else:
             slices.append(_sliceAtPosition(geometry, frame, index, name))
     return geometry, slices
+
+
+def _sourcePositions(volume: Volume) -> np.ndarray:
+    """Image Position (Patient) of the image behind every slice, ``(k, 3)``.
+
+    A volume loaded from unevenly spaced slices keeps each image as one slice,
+    but its regular grid does not give that image's true position, so frames
+    are compared with the source image's own position.
+    """
+    header_of = {str(header.SOPInstanceUID): header for header in volume.headers}
+    positions = []
+    for k, image in enumerate(volume.source_images):
+        header = header_of.get(image.sop_instance_uid)
+        position = None if header is None else _imagePosition(header, image.frame_number)
+        positions.append(volume.geometry.ijkToLps((0, 0, k)) if position is None else np.array(position, dtype=float))
+    return np.array(positions, dtype=float).reshape(-1, 3)
+
+
+def _sliceAtSourcePosition(geometry: Geometry, positions: np.ndarray, frame: _Frame, index: int, name: str) -> int:
+    """The slice whose source image is at the frame's plane position (within a hundredth of a voxel)."""
+    offsets = np.abs(geometry.lpsToIjk(frame.position) - geometry.lpsToIjk(positions))
+    nearest = int(np.argmin(offsets.max(axis=1)))
+    if offsets[nearest].max() > _VOXEL_TOLERANCE:
+        raise GeometryError(f"frame {index + 1} at {np.round(frame.position, 3).tolist()} mm is not at the "
+                            "position of any image of the reference", name)
+    return nearest
 
 
 def _sliceAtPosition(geometry: Geometry, frame: _Frame, index: int, name: str) -> int:

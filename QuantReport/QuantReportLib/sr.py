@@ -35,11 +35,43 @@ empty Measured Value Sequence with a CID 42 qualifier instead, but highdicom
 (0.27, 0.28) cannot parse such an item, so every highdicom-based reader would
 fail on the whole report.
 
+Companion groups (``ohif_companions``).  OHIF Viewer v3 draws SR measurements
+only from coordinates (a SCOORD/SCOORD3D in the group); a TID 1411 group,
+whose region is a SEG segment, shows there as text at best.  So after the TID
+1411 groups each non-empty segment can get two TID 1410 Planar ROI groups, with
+the segment's Finding, Finding Category and Finding Site:
+
+- "<tracking identifier> centroid": an Image Region SCOORD POINT, Geometric
+  purpose of region (CID 219) "Center of Mass" (128138, DCM).  The point is the
+  centroid (mean voxel index, the ``centroid_l/p/s`` of :mod:`.measurements`)
+  projected along the slice axis onto the nearest source image, which the
+  SCOORD references (SELECTED FROM).
+- "<tracking identifier> long axis": an Image Region SCOORD POLYLINE of two
+  points, Geometric purpose of region "Long axis" (103339001, SCT), and a NUM
+  "Long axis" in mm: on the slice with the most segment voxels (ties: nearest
+  the centroid, then lowest), the largest distance between the centres of two
+  segment voxels (:func:`longAxis`), the line joining those centres.  A
+  segment with no slice of two voxels gets no long axis.
+
+SCOORD is 2D on a source image rather than SCOORD3D: every OHIF v3 release
+draws SCOORD, only recent ones SCOORD3D (and those match SCOORD3D points to
+images assuming axial slices).  Each companion has its own Tracking UID,
+derived from the segment's (stable across amendments): OHIF merges all groups
+sharing a Tracking UID into one annotation drawn from the first coordinate
+item only, so sharing the segment's UID would hide the long axis.  OHIF also
+needs a TID 1600 Image Library (it fails without one), so the library then
+lists at least the images the companions are drawn on.  :func:`isCompanionGroup`
+recognises companions by TID 1410 + those two geometric purposes.  They are off
+by default: 3D Slicer's QuantitativeReporting (DICOMTID1500Plugin) builds its
+table from dcmqi's ``tid1500reader`` output and reads ``ReferencedSegment``
+from every group, which a group with image coordinates does not have.
+
 :func:`readSr` reads TID 1500 reports from any tool: the groups in document
 order, each parsed by highdicom's template classes (TID 1411, TID 1410 planar
 and TID 1501 image-level groups alike); a group without a segment reference
-has ``segment`` ``None``, and qualitative evaluations and other content that
-the table has no place for are ignored.  :func:`tableFromSr` turns the groups
+has ``segment`` ``None``; qualitative evaluations and planar regions (SCOORD,
+SCOORD3D) are read into the group, and content that cannot be read is listed
+in ``LoadedSr.unsupported`` instead of failing the whole report.  :func:`tableFromSr` turns the groups
 back into a :class:`~.model.MeasurementTable`.
 """
 
@@ -52,15 +84,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from . import __version__
-from .errors import InvalidInputError, NotFoundError, UnsupportedError
+from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
 from .files import writeDataset
-from .model import Code, Measurement, MeasurementTable, Quantity, Segment, SegmentMeasurements, Terminology, Volume
+from .measurements import PRIVATE_SCHEME_DESIGNATOR
+from .model import (
+    Code,
+    Geometry,
+    Measurement,
+    MeasurementTable,
+    Quantity,
+    Segment,
+    Segmentation,
+    SegmentMeasurements,
+    Terminology,
+    Volume,
+)
 from .uids import checkUid
 
 SEG_SOP_CLASS_UIDS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
@@ -89,6 +135,7 @@ _LATERALITIES = {
 _MEASUREMENT_REPORT = ("126000", "DCM")
 _IMAGING_MEASUREMENTS = ("126010", "DCM")
 _MEASUREMENT_GROUP = ("125007", "DCM")
+_FINDING_CATEGORY = ("276214006", "SCT")
 # Items whose presence tells a TID 1411 volumetric group from a TID 1410 planar one when the group
 # carries no template identifier (dcmqi writes none), as highdicom's own classification does.
 _VOLUMETRIC_ROI_ITEMS = {("121191", "DCM"), ("121231", "DCM"), ("130488", "DCM")}
@@ -110,6 +157,28 @@ class SegmentReference:
 
 
 @dataclass(frozen=True)
+class PlanarRegion:
+    """The image region of a TID 1410 planar ROI group (TID 1410 row "Image Region").
+
+    ``graphic_type`` is the SCOORD/SCOORD3D Graphic Type (PS3.3 C.18.6.1.2,
+    C.18.9.1.2: POINT, MULTIPOINT, POLYLINE, POLYGON, CIRCLE, ELLIPSE,
+    ELLIPSOID).  ``coordinates`` are (column, row) image coordinates of the
+    image ``sop_instance_uid`` (SCOORD, PS3.3 C.18.6.1.1) or (x, y, z) in mm
+    in the frame of reference ``frame_of_reference_uid`` (SCOORD3D).
+    """
+
+    graphic_type: str
+    coordinates: tuple[tuple[float, ...], ...]
+    sop_instance_uid: str | None = None
+    frame_numbers: tuple[int, ...] = ()
+    frame_of_reference_uid: str | None = None
+
+    @property
+    def is3d(self) -> bool:
+        return self.frame_of_reference_uid is not None
+
+
+@dataclass(frozen=True)
 class MeasurementGroup:
     """One measurement group of a TID 1500 report.
 
@@ -119,6 +188,9 @@ class MeasurementGroup:
     is the Finding Site's laterality or topographical modifier.  ``segment`` is
     the referenced SEG segment (TID 1411 Referenced Segment or TID 1410
     Referenced Segmentation Frame), ``None`` for other regions of interest.
+    ``qualitative_evaluations`` are the group's coded (name, value) evaluations
+    (TID 1411/1410/1501 row "Qualitative Evaluations"), Finding Category
+    excepted; ``region`` is the image region of a planar group.
     """
 
     tracking_identifier: str
@@ -131,6 +203,8 @@ class MeasurementGroup:
     source_series_uid: str | None = None
     measurements: tuple[Measurement, ...] = ()
     template_id: str = "1411"
+    qualitative_evaluations: tuple[tuple[Code, Code], ...] = ()
+    region: PlanarRegion | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +214,9 @@ class LoadedSr:
     ``referenced_seg_uids`` are the SEG instances the groups reference, in
     order of first reference, then SEG instances listed only as evidence.
     ``referenced_series_uids`` are all series of the evidence sequences
-    (the SEG series and the image series).
+    (the SEG series and the image series).  ``unsupported`` lists, one line
+    each, the content that was not read (a measurement without a numeric
+    value, an unparsable group, a region kind QuantReport does not read).
     """
 
     sop_instance_uid: str
@@ -154,6 +230,7 @@ class LoadedSr:
     completed: bool = True
     verified: bool = False
     predecessor_uids: tuple[str, ...] = ()
+    unsupported: tuple[str, ...] = ()
 
 
 # -- writing ----------------------------------------------------------------------------------------------
@@ -179,6 +256,8 @@ def createSr(
     verifier_name: str | None = None,
     verifying_organization: str = "QuantReport",
     predecessors: Sequence[Dataset] = (),
+    segmentation: Segmentation | None = None,
+    ohif_companions: bool = False,
 ) -> Dataset:
     """A Comprehensive 3D SR with one TID 1411 measurement group per table row.
 
@@ -218,6 +297,14 @@ def createSr(
     predecessors:
         Earlier versions of this report (SR datasets, headers suffice) that
         this one amends: listed in the Predecessor Documents Sequence.
+    segmentation:
+        The segments' voxels (on the grid of ``volume``); needed for ``ohif_companions``.
+    ohif_companions:
+        Also write, after the TID 1411 groups, each non-empty segment's centroid
+        and long axis as TID 1410 groups with image coordinates, which OHIF
+        Viewer displays (see "Companion groups" in the module notes).  Off by
+        default: it needs ``segmentation`` and the volume's headers, and 3D
+        Slicer's QuantitativeReporting extension cannot load such a report.
 
     Returns
     -------
@@ -228,9 +315,12 @@ def createSr(
     ------
     InvalidInputError
         When the SEG is not a SEG of ``volume``, the table is empty, tracking
-        UIDs repeat, or a value cannot be encoded.
+        UIDs repeat, a value cannot be encoded, or companions are asked for
+        without ``segmentation`` or source image headers.
+    GeometryError
+        When ``segmentation`` is not on the grid of ``volume``.
     NotFoundError
-        When a segment of the table is not in the SEG.
+        When a segment of the table is not in the SEG (or in ``segmentation``).
     """
     seg_uid = str(seg.get("SOPInstanceUID", "SEG"))
     _checkSegOfVolume(seg, volume, seg_uid)
@@ -243,9 +333,11 @@ def createSr(
     for number in numbers:
         if number not in seg_segments:
             raise NotFoundError(f"segment {number} of the measurement table is not in the SEG", seg_uid)
-    if image_library and not volume.headers:
+    if (image_library or ohif_companions) and not volume.headers:
         raise InvalidInputError("an image library needs the source image headers, and the volume has none",
                                 volume.series_instance_uid)
+    if ohif_companions:
+        _checkCompanionSegmentation(segmentation, volume, numbers)
     tracking = [_tracking(row.segment, seg_segments[row.segment.number]) for row in table.rows]
     uids = [uid for _, uid in tracking]
     if len(set(uids)) != len(uids):
@@ -254,13 +346,19 @@ def createSr(
     try:
         groups = [_measurementGroup(row, identifier, uid, seg, volume.series_instance_uid, time_point)
                   for row, (identifier, uid) in zip(table.rows, tracking, strict=True)]
+        library = list(volume.headers) if image_library else None
+        if ohif_companions:
+            companions, slices = _companionGroups(table, tracking, segmentation, volume, time_point)
+            groups += companions
+            if library is None:
+                library = _libraryHeaders(volume, slices)
         report = hd.sr.MeasurementReport(
             observation_context=_observationContext(observer_name, device_observer_uid),
             procedure_reported=procedure_reported.toPydicom(),
             imaging_measurements=groups,
             language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
                 hd.sr.CodedConcept.from_code(language.toPydicom())),
-            referenced_images=list(volume.headers) if image_library else None,
+            referenced_images=library,
         )
         # The SEG comes first: the SR takes patient and study from the first evidence instance,
         # and the SEG always has them (the image evidence may be minimal, see _imageEvidence).
@@ -393,16 +491,232 @@ def _imageEvidence(volume: Volume) -> list[Dataset]:
     return list(evidence.values())
 
 
+# -- companion groups for viewers that draw coordinates (OHIF) ----------------------------------------------
+
+#: "Geometric purpose of region" (TID 1410, CID 219) of the centroid companion group.
+CENTER_OF_MASS = Code("128138", "DCM", "Center of Mass")
+#: "Geometric purpose of region" of the long axis companion group, and the concept name of its length.
+LONG_AXIS = Code("103339001", "SCT", "Long axis")
+#: The geometric purposes that mark a TID 1410 group as a companion of a TID 1411 group.
+COMPANION_PURPOSES = frozenset({(CENTER_OF_MASS.value, CENTER_OF_MASS.scheme), (LONG_AXIS.value, LONG_AXIS.scheme)})
+_GEOMETRIC_PURPOSE = ("130400", "DCM")
+_MILLIMETER = Code("mm", "UCUM", "millimeter")
+_LONG_AXIS_METHOD = Code("longest-inplane-voxel", PRIVATE_SCHEME_DESIGNATOR,
+                         "Longest voxel centre distance on the slice of largest area")
+
+
+def isCompanionGroup(item: Dataset) -> bool:
+    """Whether a Measurement Group content item is a companion group written by ``ohif_companions``.
+
+    A companion is a TID 1410 group whose "Geometric purpose of region"
+    (130400, DCM) is :data:`CENTER_OF_MASS` or :data:`LONG_AXIS`.  It repeats
+    geometry of a segment that a TID 1411 group already reports, so a reader
+    that builds one table row per segment skips it.
+    """
+    templates = item.get("ContentTemplateSequence")
+    if not templates or str(templates[0].get("TemplateIdentifier", "")) != "1410":
+        return False
+    for child in item.get("ContentSequence", []):
+        if child.get("ValueType") == "CODE" and _conceptName(child) == _GEOMETRIC_PURPOSE:
+            concept = child.ConceptCodeSequence[0]
+            return (str(concept.CodeValue), str(concept.CodingSchemeDesignator)) in COMPANION_PURPOSES
+    return False
+
+
+@dataclass(frozen=True)
+class LongAxis:
+    """The longest in-plane diameter of a segment, as the long axis companion group writes it.
+
+    ``slice_index`` is the slice ``k`` with the most segment voxels (of equal
+    ones, the one nearest the centroid, then the lowest); ``first`` and
+    ``second`` are the ``(i, j)`` voxel indices on that slice of the two
+    segment voxels whose centres are farthest apart, and ``length_mm`` is that
+    distance.
+    """
+
+    slice_index: int
+    first: tuple[int, int]
+    second: tuple[int, int]
+    length_mm: float
+
+
+def centroidIjk(mask: np.ndarray) -> np.ndarray | None:
+    """The mean ``(i, j, k)`` voxel index of a mask (``None`` when empty).
+
+    Mapped through the grid's IJK -> LPS matrix this is the centroid that
+    :mod:`.measurements` reports as ``centroid_l/p/s``.
+    """
+    k, j, i = np.nonzero(mask)
+    if k.size == 0:
+        return None
+    return np.array([i.mean(), j.mean(), k.mean()])
+
+
+def longAxis(mask: np.ndarray, geometry: Geometry) -> LongAxis | None:
+    """The long axis of a segment (see :class:`LongAxis`); ``None`` when no slice has two voxels.
+
+    The two farthest voxel centres of a slice are vertices of the convex
+    hull of its voxels (distance is convex), and the hull in index space maps
+    onto the hull in millimetres because the grid is affine; so only hull
+    vertices are compared, in millimetres, which is exact on sheared and
+    anisotropic grids too.
+    """
+    areas = mask.sum(axis=(1, 2))
+    centre = centroidIjk(mask)
+    if centre is None or areas.max() < 2:
+        return None
+    candidates = np.flatnonzero(areas == areas.max())
+    k = int(candidates[np.argmin(np.abs(candidates - centre[2]))])
+    j, i = np.nonzero(_boundary2d(mask[k]))
+    hull = _convexHull(np.column_stack([i, j]))
+    in_plane = geometry.ijk_to_lps[:3, :2]
+    positions = hull @ in_plane.T
+    distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
+    first, second = np.unravel_index(int(np.argmax(distances)), distances.shape)
+    return LongAxis(k, (int(hull[first][0]), int(hull[first][1])), (int(hull[second][0]), int(hull[second][1])),
+                    float(distances[first, second]))
+
+
+def _boundary2d(plane: np.ndarray) -> np.ndarray:
+    """Voxels of a 2D mask with an 8-neighbour outside it (the candidates for the farthest pair)."""
+    padded = np.pad(plane, 1)
+    interior = plane.copy()
+    rows, columns = plane.shape
+    for dj in (0, 1, 2):
+        for di in (0, 1, 2):
+            interior &= padded[dj:dj + rows, di:di + columns]
+    return plane & ~interior
+
+
+def _convexHull(points: np.ndarray) -> np.ndarray:
+    """Vertices of the convex hull of integer 2D points (Andrew's monotone chain, exact integer arithmetic)."""
+    ordered = sorted({(int(x), int(y)) for x, y in points})
+    if len(ordered) <= 2:
+        return np.array(ordered, dtype=np.int64)
+
+    def chain(sequence: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        result: list[tuple[int, int]] = []
+        for point in sequence:
+            while len(result) >= 2 and ((result[-1][0] - result[-2][0]) * (point[1] - result[-2][1])
+                                        - (result[-1][1] - result[-2][1]) * (point[0] - result[-2][0])) <= 0:
+                result.pop()
+            result.append(point)
+        return result[:-1]
+
+    return np.array(chain(ordered) + chain(ordered[::-1]), dtype=np.int64)
+
+
+def _checkCompanionSegmentation(segmentation: Segmentation | None, volume: Volume, numbers: list[int]) -> None:
+    if segmentation is None:
+        raise InvalidInputError("OHIF companion groups need the segmentation (the long axis is measured on it)",
+                                volume.series_instance_uid)
+    if not segmentation.geometry.matches(volume.geometry):
+        raise GeometryError("the segmentation is not on the grid of the image series", volume.series_instance_uid)
+    known = {segment.number for segment in segmentation.segments}
+    for number in numbers:
+        if number not in known:
+            raise NotFoundError(f"segment {number} of the measurement table is not in the segmentation",
+                                volume.series_instance_uid)
+
+
+def _companionUid(tracking_uid: str, kind: str) -> str:
+    """A tracking UID of its own for a companion, derived from the segment's so that it is stable across amendments."""
+    return generate_uid(entropy_srcs=[tracking_uid, kind])
+
+
+def _companionGroups(table: MeasurementTable, tracking: list[tuple[str, str]], segmentation: Segmentation,
+                     volume: Volume, time_point: str | None
+                     ) -> tuple[list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations], list[int]]:
+    """The centroid and long axis groups of every non-empty segment, and the slices they are drawn on."""
+    groups = []
+    slices: list[int] = []
+    for row, (identifier, uid) in zip(table.rows, tracking, strict=True):
+        mask = segmentation.mask(row.segment.number)
+        centre = centroidIjk(mask)
+        if centre is None:
+            continue  # an empty segment has no geometry to show
+        k = int(np.floor(centre[2] + 0.5))
+        groups.append(_companionGroup(
+            row.segment.terminology, f"{identifier} centroid", _companionUid(uid, "centroid"), CENTER_OF_MASS,
+            hd.sr.GraphicTypeValues.POINT, [centre[:2]], volume, k, time_point, []))
+        slices.append(k)
+        axis = longAxis(mask, volume.geometry)
+        if axis is None:
+            continue
+        length = hd.sr.Measurement(name=LONG_AXIS.toPydicom(), value=axis.length_mm, unit=_MILLIMETER.toPydicom(),
+                                   method=_LONG_AXIS_METHOD.toPydicom())
+        groups.append(_companionGroup(
+            row.segment.terminology, f"{identifier} long axis", _companionUid(uid, "long axis"), LONG_AXIS,
+            hd.sr.GraphicTypeValues.POLYLINE, [axis.first, axis.second], volume, axis.slice_index, time_point,
+            [length]))
+        slices.append(axis.slice_index)
+    return groups, slices
+
+
+def _companionGroup(terminology: Terminology, identifier: str, uid: str, purpose: Code,
+                    graphic_type: hd.sr.GraphicTypeValues, points_ij: list, volume: Volume, k: int,
+                    time_point: str | None, measurements: list[hd.sr.Measurement]
+                    ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """TID 1410 with an image region (SCOORD) on source slice ``k``.
+
+    SCOORD pixel coordinates are (column, row) with the top left corner of
+    the top left pixel at (0, 0) (PS3.3 C.18.6.1.1), so the centre of voxel
+    ``(i, j)`` is ``(i + 0.5, j + 0.5)``.
+    """
+    image = volume.source_images[k]
+    region = hd.sr.ImageRegion(
+        graphic_type=graphic_type,
+        graphic_data=np.asarray(points_ij, dtype=np.float64) + 0.5,
+        source_image=hd.sr.SourceImageForRegion(
+            image.sop_class_uid, image.sop_instance_uid,
+            None if image.frame_number is None else [int(image.frame_number)]),
+    )
+    finding_sites = None
+    if terminology.anatomic_region is not None:
+        finding_sites = [_findingSite(terminology.anatomic_region, terminology.anatomic_region_modifier)]
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
+        referenced_region=region,
+        time_point_context=hd.sr.TimePointContext(time_point) if time_point else None,
+        finding_type=terminology.type.toPydicom(),
+        finding_category=terminology.category.toPydicom(),
+        finding_sites=finding_sites,
+        measurements=measurements or None,
+        geometric_purpose=purpose.toPydicom(),
+    )
+
+
+def _libraryHeaders(volume: Volume, slices: list[int]) -> list[Dataset]:
+    """The headers of the images behind ``slices`` (once each), for the TID 1600 Image Library."""
+    headers = {str(header.SOPInstanceUID): header for header in volume.headers}
+    wanted: dict[str, None] = {}
+    for k in sorted(set(slices)):
+        wanted.setdefault(volume.source_images[k].sop_instance_uid, None)
+    missing = [uid for uid in wanted if uid not in headers]
+    if missing:
+        raise InvalidInputError(f"no header for source image {missing[0]}", volume.series_instance_uid)
+    return [headers[uid] for uid in wanted]
+
+
 # -- reading ----------------------------------------------------------------------------------------------
 
 
 def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
     """Read a TID 1500 Measurement Report (any SR storage class, from any tool).
 
+    Enhanced, Comprehensive and Comprehensive 3D SR (PS3.3 A.35.2, A.35.3,
+    A.35.13) are read alike, with or without template identifiers.  What
+    cannot be read (a NUM without value, such as one with the Numeric Value
+    Qualifier "Not a number"; a group highdicom cannot parse; a TID 1411
+    region given as a volume surface) is left out and listed in
+    :attr:`LoadedSr.unsupported`; the rest is read.  The centroid and long
+    axis companions of TID 1411 groups (:func:`isCompanionGroup`) are not
+    groups of their own.
+
     Raises
     ------
     InvalidInputError
-        When the file is not readable DICOM or a measurement group is malformed.
+        When the file is not readable DICOM.
     UnsupportedError
         When the document is not a TID 1500 Measurement Report.
     """
@@ -412,13 +726,19 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
     else:
         name = os.fspath(source)
         try:
-            dataset = pydicom.dcmread(name)
+            dataset = pydicom.dcmread(name, force=True)  # bare datasets (no PS3.10 meta) too, as import indexes them
         except Exception as error:  # pydicom raises many types for unreadable files
             raise InvalidInputError(f"not a readable DICOM file ({error})", name) from error
     if dataset.get("ValueType") != "CONTAINER" or _conceptName(dataset) != _MEASUREMENT_REPORT:
         raise UnsupportedError("not a TID 1500 Measurement Report (its root is not \"Imaging Measurement Report\")",
                                name)
-    groups = tuple(_readGroup(item, index, name) for index, item in enumerate(_groupItems(dataset), 1))
+    unsupported: list[str] = []
+    items = _groupItems(dataset)
+    if items is None:
+        unsupported.append("no \"Imaging Measurements\" container: the report has no measurement groups")
+    read = (_readGroup(item, index, unsupported)
+            for index, item in enumerate(items or [], 1) if not isCompanionGroup(item))
+    groups = tuple(group for group in read if group is not None)
 
     seg_uids: dict[str, None] = {}
     for group in groups:
@@ -428,9 +748,11 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
     for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
         for study in dataset.get(keyword, []):
             for series in study.get("ReferencedSeriesSequence", []):
-                series_uids.setdefault(str(series.SeriesInstanceUID), None)
+                if "SeriesInstanceUID" in series:
+                    series_uids.setdefault(str(series.SeriesInstanceUID), None)
                 for instance in series.get("ReferencedSOPSequence", []):
-                    if str(instance.get("ReferencedSOPClassUID", "")) in SEG_SOP_CLASS_UIDS:
+                    if str(instance.get("ReferencedSOPClassUID", "")) in SEG_SOP_CLASS_UIDS and \
+                            "ReferencedSOPInstanceUID" in instance:
                         seg_uids.setdefault(str(instance.ReferencedSOPInstanceUID), None)
     return LoadedSr(
         sop_instance_uid=str(dataset.get("SOPInstanceUID", "")),
@@ -447,7 +769,9 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
             str(instance.ReferencedSOPInstanceUID)
             for study in dataset.get("PredecessorDocumentsSequence", [])
             for series in study.get("ReferencedSeriesSequence", [])
-            for instance in series.get("ReferencedSOPSequence", [])),
+            for instance in series.get("ReferencedSOPSequence", [])
+            if "ReferencedSOPInstanceUID" in instance),
+        unsupported=tuple(unsupported),
     )
 
 
@@ -458,8 +782,9 @@ def _conceptName(item: Dataset) -> tuple[str, str] | None:
     return str(names[0].get("CodeValue", "")), str(names[0].get("CodingSchemeDesignator", ""))
 
 
-def _groupItems(dataset: Dataset) -> list[Dataset]:
-    """The Measurement Group containers under "Imaging Measurements", in document order.
+def _groupItems(dataset: Dataset) -> list[Dataset] | None:
+    """The Measurement Group containers under "Imaging Measurements", in document order
+    (``None`` when there is no such container).
 
     highdicom's ``MeasurementReport.get_*_measurement_groups`` return one kind
     of group each, which loses the order of a report mixing kinds; walking the
@@ -469,7 +794,7 @@ def _groupItems(dataset: Dataset) -> list[Dataset]:
         if item.get("ValueType") == "CONTAINER" and _conceptName(item) == _IMAGING_MEASUREMENTS:
             return [child for child in item.get("ContentSequence", [])
                     if child.get("ValueType") == "CONTAINER" and _conceptName(child) == _MEASUREMENT_GROUP]
-    return []
+    return None
 
 
 def _templateId(item: Dataset) -> str:
@@ -485,8 +810,11 @@ def _templateId(item: Dataset) -> str:
     return "1501"
 
 
-def _readGroup(item: Dataset, index: int, source: str) -> MeasurementGroup:
+def _readGroup(item: Dataset, index: int, unsupported: list[str]) -> MeasurementGroup | None:
+    """One group parsed by highdicom's template class, or ``None`` (with a note) when it cannot be."""
     template_id = _templateId(item)
+    label = f"measurement group {index}"
+    item = _withoutValuelessMeasurements(item, label, unsupported)
     try:
         group = _GROUP_CLASSES[template_id].from_sequence([item])
         segment, source_series_uid = _segmentReference(group)
@@ -498,6 +826,16 @@ def _readGroup(item: Dataset, index: int, source: str) -> MeasurementGroup:
         # A group-level Measurement Method (as dcmqi writes it) applies to every measurement without its own.
         group_method = _code(group.method)
         measurements = tuple(_readMeasurement(measurement, group_method) for measurement in group.get_measurements())
+        evaluations = tuple((_code(evaluation.name), _code(evaluation.value))
+                            for evaluation in group.get_qualitative_evaluations()
+                            if (evaluation.name.value, evaluation.name.scheme_designator) != _FINDING_CATEGORY)
+        region = None
+        if isinstance(group, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations):
+            region = _planarRegion(group.roi)
+        elif isinstance(group, hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations) and segment is None \
+                and group.roi is not None:
+            unsupported.append(f"{label} ({group.tracking_identifier}): its region is a volume surface, "
+                               "which is not read")
         return MeasurementGroup(
             tracking_identifier=str(group.tracking_identifier or ""),
             tracking_uid=str(group.tracking_uid or ""),
@@ -509,10 +847,67 @@ def _readGroup(item: Dataset, index: int, source: str) -> MeasurementGroup:
             source_series_uid=source_series_uid,
             measurements=measurements,
             template_id=template_id,
+            qualitative_evaluations=evaluations,
+            region=region,
         )
-    except (ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
-        raise InvalidInputError(f"measurement group {index} (TID {template_id}) cannot be read: {error}",
-                                source) from error
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, InvalidInputError) as error:
+        # highdicom validates while it parses: whatever it (or the content) rejects, the group is left out.
+        unsupported.append(f"{label} (TID {template_id}) cannot be read and is left out: "
+                           f"{' '.join(str(error).split())}")
+        return None
+
+
+def _withoutValuelessMeasurements(item: Dataset, label: str, unsupported: list[str]) -> Dataset:
+    """The group without NUM items that have no numeric value (each noted in ``unsupported``).
+
+    PS3.3 C.18.1 allows an empty Measured Value Sequence with a Numeric Value
+    Qualifier (CID 42, e.g. "Not a number"); highdicom cannot parse such a
+    NUM, and a table has no value to show for it.  The input is not modified.
+    """
+    kept = []
+    for child in item.get("ContentSequence", []):
+        if child.get("ValueType") == "NUM" and not _hasNumericValue(child):
+            names = child.get("ConceptNameCodeSequence") or [Dataset()]
+            qualifiers = child.get("NumericValueQualifierCodeSequence") or []
+            reason = f"qualifier {qualifiers[0].get('CodeMeaning', '')!r}" if qualifiers else "no value"
+            unsupported.append(f"{label}: measurement {names[0].get('CodeMeaning', '(unnamed)')!r} has no "
+                               f"numeric value ({reason}) and is left out")
+            continue
+        kept.append(child)
+    if len(kept) == len(item.get("ContentSequence", [])):
+        return item
+    copy = Dataset()
+    for element in item:
+        if element.keyword != "ContentSequence":
+            copy.add(element)
+    copy.ContentSequence = kept
+    return copy
+
+
+def _hasNumericValue(item: Dataset) -> bool:
+    values = item.get("MeasuredValueSequence") or []
+    return bool(values) and ("NumericValue" in values[0] or "FloatingPointValue" in values[0]) \
+        and bool(values[0].get("MeasurementUnitsCodeSequence"))
+
+
+def _planarRegion(roi: hd.sr.ImageRegion | hd.sr.ImageRegion3D | None) -> PlanarRegion | None:
+    """The SCOORD or SCOORD3D "Image Region" of a TID 1410 group."""
+    if roi is None:
+        return None
+    coordinates = tuple(tuple(float(v) for v in point) for point in np.asarray(roi.value, dtype=float))
+    graphic_type = str(getattr(roi.graphic_type, "value", roi.graphic_type))
+    if isinstance(roi, hd.sr.ImageRegion3D):
+        return PlanarRegion(graphic_type, coordinates, frame_of_reference_uid=str(roi.frame_of_reference_uid))
+    images = [child for child in roi.get("ContentSequence", []) if child.get("ValueType") == "IMAGE"]
+    if not images:
+        return PlanarRegion(graphic_type, coordinates)
+    sop = images[0].ReferencedSOPSequence[0]
+    frames = sop.get("ReferencedFrameNumber")  # IS, VM 1-n
+    if frames is None or frames == "":
+        frames = []
+    elif not isinstance(frames, MultiValue):
+        frames = [frames]
+    return PlanarRegion(graphic_type, coordinates, str(sop.ReferencedSOPInstanceUID), tuple(int(f) for f in frames))
 
 
 def _segmentReference(group: hd.sr.MeasurementsAndQualitativeEvaluations
@@ -569,7 +964,10 @@ def tableFromSr(loaded: LoadedSr, segments: Sequence[Segment] | None = None) -> 
     segments:
         The segments of the referenced SEG (as read from it).  When given,
         each group's row uses the segment its Referenced Segment names, so the
-        table is the one that was written.  When ``None``, minimal segments
+        table is the one that was written; groups that reference no segment
+        (planar ROIs, image-level measurements) are not measurements of the
+        SEG's segments and are left out of the table (they stay in
+        ``loaded.groups``).  When ``None``, minimal segments
         are built from the groups: number from the segment reference (or the
         next unused number), label and tracking from the tracking identifier
         and UID, terminology from Finding Category (default "Tissue"), Finding
@@ -578,8 +976,7 @@ def tableFromSr(loaded: LoadedSr, segments: Sequence[Segment] | None = None) -> 
     Raises
     ------
     NotFoundError
-        When ``segments`` is given and a group references a segment not in it,
-        or a group references no segment at all.
+        When ``segments`` is given and a group references a segment not in it.
     """
     by_number = None if segments is None else {segment.number: segment for segment in segments}
     used = {group.segment.number for group in loaded.groups if group.segment is not None}
@@ -588,8 +985,7 @@ def tableFromSr(loaded: LoadedSr, segments: Sequence[Segment] | None = None) -> 
     for index, group in enumerate(loaded.groups, 1):
         if by_number is not None:
             if group.segment is None:
-                raise NotFoundError(f"measurement group {index} ({group.tracking_identifier!r}) references no segment",
-                                    loaded.sop_instance_uid)
+                continue
             if group.segment.number not in by_number:
                 raise NotFoundError(f"measurement group {index} references segment {group.segment.number}, "
                                     f"which the SEG does not have", loaded.sop_instance_uid)
