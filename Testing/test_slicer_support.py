@@ -93,23 +93,28 @@ def test_every_shared_seg_and_sr_is_examined():
 
 # -- dependencies: version ranges against what each Slicer bundles -------------------------------------
 
-SLICER_5_12 = {"highdicom": "0.27.0", "pydicom": "3.0.2", "pynrrd": "1.1.3", "tqdm": "4.67.1"}
+SLICER_5_12 = {"highdicom": "0.27.0", "pydicom": "3.0.2", "pynrrd": "1.1.3", "tqdm": "4.67.1", "pyjpegls": "1.5.1"}
 SLICER_5_10 = {"pydicom": "2.4.4", "pynrrd": "1.1.3", "tqdm": "4.67.1"}
+DECODERS = {"pylibjpeg": "2.1.0", "pylibjpeg-openjpeg": "2.6.0", "pylibjpeg-rle": "2.2.0"}
+READY = {**SLICER_5_12, **DECODERS}  # Slicer 5.12 once QuantReport's first use installed the decoders
 
 
-def test_slicer_5_12_bundles_everything():
-    assert dependencies.missingRequirements(installed=SLICER_5_12.get) == []
+def test_slicer_5_12_bundles_everything_but_the_pylibjpeg_decoders():
+    assert dependencies.missingRequirements(installed=SLICER_5_12.get) == [
+        "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0"]
+    assert dependencies.missingRequirements(installed=READY.get) == []
 
 
-def test_slicer_5_10_misses_highdicom_and_pydicom_3():
-    assert dependencies.missingRequirements(installed=SLICER_5_10.get) == ["highdicom>=0.27,<0.29",
-                                                                           "pydicom>=3.0.1,<4"]
+def test_slicer_5_10_misses_highdicom_pydicom_3_and_the_decoders():
+    assert dependencies.missingRequirements(installed=SLICER_5_10.get) == [
+        "highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2",
+        "pylibjpeg-rle>=2.0", "pyjpegls>=1.3"]
 
 
 @pytest.mark.parametrize(("version", "met"), [("0.26.1", False), ("0.27.0", True), ("0.28.2", True),
                                               ("0.29.0", False), ("not-a-version", False)])
 def test_highdicom_range(version, met):
-    installed = {**SLICER_5_12, "highdicom": version}
+    installed = {**READY, "highdicom": version}
     assert (dependencies.missingRequirements(installed=installed.get) == []) is met
 
 
@@ -170,12 +175,12 @@ class FakeHost:
 
 def test_nothing_missing_asks_nothing():
     host = FakeHost()
-    dependencies.ensureRequirements(host, installed=SLICER_5_12.get)
+    dependencies.ensureRequirements(host, installed=READY.get)
     assert host.calls == []
 
 
 def test_pip_ensure_is_used_where_it_exists():
-    host = FakeHost(installs=SLICER_5_12)
+    host = FakeHost(installs=READY)
     dependencies.ensureRequirements(host, "QuantReport", installed=lambda name: host.installed.get(name))
     assert host.calls == [("pipEnsure", "requirements.txt", "QuantReport")]
 
@@ -191,11 +196,12 @@ def test_pip_ensure_declined_or_skipped_in_testing_mode_is_an_error():
 
 def test_older_slicer_confirms_then_installs_and_asks_for_a_restart_when_pydicom_was_loaded():
     assert "pydicom" in sys.modules
-    host = FakeHost(version="5.10.1", pipEnsure=False, installs=SLICER_5_12)
+    host = FakeHost(version="5.10.1", pipEnsure=False, installs=READY)
     with pytest.raises(dependencies.MissingDependencyError, match="restart 3D Slicer"):
         dependencies.ensureRequirements(host, installed=lambda name: host.installed.get(name))
     assert host.calls == [("confirm", "QuantReport"),
-                          ("pipInstall", ("highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4"))]
+                          ("pipInstall", ("highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pylibjpeg>=2.0",
+                                          "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0", "pyjpegls>=1.3"))]
 
 
 def test_older_slicer_declined_offline_or_testing_installs_nothing():

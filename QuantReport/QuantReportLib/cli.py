@@ -181,6 +181,29 @@ def cmdLoad(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmdCheck(args: argparse.Namespace) -> int:
+    from .check import checkFolder, formatResults, resultsJson
+    from .errors import NotFoundError
+
+    database = _openDatabase(args.db, create=False) if args.db else None
+    try:
+        results = checkFolder(args.folder, database)
+    finally:
+        if database is not None:
+            database.close()
+    if not results:
+        raise NotFoundError("no DICOM SEG or SR files in this folder", args.folder)
+    if args.json:
+        print(resultsJson(results))
+    else:
+        sys.stdout.write(formatResults(results, args.folder))
+    failed = sum(result.failed for result in results)
+    if failed:
+        print(f"error: {args.folder}: {failed} of {len(results)} file(s) failed the checks", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def cmdDemo(args: argparse.Namespace) -> int:
     from .demo import runDemo
 
@@ -249,6 +272,12 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("--labelmap-out", metavar="FILE.nrrd", help="write the segments as a labelmap (.nrrd/.seg.nrrd)")
     p.add_argument("--table-out", metavar="FILE.csv", help="write the measurement table (.csv, .tsv or .json)")
     p.set_defaults(run=cmdLoad)
+
+    p = commands.add_parser("check", help="validate every SEG and SR in a folder (dciodvfy and semantic checks)")
+    p.add_argument("folder", metavar="DIR", help="folder with SEG/SR files (and the series they reference)")
+    p.add_argument("--db", metavar="DIR", help="DICOM database to look up referenced series and SEGs in")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(run=cmdCheck)
 
     p = commands.add_parser("demo", help="the whole workflow on the bundled sample CT")
     p.add_argument("--workdir", default="quantreport-demo", metavar="DIR",

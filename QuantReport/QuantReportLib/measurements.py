@@ -644,7 +644,8 @@ def writeTable(table: MeasurementTable, path: str | os.PathLike) -> None:
 
 def _tableCells(table: MeasurementTable, safe: bool) -> list[list[str]]:
     quantities = table.quantities
-    cells = [["Segment number", "Segment"] + [q.column for q in quantities]]
+    # Column titles of a table read from an SR come from code meanings in the file: escaped like labels.
+    cells = [["Segment number", "Segment"] + [_formulaSafe(q.column) if safe else q.column for q in quantities]]
     for row in table.rows:
         values = {m.quantity: m.value for m in row.measurements}
         label = _formulaSafe(row.segment.label) if safe else row.segment.label

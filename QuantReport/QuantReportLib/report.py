@@ -18,7 +18,7 @@ from typing import Any
 import pydicom
 from pydicom.uid import generate_uid
 
-from . import measurements, seg, series, sr
+from . import check, measurements, seg, series, sr
 from .database import DicomDatabase, malformedInput, readDicomHeader
 from .files import writeDataset
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
@@ -164,6 +164,14 @@ def saveReport(
                              verifier_name=options.observer_name if options.verified else None,
                              predecessors=predecessors)
 
+    # The checks of `quantreport check` (references, segments, geometry, codes, units) before anything is written.
+    problems = [problem for problem in check.checkDatasets(volume, seg_dataset, sr_dataset)
+                if problem.severity == "error"]
+    if problems:
+        found = "; ".join(f"{problem.check}: {problem.message}" for problem in problems[:3])
+        raise InvalidInputError(f"export refused, the report would fail the semantic checks: {found}",
+                                volume.series_instance_uid)
+
     if out_dir is not None:
         folder = Path(out_dir)
         seg_path = folder / f"SEG-{seg_dataset.SOPInstanceUID}.dcm"
@@ -177,8 +185,11 @@ def saveReport(
             writeDataset(dataset, path)
             written.append(path)
         if database is not None:
-            for path in written:
-                database.insert(str(path), False, False)
+            if hasattr(database, "insertFiles"):  # one transaction: both indexed or neither
+                database.insertFiles(written)
+            else:
+                for path in written:
+                    database.insert(str(path), False, False)
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)

@@ -411,7 +411,7 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
     """
     name = os.fspath(source) if not isinstance(source, Dataset) else None
     try:
-        dataset = source if isinstance(source, Dataset) else pydicom.dcmread(name, force=True)  # bare datasets too
+        dataset = source if isinstance(source, Dataset) else pydicom.dcmread(name)
     except Exception as error:
         raise InvalidInputError(f"not a readable DICOM file ({error})", name) from error
     name = name or str(dataset.get("SOPInstanceUID", "SEG dataset"))

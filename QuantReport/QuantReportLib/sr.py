@@ -726,7 +726,7 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
     else:
         name = os.fspath(source)
         try:
-            dataset = pydicom.dcmread(name, force=True)  # bare datasets (no PS3.10 meta) too, as import indexes them
+            dataset = pydicom.dcmread(name)
         except Exception as error:  # pydicom raises many types for unreadable files
             raise InvalidInputError(f"not a readable DICOM file ({error})", name) from error
     if dataset.get("ValueType") != "CONTAINER" or _conceptName(dataset) != _MEASUREMENT_REPORT:

@@ -1,0 +1,625 @@
+"""Validate DICOM SEG and TID 1500 SR files: ``quantreport check`` and the checks run before export.
+
+Two kinds of checks:
+
+* **Conformance** of each file to its IOD, by ``dciodvfy`` (dicom3tools) when
+  it is installed: each "Error" line is a failure; its warnings are not
+  reported.  Without ``dciodvfy`` the result says "not run" and the file is
+  judged on the semantic checks alone (a warning, not a failure).
+* **Semantic** checks, which an IOD validator cannot make because they need
+  the other files:
+
+  - ``references``: the image series a SEG was made from (Referenced Series
+    Sequence, PS3.3 C.8.20.1) and the SEG instance and source series of every
+    TID 1411 measurement group of an SR are present, in the checked folder or
+    in the database;
+  - ``segments``: segment numbers are unique, 1..N for BINARY and FRACTIONAL
+    (PS3.3 C.8.20.2.3), every frame references a described segment, and every
+    SR group references a segment its SEG describes;
+  - ``geometry``: every SEG frame lies on a slice of the source series, with
+    the same Frame of Reference, frame size, orientation and pixel spacing;
+  - ``codes``: no code uses the retired SNOMED-RT scheme ``SRT`` (PS3.16
+    section 8: DICOM uses ``SCT`` since 2019), and every code has a value,
+    scheme and meaning (PS3.3 8.8);
+  - ``units``: every Measurement Units Code Sequence item is UCUM (PS3.16
+    CID 82) and its value is a valid UCUM expression.
+
+UCUM validity is decided by :func:`isValidUcum`: the UCUM grammar (terms
+joined by ``.`` and ``/``, exponents, integer factors, ``{annotations}``,
+parentheses) over a set of atoms that covers what medical imaging reports
+use (SI base and derived units with metric prefixes, time units, ``%``,
+``[hnsf'U]``, ``[iU]``, ``mm[Hg]``, ``[ppm]`` ...).  The full UCUM table has
+some 300 atoms; a valid expression built from an atom outside this set is
+reported as invalid, so the set is documented here and extended when needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from .database import DicomDatabase, malformedInput, readDicomHeader
+from .errors import InvalidInputError, NotFoundError, QuantReportError
+from .model import Volume
+
+SEG_SOP_CLASS_UIDS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
+SR_SOP_CLASS_UIDS = ("1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22",
+                     "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34")
+RETIRED_SCHEMES = {"SRT": "SNOMED-RT style identifiers, retired from DICOM in 2019: use SCT"}
+
+# A SEG frame must be on a source slice within a hundredth of a voxel; directions and spacings agree to
+# 1e-3 (dcmqi writes six decimals), as the SEG reader requires.
+_VOXEL_TOLERANCE = 1e-2
+_DIRECTION_TOLERANCE = 1e-3
+_DCIODVFY_TIMEOUT_SECONDS = 300
+_MAXIMUM_PROBLEMS_PER_CHECK = 20
+
+# -- UCUM ------------------------------------------------------------------------------------------
+
+# UCUM prefixes (UCUM section 2.2, table 1); "da" before "d" so that the longer one is tried first.
+_UCUM_PREFIXES = ("da", "Y", "Z", "E", "P", "T", "G", "M", "k", "h", "d", "c", "m", "u", "n", "p", "f", "a", "z", "y")
+# Metric atoms (they take prefixes): SI base and derived units and the metric units of UCUM tables 2-6
+# that imaging measurements use.
+_UCUM_METRIC_ATOMS = frozenset({
+    "m", "g", "s", "rad", "K", "C", "cd", "mol", "sr", "Hz", "N", "Pa", "J", "W", "A", "V", "F", "Ohm", "S", "Wb",
+    "Cel", "T", "H", "lm", "lx", "Bq", "Gy", "Sv", "l", "L", "ar", "t", "bar", "u", "eV", "Ci", "R", "RAD", "REM",
+    "eq", "osm", "U", "[iU]", "[IU]", "B", "G", "b",
+})
+# Non-metric atoms (no prefix): time, angle, ratios and the arbitrary units of UCUM tables 7-21 in use.
+_UCUM_OTHER_ATOMS = frozenset({
+    "min", "h", "d", "wk", "mo", "a", "deg", "'", "''", "%", "[ppth]", "[ppm]", "[ppb]", "[pptr]", "[hnsf'U]",
+    "mm[Hg]", "cm[H2O]", "[in_i]", "[ft_i]", "[lb_av]", "[pi]", "[degF]", "10*", "10^", "[arb'U]", "[pH]",
+    "[drp]", "[HPF]", "[LPF]", "[mi_i]", "[yd_i]",
+})
+_UCUM_ATOM = re.compile(r"(\[[^\[\]]*\]|[^.\/(){}\[\]0-9+\-]+(?:\[[^\[\]]*\])?|'{1,2})")
+_UCUM_ANNOTATION = re.compile(r"\{[\x21-\x7a\x7c\x7e ]*\}")
+
+
+def isValidUcum(expression: str) -> bool:
+    """Whether ``expression`` is a valid UCUM unit over the atoms this module knows (see the module notes).
+
+    Parameters
+    ----------
+    expression:
+        A Code Value of a UCUM unit, e.g. ``"mm3"``, ``"g/ml{SUVbw}"``, ``"[hnsf'U]"``, ``"{voxels}"``, ``"1"``.
+    """
+    if not isinstance(expression, str) or not expression or not expression.isascii() or " " in expression:
+        return False
+    parser = _UcumParser(expression)
+    try:
+        parser.mainTerm()
+    except ValueError:
+        return False
+    return parser.position == len(expression)
+
+
+class _UcumParser:
+    """Recursive descent over the UCUM grammar (UCUM specification section 2.1, "Syntax rules")."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.position = 0
+
+    def _peek(self) -> str:
+        return self.text[self.position] if self.position < len(self.text) else ""
+
+    def mainTerm(self) -> None:
+        if self._peek() == "/":
+            self.position += 1
+        self.term()
+
+    def term(self) -> None:
+        self.component()
+        while self._peek() in (".", "/") and self._peek():
+            self.position += 1
+            self.component()
+
+    def component(self) -> None:
+        character = self._peek()
+        if character == "(":
+            self.position += 1
+            self.term()
+            if self._peek() != ")":
+                raise ValueError("unbalanced parenthesis")
+            self.position += 1
+        elif character == "{":
+            self.annotation()
+            return
+        elif character.isdigit():
+            match = re.compile(r"[0-9]+").match(self.text, self.position)
+            self.position = match.end()
+            # "10*" and "10^" are atoms (powers of ten) that take an exponent.
+            if self._peek() in ("*", "^") and match.group() == "10":
+                self.position += 1
+                self.exponent(required=True)
+        else:
+            self.simpleUnit()
+            self.exponent(required=False)
+        if self._peek() == "{":
+            self.annotation()
+
+    def annotation(self) -> None:
+        match = _UCUM_ANNOTATION.match(self.text, self.position)
+        if match is None:
+            raise ValueError("bad annotation")
+        self.position = match.end()
+
+    def exponent(self, required: bool) -> None:
+        match = re.compile(r"[+-]?[0-9]+").match(self.text, self.position)
+        if match is None:
+            if required:
+                raise ValueError("exponent expected")
+            return
+        self.position = match.end()
+
+    def simpleUnit(self) -> None:
+        match = _UCUM_ATOM.match(self.text, self.position)
+        if match is None:
+            raise ValueError("unit expected")
+        symbol = match.group()
+        # The longest known atom (with or without a prefix) that the symbol starts with.
+        for end in range(len(symbol), 0, -1):
+            candidate = symbol[:end]
+            if _isUcumAtom(candidate):
+                self.position += end
+                return
+        raise ValueError(f"unknown unit {symbol!r}")
+
+
+def _isUcumAtom(symbol: str) -> bool:
+    if symbol in _UCUM_METRIC_ATOMS or symbol in _UCUM_OTHER_ATOMS:
+        return True
+    return any(symbol.startswith(prefix) and symbol[len(prefix):] in _UCUM_METRIC_ATOMS
+               for prefix in _UCUM_PREFIXES)
+
+
+# -- results ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: ``severity`` is ``"error"`` (the file fails) or ``"warning"``; ``check`` names the check."""
+
+    severity: str
+    check: str
+    message: str
+
+    def toJson(self) -> dict[str, str]:
+        return {"severity": self.severity, "check": self.check, "message": self.message}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The checks of one file.
+
+    ``kind`` is ``"SEG"``, ``"SR"`` or ``"DICOM"`` (a damaged file whose kind
+    could not be read); ``status`` is ``"pass"``, ``"warn"`` (warnings only)
+    or ``"fail"``; ``dciodvfy`` is ``"ok"``, ``"errors"`` or ``"not run"``.
+    """
+
+    file: Path
+    kind: str
+    status: str
+    problems: tuple[Problem, ...] = ()
+    dciodvfy: str = "not run"
+    sop_instance_uid: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
+
+    def toJson(self) -> dict[str, Any]:
+        return {"file": str(self.file), "kind": self.kind, "status": self.status, "dciodvfy": self.dciodvfy,
+                "sop_instance_uid": self.sop_instance_uid, "problems": [p.toJson() for p in self.problems]}
+
+
+def _result(path: Path, kind: str, problems: Iterable[Problem], dciodvfy: str, uid: str = "") -> CheckResult:
+    problems = tuple(problems)
+    status = "fail" if any(p.severity == "error" for p in problems) else "warn" if problems else "pass"
+    return CheckResult(path, kind, status, problems, dciodvfy, uid)
+
+
+# -- what the checks look things up in --------------------------------------------------------------
+
+
+@dataclass
+class _Index:
+    """The files of the checked folder by SOP Instance and Series Instance UID, plus the database."""
+
+    database: DicomDatabase | None = None
+    instances: dict[str, Path] = field(default_factory=dict)
+    series: dict[str, list[Path]] = field(default_factory=dict)
+    volumes: dict[str, Volume | QuantReportError | None] = field(default_factory=dict)
+
+    def instance(self, uid: str) -> Path | None:
+        if uid in self.instances:
+            return self.instances[uid]
+        found = self.database.fileForInstance(uid) if self.database is not None else ""
+        return Path(found) if found and os.path.isfile(found) else None
+
+    def seriesFiles(self, uid: str) -> list[str]:
+        if uid in self.series:
+            return [str(path) for path in self.series[uid]]
+        return list(self.database.filesForSeries(uid)) if self.database is not None else []
+
+    def volume(self, uid: str) -> Volume | QuantReportError | None:
+        """The image series (loaded once), the error that prevented loading it, or None when absent."""
+        if uid not in self.volumes:
+            from .series import loadSeries
+
+            files = self.seriesFiles(uid)
+            try:
+                self.volumes[uid] = loadSeries(files) if files else None
+            except QuantReportError as error:
+                self.volumes[uid] = error
+        return self.volumes[uid]
+
+
+# -- checking ----------------------------------------------------------------------------------------
+
+
+def checkFolder(folder: str | os.PathLike, database: DicomDatabase | None = None, *,
+                dciodvfy: bool = True) -> list[CheckResult]:
+    """Check every DICOM SEG and SR under ``folder`` (recursively).
+
+    Parameters
+    ----------
+    folder:
+        The folder; the image series and SEGs that the files reference are
+        looked up in it first, then in ``database``.
+    database:
+        A DICOM database (ours or ``slicer.dicomDatabase``) for references
+        outside the folder.
+    dciodvfy:
+        Run ``dciodvfy`` on each file when it is installed.
+
+    Returns
+    -------
+    list of CheckResult
+        One per SEG or SR, in path order, plus one per file that looks like
+        DICOM but cannot be read (kind ``"DICOM"``, status ``"fail"``).
+        Files that are not DICOM at all are ignored.
+
+    Raises
+    ------
+    NotFoundError
+        ``folder`` is not a folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise NotFoundError("not a folder", root)
+    index = _Index(database)
+    candidates: list[tuple[Path, str, Dataset]] = []
+    results: list[CheckResult] = []
+    for path in _files(root):
+        try:
+            header = readDicomHeader(path)
+        except InvalidInputError as error:
+            if not error.message.startswith(("not a DICOM file", "empty file")):
+                results.append(_result(path, "DICOM", [Problem("error", "read", error.message)], "not run"))
+            continue
+        sop_class = str(header.get("SOPClassUID", ""))
+        sop_uid = str(header.get("SOPInstanceUID", ""))
+        index.instances.setdefault(sop_uid, path)
+        if sop_class in SEG_SOP_CLASS_UIDS:
+            candidates.append((path, "SEG", header))
+        elif sop_class in SR_SOP_CLASS_UIDS:
+            candidates.append((path, "SR", header))
+        elif "SeriesInstanceUID" in header and "Rows" in header:
+            index.series.setdefault(str(header.SeriesInstanceUID), []).append(path)
+    for path, kind, header in candidates:
+        results.append(_checkFile(path, kind, header, index, dciodvfy))
+    return sorted(results, key=lambda result: str(result.file))
+
+
+def _files(root: Path) -> Iterator[Path]:
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()
+        for name in sorted(names):
+            path = Path(folder, name)
+            if path.is_file():
+                yield path
+
+
+def _checkFile(path: Path, kind: str, header: Dataset, index: _Index, dciodvfy: bool) -> CheckResult:
+    uid = str(header.get("SOPInstanceUID", ""))
+    problems: list[Problem] = []
+    status = "not run"
+    if dciodvfy:
+        status, errors = runDciodvfy(path)
+        problems += [Problem("error", "dciodvfy", line) for line in errors[:_MAXIMUM_PROBLEMS_PER_CHECK]]
+        if status == "not run":
+            problems.append(Problem("warning", "dciodvfy", "dciodvfy is not installed: IOD conformance not checked"))
+    try:
+        with malformedInput(path, kind):
+            problems += _checkSegFile(path, index) if kind == "SEG" else _checkSrFile(path, index)
+    except QuantReportError as error:
+        # Name the file only when the error is about another one (a referenced SEG or image).
+        message = error.message if error.source in (None, str(path)) else str(error)
+        problems.append(Problem("error", "read", message))
+    return _result(path, kind, problems, status, uid)
+
+
+def runDciodvfy(path: str | os.PathLike) -> tuple[str, list[str]]:
+    """``("ok" | "errors" | "not run", error lines)`` of ``dciodvfy`` on one file."""
+    tool = shutil.which("dciodvfy")
+    if tool is None:
+        return "not run", []
+    try:
+        completed = subprocess.run([tool, os.fspath(path)], capture_output=True, timeout=_DCIODVFY_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        return "errors", [f"dciodvfy did not finish within {_DCIODVFY_TIMEOUT_SECONDS} s"]
+    output = (completed.stdout + completed.stderr).decode("utf-8", errors="replace")
+    errors = [line.strip() for line in output.splitlines() if line.startswith("Error")]
+    if completed.returncode != 0 and not errors:
+        errors = [f"dciodvfy exit status {completed.returncode}"]
+    return ("errors" if errors else "ok"), errors
+
+
+def _checkSegFile(path: Path, index: _Index) -> list[Problem]:
+    from .seg import readSeg
+
+    dataset = pydicom.dcmread(path, force=True)  # readDicomHeader has checked it is DICOM
+    problems = _segProblems(dataset)
+    volume = None
+    for uid in _referencedSeries(dataset):
+        found = index.volume(uid)
+        if found is None:
+            problems.append(Problem("error", "references",
+                                    f"referenced series {uid} is neither in the folder nor in the database"))
+        elif isinstance(found, QuantReportError):
+            problems.append(Problem("error", "references", f"referenced series {uid} cannot be loaded: {found}"))
+        elif volume is None:
+            volume = found
+    if volume is not None:
+        problems += geometryProblems(dataset, volume)
+    if not any(p.severity == "error" for p in problems):
+        readSeg(dataset, reference=volume)  # everything else the reader refuses (malformed frames, pixel data)
+    return problems
+
+
+def _checkSrFile(path: Path, index: _Index) -> list[Problem]:
+    from .sr import readSr
+
+    dataset = pydicom.dcmread(path, force=True)  # readDicomHeader has checked it is DICOM
+    problems = _codeProblems(dataset) + _unitProblems(dataset)
+    loaded = readSr(dataset)
+    segments: dict[str, set[int] | None] = {}
+    for uid in loaded.referenced_seg_uids:
+        found = index.instance(uid)
+        segments[uid] = None if found is None else _segmentNumbers(readDicomHeader(found))
+    for number, group in enumerate(loaded.groups, 1):
+        name = f"measurement group {number} ({group.tracking_identifier or 'no tracking identifier'})"
+        if group.segment is not None:
+            numbers = segments.get(group.segment.sop_instance_uid)
+            if numbers is None:
+                problems.append(Problem("error", "references", f"{name} references SEG "
+                                        f"{group.segment.sop_instance_uid}, which is neither in the folder nor in "
+                                        "the database"))
+            elif group.segment.number not in numbers:
+                problems.append(Problem("error", "segments", f"{name} references segment {group.segment.number}, "
+                                        f"which its SEG does not describe (it has {sorted(numbers)})"))
+        if group.source_series_uid and not index.seriesFiles(group.source_series_uid):
+            problems.append(Problem("error", "references", f"{name}: source series {group.source_series_uid} is "
+                                    "neither in the folder nor in the database"))
+    return problems + _trackingProblems(loaded)
+
+
+# -- the semantic checks on datasets (also run by export) ---------------------------------------------
+
+
+def checkDatasets(volume: Volume, seg_dataset: Dataset, sr_dataset: Dataset | None = None) -> list[Problem]:
+    """The semantic checks of a SEG (and its SR) about to be written for ``volume``.
+
+    Export calls this before writing anything; every returned problem of
+    severity ``"error"`` refuses the export.  The checks are those of
+    ``quantreport check`` except ``dciodvfy`` (references are checked against
+    ``volume`` instead of a folder).
+    """
+    from .sr import readSr
+
+    problems = _segProblems(seg_dataset)
+    referenced = _referencedSeries(seg_dataset)
+    if volume.series_instance_uid not in referenced:
+        problems.append(Problem("error", "references", f"the SEG references series {referenced}, "
+                                f"not the source series {volume.series_instance_uid}"))
+    problems += geometryProblems(seg_dataset, volume)
+    if sr_dataset is not None:
+        problems += _codeProblems(sr_dataset) + _unitProblems(sr_dataset)
+        loaded = readSr(sr_dataset)
+        numbers = _segmentNumbers(seg_dataset)
+        for number, group in enumerate(loaded.groups, 1):
+            if group.segment is None or group.segment.sop_instance_uid != str(seg_dataset.SOPInstanceUID):
+                problems.append(Problem("error", "references", f"measurement group {number} does not reference "
+                                        "the exported SEG"))
+            elif group.segment.number not in numbers:
+                problems.append(Problem("error", "segments", f"measurement group {number} references segment "
+                                        f"{group.segment.number}, which the SEG does not describe"))
+            if group.source_series_uid not in (None, volume.series_instance_uid):
+                problems.append(Problem("error", "references", f"measurement group {number} names source series "
+                                        f"{group.source_series_uid}, not {volume.series_instance_uid}"))
+        problems += _trackingProblems(loaded)
+    return problems
+
+
+def _referencedSeries(dataset: Dataset) -> list[str]:
+    return [str(item.SeriesInstanceUID) for item in dataset.get("ReferencedSeriesSequence", [])
+            if "SeriesInstanceUID" in item]
+
+
+def _segmentNumbers(dataset: Dataset) -> set[int]:
+    return {int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item}
+
+
+def _segProblems(dataset: Dataset) -> list[Problem]:
+    """Segment numbering and frame references (PS3.3 C.8.20.2), and the codes."""
+    problems = _codeProblems(dataset)
+    numbers = [int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item]
+    kind = str(dataset.get("SegmentationType", ""))
+    if not numbers:
+        problems.append(Problem("error", "segments", "the Segment Sequence describes no segment"))
+    if len(set(numbers)) != len(numbers):
+        problems.append(Problem("error", "segments", f"segment numbers repeat: {numbers}"))
+    described = set(numbers) - {0}
+    if kind in ("BINARY", "FRACTIONAL") and sorted(described) != list(range(1, len(described) + 1)):
+        problems.append(Problem("error", "segments", f"segment numbers {sorted(described)} are not 1..N "
+                                "(PS3.3 C.8.20.2.3)"))
+    if kind != "LABELMAP":
+        shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+        for frame, item in enumerate(dataset.get("PerFrameFunctionalGroupsSequence") or [], 1):
+            identification = item.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence")
+            number = int(identification[0].ReferencedSegmentNumber) if identification else None
+            if number not in described:
+                problems.append(Problem("error", "segments", f"frame {frame} references segment {number}, which "
+                                        "the Segment Sequence does not describe"))
+                break
+    return problems
+
+
+def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
+    """Whether every frame of a SEG lies on a slice of ``volume`` (no pixel data needed).
+
+    Compares Frame of Reference UID, frame size, Image Orientation (Patient)
+    and Pixel Spacing (shared or first per-frame functional groups, PS3.3
+    C.7.6.16.2) with the volume's grid, then maps each frame's Image
+    Position (Patient) to voxel indices: it must be column 0, row 0 and a
+    whole slice index inside the volume, within a hundredth of a voxel.
+    """
+    geometry = volume.geometry
+    problems: list[Problem] = []
+
+    def problem(message: str) -> list[Problem]:
+        return problems + [Problem("error", "geometry", message)]
+
+    frame_of_reference = dataset.get("FrameOfReferenceUID")
+    if volume.frame_of_reference_uid and frame_of_reference and frame_of_reference != volume.frame_of_reference_uid:
+        return problem(f"Frame of Reference {frame_of_reference} differs from the source series' "
+                       f"{volume.frame_of_reference_uid}")
+    if (int(dataset.Rows), int(dataset.Columns)) != geometry.shape[1:]:
+        return problem(f"frames are {dataset.Rows} x {dataset.Columns}, the source slices {geometry.shape[1]} x "
+                       f"{geometry.shape[2]}")
+    shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
+    first = per_frame[0] if per_frame else Dataset()
+    orientation = shared.get("PlaneOrientationSequence") or first.get("PlaneOrientationSequence")
+    measures = shared.get("PixelMeasuresSequence") or first.get("PixelMeasuresSequence")
+    if not orientation or not measures:
+        return problem("no Plane Orientation or Pixel Measures functional group")
+    cosines = np.array(orientation[0].ImageOrientationPatient, dtype=float).reshape(2, 3)
+    if np.max(np.abs(cosines.T - geometry.directions[:, :2])) > _DIRECTION_TOLERANCE:
+        return problem(f"orientation {cosines.ravel().tolist()} differs from the source series'")
+    spacing = np.array(measures[0].PixelSpacing, dtype=float)
+    if not np.allclose(spacing, geometry.spacing[[1, 0]], rtol=_DIRECTION_TOLERANCE):
+        return problem(f"pixel spacing {spacing.tolist()} differs from the source series' "
+                       f"{geometry.spacing[[1, 0]].tolist()}")
+    for frame, item in enumerate(per_frame, 1):
+        planes = item.get("PlanePositionSequence") or shared.get("PlanePositionSequence")
+        if not planes:
+            return problem(f"frame {frame} has no Plane Position (Patient)")
+        i, j, k = geometry.lpsToIjk(np.array(planes[0].ImagePositionPatient, dtype=float))
+        if max(abs(i), abs(j), abs(k - round(k))) > _VOXEL_TOLERANCE or not 0 <= round(k) < geometry.shape[0]:
+            return problem(f"frame {frame} at {[float(v) for v in planes[0].ImagePositionPatient]} mm is not on a "
+                           "slice of the source series")
+    return problems
+
+
+def _codeItems(dataset: Dataset) -> Iterator[tuple[str, Dataset]]:
+    """(keyword of the sequence, item) for every code sequence item, depth first (no recursion limit)."""
+    stack: list[tuple[str, Dataset]] = [("", dataset)]
+    while stack:
+        keyword, item = stack.pop()
+        if "CodingSchemeDesignator" in item or "CodeValue" in item or "CodeMeaning" in item:
+            yield keyword, item
+        for element in item:
+            if element.VR == "SQ":
+                stack.extend((element.keyword, child) for child in reversed(list(element.value)))
+
+
+def _codeProblems(dataset: Dataset) -> list[Problem]:
+    problems = []
+    for keyword, item in _codeItems(dataset):
+        value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
+        scheme = str(item.get("CodingSchemeDesignator", ""))
+        where = keyword or "code"
+        if not value or not scheme or not item.get("CodeMeaning"):
+            problems.append(Problem("error", "codes", f"{where} item lacks its code value, scheme or meaning "
+                                    "(PS3.3 8.8)"))
+        elif scheme in RETIRED_SCHEMES:
+            problems.append(Problem("error", "codes", f"{where} ({value}, {scheme}, {item.get('CodeMeaning')!r}): "
+                                    f"{RETIRED_SCHEMES[scheme]}"))
+    return _deduplicated(problems)
+
+
+def _unitProblems(dataset: Dataset) -> list[Problem]:
+    problems = []
+    for keyword, item in _codeItems(dataset):
+        if keyword != "MeasurementUnitsCodeSequence":
+            continue
+        value, scheme = str(item.get("CodeValue", "")), str(item.get("CodingSchemeDesignator", ""))
+        if scheme != "UCUM":
+            problems.append(Problem("error", "units", f"unit {value!r} is coded in {scheme!r}, not UCUM (CID 82)"))
+        elif not isValidUcum(value):
+            problems.append(Problem("error", "units", f"unit {value!r} is not a valid UCUM expression"))
+    return _deduplicated(problems)
+
+
+def _trackingProblems(loaded: Any) -> list[Problem]:
+    uids = [group.tracking_uid for group in loaded.groups if group.tracking_uid]
+    repeated = sorted({uid for uid in uids if uids.count(uid) > 1})
+    return [Problem("error", "segments", f"measurement groups share tracking UID {uid}") for uid in repeated]
+
+
+def _deduplicated(problems: Sequence[Problem]) -> list[Problem]:
+    """Each distinct problem once (a retired code is usually repeated in every group)."""
+    unique = list(dict.fromkeys(problems))
+    if len(unique) > _MAXIMUM_PROBLEMS_PER_CHECK:
+        extra = len(unique) - _MAXIMUM_PROBLEMS_PER_CHECK
+        unique = unique[:_MAXIMUM_PROBLEMS_PER_CHECK] + [Problem(unique[0].severity, unique[0].check,
+                                                                 f"... and {extra} more")]
+    return unique
+
+
+# -- reporting --------------------------------------------------------------------------------------
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so file content cannot drive the terminal."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in str(text))
+
+
+def formatResults(results: Sequence[CheckResult], root: str | os.PathLike | None = None) -> str:
+    """A table for people: file, kind, result, problems (one line each, further problems indented)."""
+    rows = []
+    for result in results:
+        name = str(result.file)
+        if root is not None:
+            try:
+                name = str(Path(result.file).relative_to(root))
+            except ValueError:
+                pass
+        label = {"pass": "pass", "warn": "warn", "fail": "FAIL"}[result.status]
+        messages = [f"{p.check}: {p.message}" for p in result.problems] or [""]
+        rows.append((printable(name), result.kind, label, [printable(m) for m in messages]))
+    width = max([len("file")] + [len(row[0]) for row in rows])
+    lines = [f"{'file':<{width}}  kind   result  problems"]
+    for name, kind, label, messages in rows:
+        lines.append(f"{name:<{width}}  {kind:<5}  {label:<6}  {messages[0]}".rstrip())
+        lines += [f"{'':<{width}}  {'':<5}  {'':<6}  {message}" for message in messages[1:]]
+    failed = sum(result.failed for result in results)
+    lines.append(f"{len(results)} file(s) checked: {len(results) - failed} passed, {failed} failed")
+    return "\n".join(lines) + "\n"
+
+
+def resultsJson(results: Sequence[CheckResult]) -> str:
+    return json.dumps([result.toJson() for result in results])
