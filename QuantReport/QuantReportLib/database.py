@@ -54,6 +54,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from .errors import InvalidInputError, QuantReportError
+from .uids import isValidUid
 
 __all__ = [
     "CTK_SCHEMA_COMMIT",
@@ -67,7 +68,6 @@ __all__ = [
     "SeriesSummary",
     "SkippedFile",
     "checkPixelDataClaim",
-    "isValidUid",
     "malformedInput",
     "readDicomHeader",
 ]
@@ -269,7 +269,6 @@ _PIXEL_DATA_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float, Double Float a
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 # PS3.5 section 9.1: a UID is dot-separated numeric components, at most 64 characters.
-_UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 _TAG_PATTERN = re.compile(r"([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})")
 _HEADER_CACHE_SIZE = 256
 
@@ -295,15 +294,6 @@ _REQUIRED_COLUMNS = {
 }
 
 ProgressCallback = Callable[[int, int], Any]
-
-
-def isValidUid(uid: str) -> bool:
-    """Whether ``uid`` is a syntactically valid DICOM UID (PS3.5 section 9.1).
-
-    Only such UIDs become path components in copy mode, so file content can
-    never name ``..``, an absolute path or a separator.
-    """
-    return len(uid) <= 64 and _UID_PATTERN.fullmatch(uid) is not None
 
 
 @runtime_checkable
@@ -943,25 +933,9 @@ class EmbeddedDicomDatabase:
         return path if os.path.isabs(path) else os.path.normpath(os.path.join(self._folder, path))
 
     def storagePath(self, studyInstanceUID: str, seriesInstanceUID: str, sopInstanceUID: str) -> str:
-        """Where a copy of an instance lives in the database folder (``ctkDICOMDatabasePrivate::storeDatasetFile``).
-
-        Raises
-        ------
-        InvalidInputError
-            A UID is not a valid DICOM UID (PS3.5 section 9.1), so it could
-            name a path outside the folder.
-        """
-        uids = (studyInstanceUID, seriesInstanceUID, sopInstanceUID)
-        for uid in uids:
-            if not isValidUid(uid):
-                raise InvalidInputError("not a valid DICOM UID (PS3.5 section 9.1), refusing it as a file name",
-                                        source=uid)
-        if self.useShortStoragePath:
-            digests = [hashlib.md5(uid.encode()).hexdigest() for uid in uids]
-            components = [digests[0][:8], digests[1][:8], digests[2]]
-        else:
-            components = list(uids)
-        return os.path.join(self._folder, "dicom", *components[:2], components[2] + ".dcm")
+        """Where a copy of an instance lives in this database folder (:func:`ctkStoragePath`)."""
+        return ctkStoragePath(self._folder, studyInstanceUID, seriesInstanceUID, sopInstanceUID,
+                              short=self.useShortStoragePath)
 
     # -- queries (the DicomDatabase protocol) ---------------------------------------------------
 
@@ -1496,6 +1470,32 @@ def _copyFile(source: str, target: str) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def ctkStoragePath(folder: str | os.PathLike, studyInstanceUID: str, seriesInstanceUID: str,
+                   sopInstanceUID: str, short: bool = True) -> str:
+    """Where CTK stores a copy of an instance (``ctkDICOMDatabasePrivate::storeDatasetFile``).
+
+    ``short`` is CTK's default ``UseShortStoragePath``: MD5 digests of the
+    UIDs (8, 8 and 32 hex digits) instead of the UIDs themselves.
+
+    Raises
+    ------
+    InvalidInputError
+        A UID is not a valid DICOM UID (PS3.5 section 9.1), so it could
+        name a path outside the folder.
+    """
+    uids = (studyInstanceUID, seriesInstanceUID, sopInstanceUID)
+    for uid in uids:
+        if not isValidUid(uid):
+            raise InvalidInputError("not a valid DICOM UID (PS3.5 section 9.1), refusing it as a file name",
+                                    source=uid)
+    if short:
+        digests = [hashlib.md5(uid.encode()).hexdigest() for uid in uids]
+        components = [digests[0][:8], digests[1][:8], digests[2]]
+    else:
+        components = list(uids)
+    return os.path.join(os.fspath(folder), "dicom", *components[:2], components[2] + ".dcm")
 
 
 def listSeries(database: DicomDatabase) -> list[SeriesSummary]:

@@ -19,9 +19,9 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from . import check, measurements, seg, series, sr
-from .database import DicomDatabase, malformedInput, readDicomHeader
-from .files import writeDataset
+from .database import DicomDatabase, EmbeddedDicomDatabase, ctkStoragePath, malformedInput, readDicomHeader
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
+from .files import writeDataset
 from .model import MeasurementTable, Segmentation, Volume
 from .uids import checkUid
 
@@ -119,12 +119,12 @@ def assignTracking(segmentation: Segmentation) -> Segmentation:
     return segmentation.withSegments(segments)
 
 
-def _storagePath(folder: Path, dataset: pydicom.Dataset) -> Path:
-    """CTK's storage layout inside a database folder: ``dicom/<study>/<series>/<instance>``."""
-    uids = [checkUid(dataset.StudyInstanceUID, "StudyInstanceUID"),
-            checkUid(dataset.SeriesInstanceUID, "SeriesInstanceUID"),
-            checkUid(dataset.SOPInstanceUID, "SOPInstanceUID")]
-    return folder.joinpath("dicom", *uids)
+def _storagePath(database: DicomDatabase, dataset: pydicom.Dataset) -> Path:
+    """Where the database keeps an instance: its own layout, else CTK's default one in its folder."""
+    uids = (str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), str(dataset.SOPInstanceUID))
+    if isinstance(database, EmbeddedDicomDatabase):
+        return Path(database.storagePath(*uids))
+    return Path(ctkStoragePath(database.databaseDirectory, *uids))
 
 
 def saveReport(
@@ -177,8 +177,7 @@ def saveReport(
         seg_path = folder / f"SEG-{seg_dataset.SOPInstanceUID}.dcm"
         sr_path = folder / f"SR-{sr_dataset.SOPInstanceUID}.dcm"
     else:
-        folder = Path(database.databaseDirectory)
-        seg_path, sr_path = _storagePath(folder, seg_dataset), _storagePath(folder, sr_dataset)
+        seg_path, sr_path = _storagePath(database, seg_dataset), _storagePath(database, sr_dataset)
     written: list[Path] = []
     try:
         for dataset, path in ((seg_dataset, seg_path), (sr_dataset, sr_path)):

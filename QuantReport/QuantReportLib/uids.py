@@ -7,12 +7,14 @@ import re
 
 from .errors import InvalidInputError
 
-# PS3.5 9.1: components of digits separated by dots, no leading zero in a component
-# (except the component "0"), at most 64 characters.
-_UID_PATTERN = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+# PS3.5 9.1: components of digits separated by dots, at most 64 characters.  The standard also
+# forbids leading zeros in a component, but real archives hold such UIDs and users must be able to
+# name them; what matters here is that a UID can never name a path (no separator, no "..").
+_UID_PATTERN = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 
 def isValidUid(value: object) -> bool:
+    """Whether ``value`` is digits and dots, at most 64 characters (PS3.5 9.1, leading zeros tolerated)."""
     return isinstance(value, str) and len(value) <= 64 and _UID_PATTERN.fullmatch(value) is not None
 
 
