@@ -9,7 +9,6 @@ the database -> check that the round trip is exact and the files are valid.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from . import measurements, report
 from .autoseg import segmentLesion
+from .check import runDciodvfy
 from .database import EmbeddedDicomDatabase
 from .errors import InvalidInputError
 
@@ -43,8 +43,7 @@ SAMPLE_LESIONS = (LesionSeed("Nodule 1", (56.6, 86.2, -115.0), -500.0, 500.0, 15
 class _Steps:
     """Prints numbered steps with their wall time."""
 
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
+    def __init__(self) -> None:
         self.number = 0
         self.started = time.perf_counter()
 
@@ -60,17 +59,10 @@ class _Steps:
         return time.perf_counter() - self.started
 
 
-def _dciodvfyErrors(paths) -> int | None:
-    """Number of files dciodvfy finds errors in, or None when dciodvfy is not installed."""
-    tool = shutil.which("dciodvfy")
-    if tool is None:
-        return None
-    failed = 0
-    for path in paths:
-        result = subprocess.run([tool, str(path)], capture_output=True, text=True)
-        if result.returncode != 0 or any(line.startswith("Error") for line in (result.stdout + result.stderr).splitlines()):
-            failed += 1
-    return failed
+def _filesValid(paths) -> bool | None:
+    """Whether dciodvfy finds no error in any of the files; None when dciodvfy is not installed."""
+    outcomes = [runDciodvfy(path)[0] for path in paths]
+    return None if "not run" in outcomes else all(outcome == "ok" for outcome in outcomes)
 
 
 def _freshDatabaseFolder(workdir: Path) -> Path:
@@ -85,7 +77,7 @@ def _freshDatabaseFolder(workdir: Path) -> Path:
 def runDemo(workdir: Path, quiet: bool = False) -> int:
     """Run the demo in ``workdir``; returns the exit status (0 when every check passed)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(quiet)
+    steps = _Steps()
     database_folder = _freshDatabaseFolder(workdir)
     with EmbeddedDicomDatabase(database_folder) as database:
         imported = steps.run("import sample CT by link", database.importPaths, [SAMPLE_SERIES], progress=not quiet)
@@ -93,8 +85,8 @@ def runDemo(workdir: Path, quiet: bool = False) -> int:
         print(f"    {imported.indexed} files indexed in {database_folder}; series {series_summary.series_instance_uid}")
         volume = steps.run("load series", report.loadSeriesFromDatabase, database,
                            series_summary.series_instance_uid)
-        print(f"    {volume.modality} {volume.geometry.shape[2]}x{volume.geometry.shape[1]}x{volume.geometry.shape[0]}, "
-              f"spacing {', '.join(f'{s:g}' for s in volume.geometry.spacing)} mm")
+        k, j, i = volume.geometry.shape
+        print(f"    {volume.modality} {i}x{j}x{k}, spacing {', '.join(f'{s:g}' for s in volume.geometry.spacing)} mm")
         lesion = SAMPLE_LESIONS[0]
         segmentation = steps.run(
             "segment nodule (threshold + island at seed)", segmentLesion, volume, seed_lps=lesion.seed_lps,
@@ -108,8 +100,7 @@ def runDemo(workdir: Path, quiet: bool = False) -> int:
     print()
     print(measurements.formatTable(reloaded.table, "text"))
     checks = _verify(saved, reloaded)
-    invalid = _dciodvfyErrors([saved.seg_path, saved.sr_path])
-    checks.append(("files valid (dciodvfy)", None if invalid is None else invalid == 0))
+    checks.append(("files valid (dciodvfy)", _filesValid([saved.seg_path, saved.sr_path])))
     ok = all(passed is not False for _, passed in checks)
     described = "; ".join(f"{name}: {'yes' if passed else 'NOT CHECKED' if passed is None else 'NO'}"
                           for name, passed in checks)

@@ -251,7 +251,7 @@ class Segmentation:
             if not np.issubdtype(layer.dtype, np.integer):
                 raise InvalidInputError(f"labelmap layers must be integer arrays, got {layer.dtype}")
         seen = set()
-        for (layer_index, value), segment in zip(self.placement, self.segments):
+        for (layer_index, value), segment in zip(self.placement, self.segments, strict=True):
             if not 0 <= layer_index < len(self.layers) or value < 1:
                 raise InvalidInputError(f"segment {segment.number}: invalid placement {(layer_index, value)}")
             if (layer_index, value) in seen:
@@ -289,15 +289,15 @@ class Segmentation:
         for segment in segments:
             mask = np.asarray(masks[segment.number], dtype=bool)
             if mask.shape != geometry.shape:
-                raise GeometryError(f"segment {segment.number}: mask shape {mask.shape} does not match {geometry.shape}")
-            for index, layer in enumerate(layers):
-                if not np.any(layer[mask]):
-                    break
-            else:
+                raise GeometryError(
+                    f"segment {segment.number}: mask shape {mask.shape} does not match {geometry.shape}")
+            # Like Slicer's shared labelmaps: the first layer where the segment overlaps nothing, else a new one.
+            free = next((index for index, layer in enumerate(layers) if not np.any(layer[mask])), None)
+            if free is None:
                 layers.append(np.zeros(geometry.shape, dtype=dtype))
-                index = len(layers) - 1
-            layers[index][mask] = segment.number
-            placement.append((index, segment.number))
+                free = len(layers) - 1
+            layers[free][mask] = segment.number
+            placement.append((free, segment.number))
         if not layers:
             layers.append(np.zeros(geometry.shape, dtype=dtype))
         return cls(geometry, tuple(segments), tuple(layers), tuple(placement))
@@ -312,7 +312,7 @@ class Segmentation:
 
     def mask(self, number: int) -> np.ndarray:
         """Boolean mask of one segment."""
-        for segment, (layer_index, value) in zip(self.segments, self.placement):
+        for segment, (layer_index, value) in zip(self.segments, self.placement, strict=True):
             if segment.number == number:
                 return self.layers[layer_index] == value
         raise NotFoundError(f"no segment number {number}")
@@ -337,7 +337,7 @@ class Segmentation:
             raise InvalidInputError("segments overlap: they cannot be merged into one labelmap")
         dtype = np.uint8 if max((s.number for s in self.segments), default=0) < 256 else np.uint16
         merged = np.zeros(self.geometry.shape, dtype=dtype)
-        for segment, (layer_index, value) in zip(self.segments, self.placement):
+        for segment, (layer_index, value) in zip(self.segments, self.placement, strict=True):
             merged[self.layers[layer_index] == value] = segment.number
         return merged
 
@@ -346,7 +346,7 @@ class Segmentation:
         counts: dict[int, int] = {}
         for layer_index, layer in enumerate(self.layers):
             histogram = np.bincount(layer.ravel())
-            for segment, (index, value) in zip(self.segments, self.placement):
+            for segment, (index, value) in zip(self.segments, self.placement, strict=True):
                 if index == layer_index:
                     counts[segment.number] = int(histogram[value]) if value < len(histogram) else 0
         return {segment.number: counts[segment.number] for segment in self.segments}
