@@ -251,3 +251,19 @@ def test_series_arguments_are_required(capsys, tmp_path):
         main(["measure", "--labelmap", str(tmp_path / "x.nrrd")])
     assert exit_info.value.code == 2
     assert "--series" in capsys.readouterr().err
+
+
+def test_load_seg_with_table_out_measures_on_the_source_series(capsys, tmp_path, testdata_dir):
+    """Another tool's SEG (dcmqi's liver) gets measured on its source series when the database holds it."""
+    db = tmp_path / "db"
+    seg_file = testdata_dir / "seg" / "dcmqi-liver.dcm"
+    runJson(capsys, "import", testdata_dir / "ct" / "dcmqi-ct-3slice", seg_file, "--db", db)
+    table_path = tmp_path / "liver.json"
+    status, _, err = run(capsys, "load", seg_file, "--db", db, "--table-out", table_path)
+    assert status == 0, err
+    (row,) = json.loads(table_path.read_text())
+    values = {m["key"]: m["value"] for m in row["measurements"]}
+    assert values["voxel_count"] == int(np.count_nonzero(pydicom.dcmread(seg_file).pixel_array))
+
+    status, _, err = run(capsys, "load", seg_file, "--table-out", tmp_path / "no-source.csv")
+    assert status == 2 and "source series" in err

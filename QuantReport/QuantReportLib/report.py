@@ -304,9 +304,14 @@ class LoadedReport:
             writeLabelmapNrrd(self.segmentation.labelmap(), self.segmentation.geometry, path)
 
     def writeTable(self, path: str | os.PathLike) -> None:
-        if self.table is None:
-            raise NotFoundError("no measurement table: load an SR to get one", self.path)
-        measurements.writeTable(self.table, path)
+        """The SR's measurement table; for a SEG, its segments measured on the source series."""
+        table = self.table
+        if table is None and self.seg is not None and self.volume is not None:
+            table = measurements.computeMeasurements(self.volume, self.seg.segmentation)
+        if table is None:
+            raise NotFoundError("no measurement table: load an SR, or a SEG whose source series is in the "
+                                "database", self.path)
+        measurements.writeTable(table, path)
 
 
 def _codeJson(code) -> dict | None:
