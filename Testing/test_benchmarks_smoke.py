@@ -1,0 +1,39 @@
+"""Smoke test of the benchmark harness (benchmarks/run.py): it runs and writes a table with numbers.
+
+Timings are never asserted (benchmarks/ measures speed; CI machines vary).  The
+cheapest case is used: the real 50-slice LIDC series of the shared test data,
+with SEG export and reload by QuantReport and the numpy floor only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from conftest import PROJECT_ROOT, TESTDATA, require
+
+
+def test_quick_benchmark_writes_results_table(tmp_path):
+    require((TESTDATA / "ct" / "lidc-idri-0001").is_dir(), "shared LIDC test series missing")
+    out = tmp_path / "results.md"
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "benchmarks" / "run.py"), "--quick", "--cases", "real",
+         "--tools", "QuantReport,numpy floor", "--ops", "seg-export,seg-load", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = out.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| real |")]
+    measured = {(cells[1], cells[2]): cells[4] for cells in (line.split(" | ") for line in rows)}
+    assert set(measured) == {("QuantReport", "seg-export"), ("QuantReport", "seg-load"),
+                             ("numpy floor", "seg-export"), ("numpy floor", "seg-load")}
+    for key, cell in measured.items():
+        assert re.fullmatch(r"\d+(\.\d+)? m?s", cell), (key, cell)
+    # The target lines compare the same rows: QuantReport and floor figures and a ratio.
+    target = next(line for line in text.splitlines() if line.startswith("| real: SEG export vs numpy floor"))
+    assert re.search(r"\| \d+\.\d\dx \|", target), target
+    raw = json.loads((tmp_path / "results.json").read_text())
+    for row in raw["results"]:
+        assert row["status"] == "ok" and len(row["times"]) == 1 and all(t > 0 for t in row["times"])
+    assert any(row["output_bytes"] for row in raw["results"] if row["operation"] == "seg-export")
