@@ -1,4 +1,4 @@
-"""The ``quantreport`` command line: import, list, segment, measure, export, load, demo.
+"""The ``quantreport`` command line: import, list, segment, measure, export, batch, load, check, demo.
 
 Every sub-command works on files and on the embedded DICOM database (the
 CTK/Slicer schema, so a Slicer DICOM database folder works too).  Exit status
@@ -50,11 +50,26 @@ def _loadVolume(args: argparse.Namespace):
 
 def _loadSegmentation(args: argparse.Namespace, volume):
     """The ``--labelmap`` file (with ``--segments`` metadata) on the volume's grid."""
+    return _segmentationOnGrid(args.labelmap, args.segments, volume)
+
+
+def _segmentationOnGrid(labelmap: str | os.PathLike, segments: str | os.PathLike | None, volume):
+    """A labelmap file (with segment metadata JSON) resampled to the volume's grid."""
     from .labelmaps import readSegmentation, readSegmentsMetadata, resampleToGeometry
 
-    metadata = readSegmentsMetadata(args.segments) if args.segments else None
-    segmentation = readSegmentation(args.labelmap, metadata)
-    return resampleToGeometry(segmentation, volume.geometry)
+    metadata = readSegmentsMetadata(segments) if segments else None
+    return resampleToGeometry(readSegmentation(labelmap, metadata), volume.geometry)
+
+
+def _labelmapNote(saved) -> str | None:
+    """The line telling how large the SEG would be as LABELMAP (BINARY exports of non-overlapping segments)."""
+    estimate = saved.labelmap_seg_bytes_estimate
+    if estimate is None or not saved.seg_bytes:
+        return None
+    ratio = saved.seg_bytes / max(estimate, 1)
+    comparison = f"{ratio:.1f}x smaller" if estimate < saved.seg_bytes else f"{1 / ratio:.1f}x larger"
+    return (f"note: as LABELMAP (--labelmap-seg) this SEG would be about {estimate / 1e6:.1f} MB instead of "
+            f"{saved.seg_bytes / 1e6:.1f} MB ({comparison}; estimated, not encoded)")
 
 
 def _printJson(obj) -> None:
@@ -153,6 +168,9 @@ def cmdExport(args: argparse.Namespace) -> int:
         saved = saveReport(volume, segmentation, out_dir=args.out, options=options)
     print(saved.seg_path)
     print(saved.sr_path)
+    note = _labelmapNote(saved)
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -160,25 +178,199 @@ def cmdLoad(args: argparse.Namespace) -> int:
     from .report import loadReport
 
     if len(args.sources) > 1 and (args.labelmap_out or args.table_out or args.json):
-        raise InvalidInputError("--json, --labelmap-out and --table-out take one FILE or UID", "load")
+        raise InvalidInputError("--json, --labelmap-out and --table-out take one FILE or UID "
+                                "(use --labelmap-out-dir for many)", "load")
+    if args.labelmap_out and args.labelmap_out_dir:
+        raise InvalidInputError("give --labelmap-out or --labelmap-out-dir, not both", "load")
+    segment_numbers = _segmentNumbers(args.segments) if args.segments else None
     database = None
     if args.db or not all(Path(s).exists() for s in args.sources):
         database = _openDatabase(args.db, create=False)
+    failed = 0
     try:
         for source in args.sources:
-            report = loadReport(source, database=database)
-            if args.labelmap_out:
-                report.writeLabelmap(args.labelmap_out)
-            if args.table_out:
-                report.writeTable(args.table_out)
+            try:
+                report = loadReport(source, database=database, segment_numbers=segment_numbers)
+                if args.labelmap_out:
+                    report.writeLabelmap(args.labelmap_out)
+                if args.labelmap_out_dir:
+                    # One file per input, named by its SOP Instance UID: unique, and what the database knows it by.
+                    name = report.sop_instance_uid or Path(source).name.removesuffix(".dcm")
+                    out = Path(args.labelmap_out_dir) / f"{name}.nrrd"
+                    report.writeLabelmap(out)
+                if args.table_out:
+                    report.writeTable(args.table_out)
+            except QuantReportError as error:
+                if len(args.sources) == 1:
+                    raise
+                # Many files: report this one and go on with the others.
+                print(f"error: {error}", file=sys.stderr)
+                failed += 1
+                continue
             if args.json:
                 _printJson(report.toJson())
+            elif args.labelmap_out_dir:
+                print(out)
             else:
                 print(report.summary())
     finally:
         if database is not None:
             database.close()
-    return 0
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _segmentNumbers(text: str) -> list[int]:
+    """``"1,3,7"`` as segment numbers."""
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInputError(f"segment numbers must be comma-separated integers, got {text!r}",
+                                "--segments") from None
+    if not numbers or min(numbers) < 1:
+        raise InvalidInputError(f"segment numbers must be positive integers, got {text!r}", "--segments")
+    return numbers
+
+
+#: Columns of a ``quantreport batch`` jobs file: required, then optional.
+BATCH_COLUMNS = ("series_dir", "labelmap", "out")
+BATCH_OPTIONAL_COLUMNS = ("segments", "series")
+EXIT_ROW_FAILED = 1
+
+
+def readJobs(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The jobs of a ``quantreport batch`` CSV file, each with its ``row`` (line number in the file).
+
+    The header names the columns (:data:`BATCH_COLUMNS`, optionally
+    :data:`BATCH_OPTIONAL_COLUMNS`, in any order).  Relative paths are
+    relative to the jobs file's folder, so a jobs file can travel with its
+    data.  Blank lines are skipped.
+
+    Raises
+    ------
+    InvalidInputError
+        The file cannot be read, lacks a required column, has an unknown
+        column, no jobs, or a job without a required value.
+    """
+    import csv
+
+    jobs_file = Path(path)
+    try:
+        text = jobs_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"cannot read the jobs file ({error})", jobs_file) from None
+    reader = csv.reader(text.splitlines())
+    header = [name.strip() for name in next(reader, [])]
+    missing = [name for name in BATCH_COLUMNS if name not in header]
+    unknown = [name for name in header if name not in BATCH_COLUMNS + BATCH_OPTIONAL_COLUMNS]
+    if missing or unknown:
+        raise InvalidInputError(f"the header must name the columns {','.join(BATCH_COLUMNS)} (optional: "
+                                f"{','.join(BATCH_OPTIONAL_COLUMNS)}); missing {missing}, unknown {unknown}", jobs_file)
+    jobs = []
+    for row, values in enumerate(reader, 2):
+        if not any(value.strip() for value in values):
+            continue
+        if len(values) != len(header):
+            raise InvalidInputError(f"row {row} has {len(values)} values for {len(header)} columns", jobs_file)
+        job = {name: value.strip() for name, value in zip(header, values, strict=True)}
+        for name in BATCH_COLUMNS:
+            if not job[name]:
+                raise InvalidInputError(f"row {row} has no {name}", jobs_file)
+        for name in ("series_dir", "labelmap", "out", "segments"):
+            if job.get(name):
+                job[name] = str(jobs_file.parent / job[name])
+        jobs.append({"row": row, **job})
+    if not jobs:
+        raise InvalidInputError("the jobs file lists no jobs", jobs_file)
+    return jobs
+
+
+def runJob(job: dict[str, str], labelmap_seg: bool = False) -> dict:
+    """Export one ``quantreport batch`` job (measurements, SEG, SR into ``job["out"]``).
+
+    Never raises: the result is ``{"row", "status": "ok", "seg", "sr", "segments", "seconds", ...}`` or
+    ``{"row", "status": "error", "file", "problem"}``, so that one bad case does not stop the others.
+    """
+    import time
+    import warnings
+
+    from .report import ReportOptions, loadSeriesFromFolder, saveReport
+
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom/highdicom warnings, one per file, would drown the progress
+            volume = loadSeriesFromFolder(job["series_dir"], series_instance_uid=job.get("series") or None)
+            segmentation = _segmentationOnGrid(job["labelmap"], job.get("segments") or None, volume)
+            saved = saveReport(volume, segmentation, out_dir=job["out"],
+                               options=ReportOptions(labelmap_seg=labelmap_seg))
+    except QuantReportError as error:
+        return {"row": job["row"], "status": "error", "file": error.source or job["labelmap"],
+                "problem": error.message}
+    except Exception as error:  # a bug, but the other cases still run; details come with --debug on one case
+        return {"row": job["row"], "status": "error", "file": job["labelmap"],
+                "problem": f"internal error ({type(error).__name__}: {error})"}
+    return {"row": job["row"], "status": "ok", "seg": str(saved.seg_path), "sr": str(saved.sr_path),
+            "segments": len(saved.segmentation.segments), "seg_bytes": saved.seg_bytes,
+            "labelmap_seg_bytes_estimate": saved.labelmap_seg_bytes_estimate,
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def cmdBatch(args: argparse.Namespace) -> int:
+    """``quantreport batch``: every job of the CSV file, in one process (or ``--workers`` processes).
+
+    Exit status 0 when every row succeeded, 1 when a row failed (each
+    reported as ``error: row N: <file>: <problem>``), 2 when the jobs file
+    itself is unusable.  Rows are reported in file order.
+    """
+    import functools
+    import time
+
+    if args.workers < 1:
+        raise InvalidInputError(f"--workers must be at least 1, got {args.workers}", "--workers")
+    jobs = readJobs(args.jobs)
+    started = time.perf_counter()
+    run = functools.partial(runJob, labelmap_seg=args.labelmap_seg)
+    bar = None
+    if not (args.quiet or args.json):
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="case", desc="Exporting", leave=False)
+    results: dict[int, dict] = {}
+    try:
+        if args.workers == 1 or len(jobs) == 1:
+            # In this process: start-up and imports are paid once for all cases.
+            for job in jobs:
+                results[job["row"]] = run(job)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs))) as pool:
+                futures = {pool.submit(run, job): job for job in jobs}
+                for future in as_completed(futures):
+                    results[futures[future]["row"]] = future.result()
+                    if bar is not None:
+                        bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    ordered = [results[job["row"]] for job in jobs]
+    failed = [result for result in ordered if result["status"] != "ok"]
+    seconds = time.perf_counter() - started
+    if args.json:
+        _printJson({"jobs": ordered, "succeeded": len(ordered) - len(failed), "failed": len(failed),
+                    "seconds": round(seconds, 3)})
+    for result in ordered:
+        if result["status"] != "ok":
+            print(f"error: row {result['row']}: {result['file']}: {result['problem']}", file=sys.stderr)
+        elif not args.json:
+            print(f"row {result['row']}: {result['seg']} {result['sr']} ({result['segments']} segment(s), "
+                  f"{result['seconds']:.2f} s)")
+    if not args.json:
+        print(f"batch: {len(ordered) - len(failed)} of {len(ordered)} case(s) exported, {len(failed)} failed, "
+              f"{seconds:.1f} s")
+    return EXIT_ROW_FAILED if failed else 0
 
 
 def cmdCheck(args: argparse.Namespace) -> int:
@@ -271,7 +463,23 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the content as JSON")
     p.add_argument("--labelmap-out", metavar="FILE.nrrd", help="write the segments as a labelmap (.nrrd/.seg.nrrd)")
     p.add_argument("--table-out", metavar="FILE.csv", help="write the measurement table (.csv, .tsv or .json)")
+    p.add_argument("--labelmap-out-dir", metavar="DIR",
+                   help="write each SEG's segments as a labelmap DIR/<SOP Instance UID>.nrrd (many FILEs in "
+                        "one call; a file that fails is reported and the others are still loaded)")
+    p.add_argument("--segments", metavar="N,N,...",
+                   help="load only these segment numbers of a SEG (only their frames are decoded)")
     p.set_defaults(run=cmdLoad)
+
+    p = commands.add_parser("batch", help="export SEG + SR for many cases listed in a CSV jobs file")
+    p.add_argument("jobs", metavar="JOBS.csv",
+                   help="CSV with the header series_dir,labelmap,out and optional columns segments (segment "
+                        "meta JSON) and series (Series Instance UID); relative paths are relative to the jobs file")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="cases exported in parallel by N processes (default 1)")
+    p.add_argument("--labelmap-seg", action="store_true", help="write LABELMAP SEGs instead of BINARY")
+    p.add_argument("--json", action="store_true", help="print the summary (every row's result) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmdBatch)
 
     p = commands.add_parser("check", help="validate every SEG and SR in a folder (dciodvfy and semantic checks)")
     p.add_argument("folder", metavar="DIR", help="folder with SEG/SR files (and the series they reference)")

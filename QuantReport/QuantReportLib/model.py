@@ -337,8 +337,14 @@ class Segmentation:
             raise InvalidInputError("segments overlap: they cannot be merged into one labelmap")
         dtype = np.uint8 if max((s.number for s in self.segments), default=0) < 256 else np.uint16
         merged = np.zeros(self.geometry.shape, dtype=dtype)
-        for segment, (layer_index, value) in zip(self.segments, self.placement, strict=True):
-            merged[self.layers[layer_index] == value] = segment.number
+        # One lookup per layer (label value -> segment number) instead of one full-volume comparison per
+        # segment; segments do not overlap, so the layers' lookups can be combined by maximum.
+        for layer_index, layer in enumerate(self.layers):
+            lookup = np.zeros(int(layer.max()) + 1, dtype=dtype)
+            for segment, (index, value) in zip(self.segments, self.placement, strict=True):
+                if index == layer_index and value < len(lookup):
+                    lookup[value] = segment.number
+            np.maximum(merged, lookup[layer], out=merged)
         return merged
 
     def voxelCounts(self) -> dict[int, int]:

@@ -63,7 +63,13 @@ class ReportOptions:
 
 @dataclass(frozen=True)
 class SavedReport:
-    """What :func:`saveReport` wrote."""
+    """What :func:`saveReport` wrote.
+
+    ``seg_bytes`` is the size of the SEG file.  For a BINARY SEG of
+    non-overlapping segments, ``labelmap_seg_bytes_estimate`` is the size the
+    same SEG would have as LABELMAP (``ReportOptions(labelmap_seg=True)``),
+    estimated without encoding it (:func:`seg.estimateLabelmapBytes`); else ``None``.
+    """
 
     seg_path: Path
     sr_path: Path
@@ -71,6 +77,8 @@ class SavedReport:
     sr_sop_instance_uid: str
     segmentation: Segmentation
     table: MeasurementTable
+    seg_bytes: int = 0
+    labelmap_seg_bytes_estimate: int | None = None
 
 
 # -- loading the source series ----------------------------------------------------------------------
@@ -193,8 +201,9 @@ def saveReport(
         for path in written:
             path.unlink(missing_ok=True)
         raise
+    seg_bytes = seg_path.stat().st_size
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
-                       segmentation, table)
+                       segmentation, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes))
 
 
 def _readPredecessor(sop_instance_uid: str, database: DicomDatabase | None) -> pydicom.Dataset:
@@ -367,19 +376,24 @@ def _findInstance(sop_instance_uid: str, near: Path, database: DicomDatabase | N
     return None
 
 
-def loadReport(source: str | os.PathLike, database: DicomDatabase | None = None) -> LoadedReport:
+def loadReport(source: str | os.PathLike, database: DicomDatabase | None = None, *,
+               segment_numbers: Sequence[int] | None = None) -> LoadedReport:
     """Read a SEG or SR (file or UID) and what it references.
 
     A SEG is placed on its source series when the database holds it (else on
     its own frames' grid).  An SR's SEG is found through the database or among
     the files beside the SR; its table is rebuilt with that SEG's segments.
+    ``segment_numbers`` reads only these segments of a SEG (only their frames
+    are decoded, :func:`seg.readSeg`); it applies to SEG files, not to SRs.
     """
     path = resolveSource(source, database)
     header = readDicomHeader(path)  # refuses truncated files, which pydicom alone reads as shorter datasets
     sop_class = str(header.get("SOPClassUID", ""))
     if sop_class in SEG_SOP_CLASS_UIDS:
         with malformedInput(path, "SEG"):
-            return _loadSeg(path, header, database)
+            return _loadSeg(path, header, database, segment_numbers)
+    if segment_numbers is not None:
+        raise InvalidInputError("a subset of segments can be loaded from a SEG, not from this file", path)
     if sop_class in SR_SOP_CLASS_UIDS:
         with malformedInput(path, "SR"):
             return _loadSr(path, database)
@@ -392,9 +406,10 @@ def _referencedSeriesUids(header: pydicom.Dataset) -> list[str]:
             if "SeriesInstanceUID" in item]
 
 
-def _loadSeg(path: Path, header: pydicom.Dataset, database: DicomDatabase | None) -> LoadedReport:
+def _loadSeg(path: Path, header: pydicom.Dataset, database: DicomDatabase | None,
+             segment_numbers: Sequence[int] | None = None) -> LoadedReport:
     volume = _findSourceVolume(_referencedSeriesUids(header), database)
-    loaded = seg.readSeg(path, reference=volume)
+    loaded = seg.readSeg(path, reference=volume, segment_numbers=segment_numbers)
     return LoadedReport("SEG", path, loaded.sop_instance_uid, loaded.series_instance_uid,
                         tuple(loaded.referenced_series_uids), seg=loaded, volume=volume)
 

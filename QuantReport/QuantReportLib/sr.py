@@ -94,7 +94,7 @@ from pydicom.uid import generate_uid
 from . import __version__
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
 from .files import writeDataset
-from .measurements import PRIVATE_SCHEME_DESIGNATOR
+from .measurements import PRIVATE_SCHEME_DESIGNATOR, convexHull2d
 from .model import (
     Code,
     Geometry,
@@ -568,7 +568,7 @@ def longAxis(mask: np.ndarray, geometry: Geometry) -> LongAxis | None:
     candidates = np.flatnonzero(areas == areas.max())
     k = int(candidates[np.argmin(np.abs(candidates - centre[2]))])
     j, i = np.nonzero(_boundary2d(mask[k]))
-    hull = _convexHull(np.column_stack([i, j]))
+    hull = convexHull2d(np.column_stack([i, j]))
     in_plane = geometry.ijk_to_lps[:3, :2]
     positions = hull @ in_plane.T
     distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
@@ -586,24 +586,6 @@ def _boundary2d(plane: np.ndarray) -> np.ndarray:
         for di in (0, 1, 2):
             interior &= padded[dj:dj + rows, di:di + columns]
     return plane & ~interior
-
-
-def _convexHull(points: np.ndarray) -> np.ndarray:
-    """Vertices of the convex hull of integer 2D points (Andrew's monotone chain, exact integer arithmetic)."""
-    ordered = sorted({(int(x), int(y)) for x, y in points})
-    if len(ordered) <= 2:
-        return np.array(ordered, dtype=np.int64)
-
-    def chain(sequence: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        result: list[tuple[int, int]] = []
-        for point in sequence:
-            while len(result) >= 2 and ((result[-1][0] - result[-2][0]) * (point[1] - result[-2][1])
-                                        - (result[-1][1] - result[-2][1]) * (point[0] - result[-2][0])) <= 0:
-                result.pop()
-            result.append(point)
-        return result[:-1]
-
-    return np.array(chain(ordered) + chain(ordered[::-1]), dtype=np.int64)
 
 
 def _checkCompanionSegmentation(segmentation: Segmentation | None, volume: Volume, numbers: list[int]) -> None:
@@ -811,8 +793,17 @@ def _templateId(item: Dataset) -> str:
 
 
 def _readGroup(item: Dataset, index: int, unsupported: list[str]) -> MeasurementGroup | None:
-    """One group parsed by highdicom's template class, or ``None`` (with a note) when it cannot be."""
+    """One group parsed by highdicom's template class, or ``None`` (with a note) when it cannot be.
+
+    TID 1411 groups made only of the rows QuantReport and dcmqi write are read
+    by :func:`_readPlainVolumetricGroup` instead, with the same result: building
+    highdicom's content item objects is what reading a large report costs.
+    """
     template_id = _templateId(item)
+    if template_id == "1411":
+        plain = _readPlainVolumetricGroup(item)
+        if plain is not None:
+            return plain
     label = f"measurement group {index}"
     item = _withoutValuelessMeasurements(item, label, unsupported)
     try:
@@ -855,6 +846,98 @@ def _readGroup(item: Dataset, index: int, unsupported: list[str]) -> Measurement
         unsupported.append(f"{label} (TID {template_id}) cannot be read and is left out: "
                            f"{' '.join(str(error).split())}")
         return None
+
+
+# The rows of a plain TID 1411 group: (relationship, value type, concept) -> what it is, and the rows a
+# NUM may have below it (TID 1419 / TID 300 Measurement Method and Derivation).
+_PLAIN_1411_ROWS = {
+    ("HAS OBS CONTEXT", "TEXT", ("112039", "DCM")): "tracking_identifier",
+    ("HAS OBS CONTEXT", "UIDREF", ("112040", "DCM")): "tracking_uid",
+    ("CONTAINS", "CODE", _FINDING_CATEGORY): "finding_category",
+    ("CONTAINS", "CODE", ("121071", "DCM")): "finding",
+    ("HAS CONCEPT MOD", "CODE", ("363698007", "SCT")): "finding_site",
+    ("HAS CONCEPT MOD", "CODE", ("370129005", "SCT")): "method",
+    ("CONTAINS", "IMAGE", ("121191", "DCM")): "segment",
+    ("CONTAINS", "UIDREF", ("121232", "DCM")): "source_series",
+}
+_PLAIN_NUM_ROWS = {("HAS CONCEPT MOD", "CODE", ("370129005", "SCT")): "method",
+                   ("HAS CONCEPT MOD", "CODE", ("121401", "DCM")): "derivation"}
+_PLAIN_SITE_ROWS = {("HAS CONCEPT MOD", "CODE", ("272741003", "SCT")): "laterality",
+                    ("HAS CONCEPT MOD", "CODE", ("106233006", "SCT")): "modifier"}
+
+
+def _plainRows(items: Sequence[Dataset], kinds: dict) -> dict[str, Dataset] | None:
+    """The content items by kind when each is of a known kind and none repeats, else ``None``."""
+    rows: dict[str, Dataset] = {}
+    for child in items:
+        kind = kinds.get((child.get("RelationshipType"), child.get("ValueType"), _conceptName(child)))
+        if kind is None or kind in rows:
+            return None
+        rows[kind] = child
+    return rows
+
+
+def _readPlainVolumetricGroup(item: Dataset) -> MeasurementGroup | None:
+    """A TID 1411 group read by walking its content items with pydicom, or ``None`` when it is not plain.
+
+    Plain means: tracking identifier and UID, finding category, finding,
+    finding site (with laterality or topographical modifier), measurement
+    method, one Referenced Segment with its source series, and NUMs with a
+    value, a unit and at most a measurement method and a derivation; no other
+    row.  That is what QuantReport and dcmqi write, and it is read exactly as
+    highdicom's :class:`~highdicom.sr.VolumetricROIMeasurementsAndQualitativeEvaluations`
+    reads it (the same items, the same codes); anything else goes to highdicom.
+    """
+    content = item.get("ContentSequence") or []
+    numbers = [child for child in content if child.get("ValueType") == "NUM"]
+    rows = _plainRows([child for child in content if child.get("ValueType") != "NUM"], _PLAIN_1411_ROWS)
+    if rows is None or not {"tracking_identifier", "tracking_uid", "segment"} <= rows.keys():
+        return None
+    try:
+        references = rows["segment"].ReferencedSOPSequence
+        segment_numbers = references[0].ReferencedSegmentNumber
+        if len(references) != 1 or isinstance(segment_numbers, MultiValue):
+            return None
+        segment = SegmentReference(str(references[0].ReferencedSOPInstanceUID), int(segment_numbers))
+        site = site_modifier = None
+        if "finding_site" in rows:
+            site_rows = _plainRows(rows["finding_site"].get("ContentSequence") or [], _PLAIN_SITE_ROWS)
+            if site_rows is None or len(site_rows) > 1:
+                return None
+            site = Code.fromDataset(rows["finding_site"].ConceptCodeSequence[0])
+            modifier = site_rows.get("laterality") or site_rows.get("modifier")
+            site_modifier = None if modifier is None else Code.fromDataset(modifier.ConceptCodeSequence[0])
+        group_method = Code.fromDataset(rows["method"].ConceptCodeSequence[0]) if "method" in rows else None
+        measurements = []
+        for number in numbers:
+            number_rows = _plainRows(number.get("ContentSequence") or [], _PLAIN_NUM_ROWS)
+            if number.get("RelationshipType") != "CONTAINS" or number_rows is None or not _hasNumericValue(number):
+                return None
+            method = number_rows.get("method")
+            derivation = number_rows.get("derivation")
+            quantity = Quantity(
+                name=Code.fromDataset(number.ConceptNameCodeSequence[0]),
+                unit=Code.fromDataset(number.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0]),
+                derivation=None if derivation is None else Code.fromDataset(derivation.ConceptCodeSequence[0]),
+                method=group_method if method is None else Code.fromDataset(method.ConceptCodeSequence[0]),
+            )
+            measurements.append(Measurement(quantity, _numericValue(number)))
+        source_series = rows.get("source_series")
+        return MeasurementGroup(
+            tracking_identifier=str(rows["tracking_identifier"].TextValue or ""),
+            tracking_uid=str(rows["tracking_uid"].UID or ""),
+            finding=Code.fromDataset(rows["finding"].ConceptCodeSequence[0]) if "finding" in rows else None,
+            finding_category=(Code.fromDataset(rows["finding_category"].ConceptCodeSequence[0])
+                              if "finding_category" in rows else None),
+            finding_site=site,
+            finding_site_modifier=site_modifier,
+            segment=segment,
+            source_series_uid=None if source_series is None else str(source_series.UID),
+            measurements=tuple(measurements),
+            template_id="1411",
+        )
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, InvalidInputError):
+        return None  # highdicom decides, and says what is wrong
 
 
 def _withoutValuelessMeasurements(item: Dataset, label: str, unsupported: list[str]) -> Dataset:
