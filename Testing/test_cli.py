@@ -267,3 +267,22 @@ def test_load_seg_with_table_out_measures_on_the_source_series(capsys, tmp_path,
 
     status, _, err = run(capsys, "load", seg_file, "--table-out", tmp_path / "no-source.csv")
     assert status == 2 and "source series" in err
+
+
+def test_export_with_ohif_companions_keeps_the_volumetric_content(capsys, tmp_path, lidc_dir, lidc_nodule_labelmap):
+    """--ohif-companions adds planar TID 1410 groups (centroid, long axis); what `load` reports stays the same."""
+    outputs = {}
+    for flag in ((), ("--ohif-companions",)):
+        out = tmp_path / ("with" if flag else "without")
+        status, stdout, err = run(capsys, "export", "--series-dir", lidc_dir, "--labelmap", lidc_nodule_labelmap,
+                                  "--out", out, *flag)
+        assert status == 0, err
+        outputs[bool(flag)] = Path(stdout.split()[1])
+    with_companions = pydicom.dcmread(outputs[True])
+    assert_valid_dicom(outputs[True])
+    templates = [item.ContentTemplateSequence[0].TemplateIdentifier
+                 for container in with_companions.ContentSequence if container.ValueType == "CONTAINER"
+                 for item in container.get("ContentSequence", []) if "ContentTemplateSequence" in item]
+    assert templates.count("1410") == 2 and templates.count("1411") == 1, templates
+    reports = [runJson(capsys, "load", outputs[flag]) for flag in (False, True)]
+    assert [g["measurements"] for g in reports[0]["groups"]] == [g["measurements"] for g in reports[1]["groups"]]

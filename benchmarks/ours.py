@@ -242,5 +242,14 @@ def hasMultiLoad() -> bool:
     return text is not None and "--labelmap-out-dir" in text
 
 
+def batchCommand(case: cases.LabelmapCase, cases_count: int, work: Path) -> list[str]:
+    """``quantreport batch JOBS.csv --workers 1`` of ``cases_count`` exports of the case (one process)."""
+    jobs = work / "batch-jobs.csv"
+    lines = ["series_dir,labelmap,segments,out"]
+    lines += [f"{case.ct.folder},{case.nrrd},{case.meta},{work / f'qr-batch{i}'}" for i in range(cases_count)]
+    jobs.write_text("\n".join(lines) + "\n")
+    return [*quantreportCommand(), "batch", str(jobs), "--workers", "1", "--quiet"]
+
+
 def multiLoadCommand(seg_paths: list[Path], out_dir: Path) -> list[str]:
     return [*quantreportCommand(), "load", *map(str, seg_paths), "--labelmap-out-dir", str(out_dir)]

@@ -161,8 +161,9 @@ class Runner:
         work = cases.workFolder(case)
         label = f"{name}"
         if ours.hasBatch():
-            self.notImplemented(label, "QuantReport", "batch", "process",
-                                "quantreport batch exists: wire its invocation into ours.py")
+            self.process(label, "QuantReport", "batch",
+                         lambda i: ours.batchCommand(case, cases_count, work), repeat=1, units=cases_count,
+                         note="quantreport batch --workers 1 (measure + SEG + SR per case)")
         else:
             self.notImplemented(label, "QuantReport", "batch", "process", "quantreport batch --workers 1")
         self.process(label, "QuantReport", "export-cli x cases",

@@ -159,7 +159,7 @@ def cmdExport(args: argparse.Namespace) -> int:
 
     volume = _loadVolume(args)
     segmentation = _loadSegmentation(args, volume)
-    options = ReportOptions(labelmap_seg=args.labelmap_seg)
+    options = ReportOptions(labelmap_seg=args.labelmap_seg, ohif_companions=args.ohif_companions)
     use_database = bool(args.series) or bool(args.db) or not args.out
     if use_database:
         with _openDatabase(args.db) as database:
@@ -452,6 +452,8 @@ def buildParser() -> argparse.ArgumentParser:
     _addSeriesArguments(p)
     p.add_argument("--labelmap", required=True, metavar="FILE", help="labelmap or .seg.nrrd")
     p.add_argument("--segments", metavar="META.json", help="segment descriptions (dcmqi meta JSON)")
+    p.add_argument("--ohif-companions", action="store_true",
+                   help="add each segment's centroid point and long axis as planar groups that OHIF displays")
     p.add_argument("--labelmap-seg", action="store_true",
                    help="write a LABELMAP SEG (smaller; segments must not overlap) instead of BINARY")
     p.add_argument("--out", metavar="DIR", help="output folder (default: inside the database folder)")

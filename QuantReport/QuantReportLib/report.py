@@ -41,6 +41,10 @@ SR_SOP_CLASS_UIDS = {
 class ReportOptions:
     """How a report is written.
 
+    ``ohif_companions`` adds to the SR, per segment, its centroid point and
+    long axis as TID 1410 planar groups, which OHIF's SR viewer displays (it
+    shows no volumetric group); off by default because QuantitativeReporting's
+    TID 1500 loader expects every group to reference a segment.
     ``labelmap_seg`` writes a LABELMAP SEG (smaller; segments must not overlap)
     instead of the BINARY SEG that every reader supports.  ``observer_name`` is
     the person observer of the SR (the device observer is always QuantReport).
@@ -52,6 +56,7 @@ class ReportOptions:
     """
 
     labelmap_seg: bool = False
+    ohif_companions: bool = False
     observer_name: str | None = None
     time_point: str | None = None
     complete: bool = True
@@ -170,7 +175,8 @@ def saveReport(
                              series_description=options.sr_series_description, time_point=options.time_point,
                              complete=options.complete,
                              verifier_name=options.observer_name if options.verified else None,
-                             predecessors=predecessors)
+                             predecessors=predecessors, segmentation=segmentation,
+                             ohif_companions=options.ohif_companions)
 
     # The checks of `quantreport check` (references, segments, geometry, codes, units) before anything is written.
     problems = [problem for problem in check.checkDatasets(volume, seg_dataset, sr_dataset)
