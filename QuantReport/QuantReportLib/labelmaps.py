@@ -314,6 +314,17 @@ def readSegmentation(path: str | os.PathLike, segments_meta: Sequence[Segment] |
 # -- resampling ---------------------------------------------------------------------------------------
 
 
+def readSegmentationOnGrid(path: str | os.PathLike, segments_meta: str | os.PathLike | None,
+                           geometry: Geometry) -> Segmentation:
+    """A labelmap or ``.seg.nrrd`` (with optional dcmqi segment metadata JSON) on ``geometry``'s grid.
+
+    Resampled nearest-neighbour when its own grid differs, as Slicer does
+    when it exports a segmentation against a reference volume.
+    """
+    metadata = readSegmentsMetadata(segments_meta) if segments_meta else None
+    return resampleToGeometry(readSegmentation(path, metadata), geometry)
+
+
 def resampleToGeometry(segmentation: Segmentation, geometry: Geometry) -> Segmentation:
     """The segmentation on another grid, by nearest-neighbour interpolation.
 
