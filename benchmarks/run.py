@@ -161,7 +161,7 @@ class Runner:
         work = cases.workFolder(case)
         label = f"{name}"
         if ours.hasBatch():
-            self.process(label, "QuantReport", "batch",
+            self.process(label, "QuantReport", "batch x cases",
                          lambda i: ours.batchCommand(case, cases_count, work), repeat=1, units=cases_count,
                          note="quantreport batch --workers 1 (measure + SEG + SR per case)")
         else:
@@ -218,6 +218,19 @@ class Runner:
                                                          for key, row in measured[name].items()}})
 
 
+def renderAgain(results_json: Path, out: Path) -> int:
+    """Write ``out`` from the measurements of an earlier run (when only the presentation changed)."""
+    from measure import Result
+
+    data = json.loads(results_json.read_text())
+    meta = data["meta"]
+    args = argparse.Namespace(**meta["args"])
+    results = [Result(**row) for row in data["results"]]
+    report.writeReport(out, results, data["sweeps"], meta["sizes"], args, meta["elapsed"])
+    print(f"wrote {out} from {results_json}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes and 1 repeat (a smoke run, < 2 min)")
@@ -228,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="stop repeating a figure once its runs take this long together (default 60)")
     parser.add_argument("--out", default=str(HERE / "results.md"), help="results markdown (plots go beside it)")
+    parser.add_argument("--render", metavar="RESULTS.json",
+                        help="measure nothing: write the markdown and plots again from an earlier results.json")
     args = parser.parse_args(argv)
+    if args.render:
+        return renderAgain(Path(args.render), Path(args.out))
     args.repeat = args.repeat or (1 if args.quick else 3)
     selected = [name.strip() for name in args.cases.split(",") if name.strip()]
     unknown = sorted(set(selected) - set(ALL_CASES))
