@@ -7,6 +7,7 @@ irregular series are made from copies in ``tmp_path``, never the originals.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import shutil
@@ -87,6 +88,32 @@ def test_lidc_ct_geometry_and_values(lidc_dir):
     assert len(volume.headers) == 50 and all("PixelData" not in h for h in volume.headers)
     assert [h.SOPInstanceUID for h in volume.headers] == [s.sop_instance_uid for s in volume.source_images]
     assert all(s.frame_number is None for s in volume.source_images)
+
+
+def test_headers_from_findSeries_are_read_once_and_still_validated(lidc_dir, monkeypatch):
+    from QuantReportLib import series
+
+    found = findSeries(lidc_dir)
+    (files,) = found.values()
+    assert sorted(found.headers) == sorted(files)
+    expected = loadSeries(files)
+    reads = []
+    original = series._readHeader
+    monkeypatch.setattr(series, "_readHeader", lambda path: reads.append(path) or original(path))
+    volume = loadSeries(files, headers=found.headers)
+    assert reads == []  # no header read twice
+    assert np.array_equal(volume.array, expected.array)
+    assert np.array_equal(volume.geometry.ijkToLps([0, 0, 49]), expected.geometry.ijkToLps([0, 0, 49]))
+    assert volume.source_images == expected.source_images
+    # Files missing from ``headers`` are read, and handed-in headers get the same checks as read ones.
+    partial = {path: found.headers[path] for path in files[1:]}
+    assert np.array_equal(loadSeries(files, headers=partial).array, expected.array)
+    assert reads == [files[0]]
+    other = copy.deepcopy(found.headers[files[3]])
+    other.SeriesInstanceUID = generate_uid()
+    with pytest.raises(InvalidInputError, match="several series") as error:
+        loadSeries(files, headers={**found.headers, files[3]: other})
+    assert files[3] in str(error.value)
 
 
 def test_file_order_does_not_matter(lidc_dir):

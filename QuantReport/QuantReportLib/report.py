@@ -99,12 +99,16 @@ def loadSeriesFromDatabase(database: DicomDatabase, series_instance_uid: str) ->
 
 
 def loadSeriesFromFolder(folder: str | os.PathLike, series_instance_uid: str | None = None) -> Volume:
-    """The one image series in ``folder`` (or the one with ``series_instance_uid``)."""
+    """The one image series in ``folder`` (or the one with ``series_instance_uid``).
+
+    Every header is read once: :func:`~QuantReportLib.series.findSeries` hands the headers it read to
+    :func:`~QuantReportLib.series.loadSeries`.
+    """
     found = series.findSeries(folder)
     if series_instance_uid is not None:
         if series_instance_uid not in found:
             raise NotFoundError(f"series {series_instance_uid} is not in this folder", folder)
-        return series.loadSeries(found[series_instance_uid])
+        return series.loadSeries(found[series_instance_uid], headers=found.headers)
     if not found:
         raise NotFoundError("no DICOM image series in this folder", folder)
     if len(found) > 1:
@@ -112,7 +116,7 @@ def loadSeriesFromFolder(folder: str | os.PathLike, series_instance_uid: str | N
             f"{len(found)} image series in this folder; choose one with --series UID: {', '.join(sorted(found))}",
             folder,
         )
-    return series.loadSeries(next(iter(found.values())))
+    return series.loadSeries(next(iter(found.values())), headers=found.headers)
 
 
 # -- saving ---------------------------------------------------------------------------------------------

@@ -720,13 +720,16 @@ class _SegmentLayers:
         return self._layers[index]
 
     def add(self, number: int, k: int, present: np.ndarray) -> None:
+        """Paint segment ``number``'s (non-empty) frame ``present`` onto slice ``k``."""
         index = self._layer_of.setdefault(number, 0)
-        plane = self._layer(index)[k]
-        covered = plane[present]
+        # Lesion frames are mostly background: test and paint only the band of rows the frame covers,
+        # which is cheaper than whole-plane boolean indexing even after finding the band.
+        rows = np.flatnonzero(present.any(axis=1))
+        band = slice(int(rows[0]), int(rows[-1]) + 1)
+        covered = self._layer(index)[k, band][present[band]]
         if covered.any() and np.any((covered != 0) & (covered != number)):
             index = self._move(number, index, k, present)
-            plane = self._layers[index][k]
-        plane[present] = number
+        self._layers[index][k, band][present[band]] = number
         self._slices_of.setdefault(number, set()).add(k)
 
     def _move(self, number: int, index: int, k: int, present: np.ndarray) -> int:

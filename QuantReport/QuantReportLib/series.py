@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,12 +107,16 @@ class SeriesFiles(dict[str, list[str]]):
     """Files grouped by Series Instance UID, as returned by :func:`findSeries`.
 
     A plain ``dict`` (series UID -> sorted file paths) that also remembers the
-    files that were skipped because they are not DICOM (``skipped``).
+    files that were skipped because they are not DICOM (``skipped``) and the
+    headers already read (``headers``, path -> dataset without pixel data), so
+    that ``loadSeries(found[uid], headers=found.headers)`` does not read every
+    header a second time.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.skipped: list[str] = []
+        self.headers: dict[str, Dataset] = {}
 
 
 @dataclass(frozen=True)
@@ -177,12 +181,13 @@ def findSeries(folder: str | os.PathLike) -> SeriesFiles:
                 found.skipped.append(path)
                 continue
             found.setdefault(str(uid), []).append(path)
+            found.headers[path] = header
     if found.skipped:
         logger.info("%s: skipped %d files that are not DICOM series members", folder, len(found.skipped))
     return found
 
 
-def loadSeries(paths: Sequence[str | os.PathLike]) -> Volume:
+def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Dataset] | None = None) -> Volume:
     """Load one image series: single-frame images or one enhanced multi-frame file.
 
     Parameters
@@ -191,6 +196,10 @@ def loadSeries(paths: Sequence[str | os.PathLike]) -> Volume:
         The files of one series (single-frame images, in any order), or one
         enhanced multi-frame image (PS3.3 A.38 Enhanced CT, A.36 Enhanced MR,
         A.56 Enhanced PET or their Legacy Converted forms).
+    headers:
+        Headers already read (file path as given -> dataset without pixel
+        data, e.g. :attr:`SeriesFiles.headers` from :func:`findSeries`); files
+        not in it are read.  They are validated exactly like headers read here.
 
     Returns
     -------
@@ -216,7 +225,8 @@ def loadSeries(paths: Sequence[str | os.PathLike]) -> Volume:
     files = [os.fspath(path) for path in paths]
     if not files:
         raise InvalidInputError("no files given to load as a series")
-    headers = [_readHeader(path) for path in files]
+    known = headers or {}
+    headers = [known[path] if path in known else _readHeader(path) for path in files]
     _checkOneSeries(files, headers)
     for path, header in zip(files, headers, strict=True):
         checkDecodable(header, path)
