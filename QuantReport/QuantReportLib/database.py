@@ -35,7 +35,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
 import shutil
 import sqlite3
 import struct
@@ -54,6 +53,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
 from .errors import InvalidInputError, QuantReportError
+from .files import atomicOutput
 from .uids import isValidUid
 
 __all__ = [
@@ -1458,18 +1458,10 @@ def _removeStaleCreation(folder: str) -> None:
 
 
 def _copyFile(source: str, target: str) -> None:
-    """Copy ``source`` to ``target`` via a temporary file in the target folder, so no partial file is left."""
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    temporary = os.path.join(folder, f".{os.path.basename(target)}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(source, "rb") as reader, open(temporary, "xb") as writer:
-            shutil.copyfileobj(reader, writer, 1 << 20)
-        os.replace(temporary, target)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    """Copy ``source`` to ``target`` through a temporary file beside it, so no partial file is left."""
+    with atomicOutput(target, suffix=".tmp") as temporary, open(source, "rb") as reader, \
+            open(temporary, "wb") as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
 
 
 def ctkStoragePath(folder: str | os.PathLike, studyInstanceUID: str, seriesInstanceUID: str,
