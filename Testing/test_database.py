@@ -543,3 +543,36 @@ def test_progress_bar_and_result_json(tmp_path, capsys):
     assert "Indexing DICOM" in capsys.readouterr().err
     assert isinstance(result, ImportResult)
     assert result.toJson() == {"indexed": 3, "unchanged": 0, "skipped": [], "duplicates": 0}
+
+
+def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_path, lidc_dir):
+    """Above the parallel threshold: same rows, same skipped reasons, same duplicates, progress for every file."""
+    from QuantReportLib import database as databaseModule
+
+    folder = tmp_path / "in"
+    _writeSeries(folder / "series", databaseModule._PARALLEL_MIN_FILES + 20)
+    lidc = sorted(lidc_dir.glob("*.dcm"))[:2]
+    for path in lidc:
+        shutil.copy(path, folder / path.name)
+    shutil.copy(lidc[0], folder / "zz-duplicate.dcm")
+    (folder / "text.dcm").write_text("this is not DICOM\n" * 20)
+    data = lidc[1].read_bytes()
+    (folder / "truncated-header.dcm").write_bytes(data[:700])
+    snapshots = []
+    for workers in (1, 2):
+        calls = []
+        with EmbeddedDicomDatabase(tmp_path / f"db{workers}") as database:
+            result = database.importPaths([folder], progress=lambda done, total, calls=calls: calls.append(
+                (done, total)), workers=workers)
+            tables = {}
+            for table in ("Patients", "Studies", "Series", "Images"):
+                columns = [row[1] for row in _rows(database, f"PRAGMA table_info('{table}')")
+                           if "Timestamp" not in row[1]]  # when the import ran differs
+                tables[table] = sorted(_rows(database, f"SELECT {', '.join(columns)} FROM {table}"), key=repr)
+        files = result.files_seen
+        assert calls == [(done, files) for done in range(1, files + 1)]
+        snapshots.append((result.indexed, sorted((Path(s.path).name, s.reason) for s in result.skipped),
+                          [(Path(d.path).name, d.sop_instance_uid) for d in result.duplicate_files], tables))
+    assert snapshots[0][0] == databaseModule._PARALLEL_MIN_FILES + 22
+    assert [name for name, _ in snapshots[0][1]] == ["text.dcm", "truncated-header.dcm"]
+    assert snapshots[1] == snapshots[0]

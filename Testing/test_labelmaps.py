@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from conftest import require, require_tool
 from conftest import sharedData as dataPath
-from QuantReportLib import labelmaps
+from QuantReportLib import labelmaps, model
 from QuantReportLib.errors import InvalidInputError, NotFoundError, UnsupportedError
 from QuantReportLib.labelmaps import (
     readLabelmapNrrd,
@@ -652,3 +652,18 @@ def test_slicer_places_nrrd_labelmaps_where_we_do(space, slicer_app, tmp_path):
     image = node.GetImageData()
     values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(image.GetDimensions()[::-1])
     assert np.array_equal(values, array)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_label_values_match_numpy_unique(dtype):
+    rng = np.random.default_rng(7)
+    labelmap = rng.choice(np.array([0, 1, 2, 5, 200], dtype=dtype), size=(6, 7, 8))
+    if dtype != np.uint8:
+        labelmap[0, 0, 0] = 40000
+    expected = [int(v) for v in np.unique(labelmap) if v != 0]
+    assert model.labelValues(labelmap) == expected
+    assert model.undescribedLabels(labelmap, {1, 2}) == [v for v in expected if v not in (1, 2)]
+    assert model.undescribedLabels(labelmap, expected) == []
+    # contiguous 1..n described: the min/max shortcut must still see a value above n
+    assert model.undescribedLabels(np.array([[[0, 1, 2, 3]]], dtype=dtype), {1, 2}) == [3]
+    assert model.undescribedLabels(np.zeros((2, 2, 2), dtype=dtype), set()) == []

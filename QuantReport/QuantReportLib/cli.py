@@ -83,8 +83,11 @@ def _addSeriesArguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmdImport(args: argparse.Namespace) -> int:
+    if args.workers is not None and args.workers < 1:
+        raise InvalidInputError(f"--workers must be at least 1, got {args.workers}", "--workers")
     with _openDatabase(args.db) as database:
-        result = database.importPaths(args.paths, copy=args.copy, progress=not (args.quiet or args.json))
+        result = database.importPaths(args.paths, copy=args.copy, progress=not (args.quiet or args.json),
+                                      workers=args.workers)
     if args.json:
         _printJson({
             "indexed": result.indexed,
@@ -336,6 +339,8 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("--copy", action="store_true", help="copy the files into the database instead of linking")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="processes reading file headers (default: one per CPU core, at most 4; 1: no workers)")
     p.set_defaults(run=cmdImport)
 
     p = commands.add_parser("list", help="list the series in the database")

@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import InvalidInputError, NotFoundError, QuantReportError, UnsupportedError
 from .files import atomicOutput
-from .model import Geometry, Segment, Segmentation
+from .model import Geometry, Segment, Segmentation, labelValues, undescribedLabels
 from .terminology import (
     DEFAULT_TERMINOLOGY,
     normalizeTerminology,
@@ -298,12 +298,11 @@ def readSegmentation(path: str | os.PathLike, segments_meta: Sequence[Segment] |
         raise InvalidInputError(f"a labelmap has 3 dimensions, this file has {data.ndim}", path)
     geometry, _ = _geometryFromHeader(header, data.shape, path)
     labelmap = _asLabelmapArray(data, path)
-    present = [int(v) for v in np.unique(labelmap) if v != 0]
     if segments_meta is None:
-        described = {value: Segment(value, f"Segment {value}", DEFAULT_TERMINOLOGY) for value in present}
+        described = {value: Segment(value, f"Segment {value}", DEFAULT_TERMINOLOGY) for value in labelValues(labelmap)}
     else:
         described = {segment.number: segment for segment in segments_meta}
-        missing = sorted(set(present) - set(described))
+        missing = undescribedLabels(labelmap, described)
         if missing:
             raise InvalidInputError(f"label values {missing} are not described in the segment metadata", path)
     values = sorted(described)

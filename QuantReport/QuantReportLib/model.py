@@ -266,9 +266,7 @@ class Segmentation:
         labelmap = np.asarray(labelmap)
         if not np.issubdtype(labelmap.dtype, np.integer):
             labelmap = _asIntegerLabelmap(labelmap)
-        numbers = {segment.number for segment in segments}
-        present = set(int(v) for v in np.unique(labelmap)) - {0}
-        unknown = sorted(present - numbers)
+        unknown = undescribedLabels(labelmap, {segment.number for segment in segments})
         if unknown:
             raise InvalidInputError(f"labelmap values {unknown} have no segment description")
         return cls(geometry, tuple(segments), (labelmap,), tuple((0, s.number) for s in segments))
@@ -368,6 +366,37 @@ class Segmentation:
         if [s.number for s in segments] != [s.number for s in self.segments]:
             raise InvalidInputError("segment numbers must stay the same")
         return dataclasses.replace(self, segments=tuple(segments))
+
+
+def labelValues(labelmap: np.ndarray) -> list[int]:
+    """The non-zero values of an integer labelmap, ascending.
+
+    8- and 16-bit unsigned labelmaps (what segmentations use) are scanned once
+    into a presence table, which is linear in voxels and allocates nothing of
+    the volume's size; ``np.unique`` would sort the whole volume.
+    """
+    if labelmap.dtype in (np.uint8, np.uint16):
+        present = np.zeros(1 << (8 * labelmap.dtype.itemsize), dtype=bool)
+        present[labelmap.reshape(-1)] = True
+        present[0] = False
+        return np.flatnonzero(present).tolist()
+    return [int(value) for value in np.unique(labelmap) if value != 0]
+
+
+def undescribedLabels(labelmap: np.ndarray, described: Iterable[int]) -> list[int]:
+    """The non-zero values of an integer labelmap that are not in ``described``, ascending.
+
+    When every value between the labelmap's minimum and maximum is described
+    (segments numbered 1..n, the usual case) the answer is empty without
+    looking at each distinct value.
+    """
+    described = set(described)
+    if labelmap.size == 0:
+        return []
+    low, high = int(labelmap.min()), int(labelmap.max())
+    if low >= 0 and high < 1 << 16 and described.issuperset(range(1, high + 1)):
+        return []
+    return [value for value in labelValues(labelmap) if value not in described]
 
 
 def _asIntegerLabelmap(labelmap: np.ndarray) -> np.ndarray:
