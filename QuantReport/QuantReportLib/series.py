@@ -688,8 +688,11 @@ def _store(array: np.ndarray, k: int, pixels: np.ndarray, item: _Slice) -> None:
         raise InvalidInputError(
             f"{_where(item)}decoded pixel data has shape {pixels.shape}, expected {array.shape[1:]}", item.path)
     if np.issubdtype(array.dtype, np.integer):
-        # int64 arithmetic: the stored type may not hold stored value + intercept.
-        array[k] = pixels.astype(np.int64) + int(item.intercept)
+        if np.can_cast(pixels.dtype, array.dtype):
+            # The output type holds every storable value plus every intercept (_outputDtype): add in place.
+            np.add(pixels, array.dtype.type(int(item.intercept)), out=array[k])
+        else:  # e.g. unsigned 16-bit stored values in a signed 16-bit output: int64 arithmetic
+            array[k] = pixels.astype(np.int64) + int(item.intercept)
     else:
         array[k] = pixels * item.slope + item.intercept
 
