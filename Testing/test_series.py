@@ -369,11 +369,15 @@ def test_per_slice_rescale_gives_float(phantom):
     assert not np.allclose(volume.array[1], pydicom.dcmread(phantom[1]).pixel_array)
 
 
-def test_integer_intercept_keeps_integers(phantom):
+@pytest.mark.parametrize(("intercept", "dtype"), [
+    ("-1024", np.int32),  # uint16 stored values - 1024 need more than int16 (rescaled in place in int32)
+    ("-32768", np.int16),  # the results fit int16 but the stored uint16 values do not (int64 arithmetic)
+])
+def test_integer_intercept_keeps_integers(phantom, intercept, dtype):
     for path in phantom:
-        _edit(path, RescaleIntercept="-1024")
+        _edit(path, RescaleIntercept=intercept)
     volume = loadSeries(phantom)
-    assert volume.array.dtype == np.int32  # uint16 stored values - 1024 need more than int16
+    assert volume.array.dtype == dtype
     for k, path in enumerate(phantom):
         assert np.array_equal(volume.array[k], _rescaled(path))
 
