@@ -374,8 +374,11 @@ def test_per_slice_rescale_gives_float(phantom):
     ("-32768", np.int16),  # the results fit int16 but the stored uint16 values do not (int64 arithmetic)
 ])
 def test_integer_intercept_keeps_integers(phantom, intercept, dtype):
-    for path in phantom:
-        _edit(path, RescaleIntercept=intercept)
+    for k, path in enumerate(phantom):
+        rows, columns = pydicom.dcmread(path).pixel_array.shape
+        stored = np.random.default_rng(k).integers(0, 65536, (rows, columns), dtype=np.uint16)
+        stored[0, :2] = (0, 65535)  # the ends of the stored range
+        _edit(path, RescaleIntercept=intercept, PixelData=stored.tobytes())
     volume = loadSeries(phantom)
     assert volume.array.dtype == dtype
     for k, path in enumerate(phantom):
