@@ -371,7 +371,7 @@ def test_per_slice_rescale_gives_float(phantom):
 
 @pytest.mark.parametrize(("intercept", "dtype"), [
     ("-1024", np.int32),  # uint16 stored values - 1024 need more than int16 (rescaled in place in int32)
-    ("-32768", np.int16),  # the results fit int16 but the stored uint16 values do not (int64 arithmetic)
+    ("-32768", np.int16),  # the results fit int16 but the stored uint16 values do not (they wrap back)
 ])
 def test_integer_intercept_keeps_integers(phantom, intercept, dtype):
     for k, path in enumerate(phantom):

@@ -688,11 +688,11 @@ def _store(array: np.ndarray, k: int, pixels: np.ndarray, item: _Slice) -> None:
         raise InvalidInputError(
             f"{_where(item)}decoded pixel data has shape {pixels.shape}, expected {array.shape[1:]}", item.path)
     if np.issubdtype(array.dtype, np.integer):
-        if np.can_cast(pixels.dtype, array.dtype):
-            # The output type holds every storable value plus every intercept (_outputDtype): add in place.
-            np.add(pixels, array.dtype.type(int(item.intercept)), out=array[k])
-        else:  # e.g. unsigned 16-bit stored values in a signed 16-bit output: int64 arithmetic
-            array[k] = pixels.astype(np.int64) + int(item.intercept)
+        # Added in the output type: it holds every result (_outputDtype), and two's complement arithmetic is
+        # exact modulo 2**bits, so even a stored value the type cannot hold (uint16 40000 in int16, with
+        # intercept -32768) wraps back to the exact result.  No int64 temporary per slice.
+        intercept = np.array(int(item.intercept)).astype(array.dtype)
+        np.add(pixels, intercept, out=array[k], dtype=array.dtype, casting="unsafe")
     else:
         array[k] = pixels * item.slope + item.intercept
 
