@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -248,6 +249,115 @@ def test_digitized_sphere():
     # Crofton estimate of a digitized ball is close to the true sphere area; roundness close to 1
     assert row.value("surface_area_mm2") == pytest.approx(4 * math.pi * (radius * 0.5) ** 2, rel=0.03)
     assert row.value("roundness") == pytest.approx(1.0, abs=0.03)
+
+
+def _referenceSurfaceArea(mask: np.ndarray, spacing) -> float:
+    """ITK's Crofton estimate counted on the padded mask: transitions along all 26 directions (half weight each)."""
+    padded = np.pad(mask, 1)
+    inner = padded[1:-1, 1:-1, 1:-1]
+    dx, dy, dz = spacing
+    weights = (0.04577789120476, 0.03698062787608, 0.03519563978232)
+    area = 0.0
+    for dk, dj, di in itertools.product((-1, 0, 1), repeat=3):
+        if dk == dj == di == 0:
+            continue
+        neighbour = padded[1 + dk:padded.shape[0] - 1 + dk, 1 + dj:padded.shape[1] - 1 + dj,
+                           1 + di:padded.shape[2] - 1 + di]
+        transitions = np.count_nonzero(inner & ~neighbour)
+        area += 4 * weights[abs(di) + abs(dj) + abs(dk) - 1] * dx * dy * dz / math.hypot(di * dx, dj * dy, dk * dz) \
+            * transitions
+    return area
+
+
+def _irregularMasks(shape: tuple[int, int, int]) -> dict[int, np.ndarray]:
+    """Shapes whose rows hold several runs or touch the image border, and the smallest segments."""
+    rng = np.random.default_rng(3)
+    k, j, i = np.ogrid[: shape[0], : shape[1], : shape[2]]
+    empty = np.zeros(shape, dtype=bool)
+    masks = {1: rng.random(shape) < 0.4}  # noise: many runs per row, on every face of the image
+    masks[8] = rng.random(shape) < 0.03  # sparse noise: mostly one-voxel rows
+    diamond = np.abs(i - 12) + np.abs(j - 11)
+    masks[2] = (diamond <= 10) & (diamond >= 6) & (i < 17) & (k >= 1) & (k < 7)  # a "C" prism: concave slices
+    masks[3] = empty.copy()
+    masks[3][0, 0, 0] = masks[3][1, 1, 1] = True  # two voxels, diagonal, in the image corner
+    masks[4] = empty.copy()
+    masks[4][shape[0] - 1, shape[1] - 1, -2:] = True  # two voxels ending the last row
+    masks[5] = empty.copy()
+    masks[5][4, 7, 30] = True  # one voxel on the border
+    masks[6] = empty.copy()
+    for t in range(shape[1]):  # scattered voxels, one per row
+        masks[6][t % shape[0], t, (7 * t) % shape[2]] = True
+    masks[7] = (k >= 2) & ((i - 15) ** 2 / 150 + (j - 11) ** 2 / 40 + (k - 6) ** 2 / 9 <= 1)  # an ellipsoid cut off
+    return masks
+
+
+@pytest.mark.parametrize("oblique", [False, True])
+def test_irregular_and_tiny_segments(oblique):
+    """Multi-run rows, concave slices, the image border and one- and two-voxel segments, against references
+    computed from each boolean mask: numpy statistics and moments, brute-force Feret diameter over every pair of
+    voxels and ITK's transition counts on the padded mask."""
+    shape = (9, 23, 31)
+    rng = np.random.default_rng(5)
+    matrix = _obliqueMatrix() if oblique else np.diag([0.7, 0.8, 2.5, 1.0])
+    volume = _syntheticVolume(rng.integers(-1000, 2000, shape).astype(np.int16), matrix)
+    masks = _irregularMasks(shape)
+    segmentation = Segmentation.fromMasks(masks, volume.geometry, [_segment(n) for n in masks])
+    assert len(segmentation.layers) > 1
+    table = computeMeasurements(volume, segmentation, KEYS)
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)  # ITK's spacing: the column norms
+    for number, mask in masks.items():
+        row = table.row(number)
+        _assertRowMatches(row, _reference(mask, volume))
+        assert row.value("surface_area_mm2") == pytest.approx(_referenceSurfaceArea(mask, spacing), rel=1e-12)
+        everyPair = spatial.distance.pdist(_physicalPoints(mask, volume.geometry)).max() if mask.sum() > 1 else 0.0
+        assert row.value("feret_diameter_mm") == pytest.approx(everyPair, rel=1e-12, abs=1e-12), number
+    assert table.row(3).value("feret_diameter_mm") == pytest.approx(np.linalg.norm(matrix[:3, :3].sum(axis=1)))
+    assert table.row(4).value("feret_diameter_mm") == pytest.approx(spacing[0])
+    assert table.row(5).value("voxel_count") == 1 and table.row(5).value("feret_diameter_mm") == 0.0
+
+
+def test_random_voxel_sets_match_brute_force():
+    """200 random sparse to dense voxel sets (three labels in one layer) on grids up to 24 voxels a side: the Feret
+    diameter is the largest distance over every pair of voxels and the surface area ITK's transition count on the
+    padded mask, whatever the candidate pruning and the cell search skip."""
+    rng = np.random.default_rng(2024)
+    for trial in range(200):
+        shape = tuple(int(n) for n in rng.integers(1, 25, 3))
+        labelmap = np.zeros(shape, np.uint8)
+        for number in (1, 2, 3):
+            labelmap[rng.random(shape) < rng.uniform(0.02, 0.5)] = number
+        spacing = rng.uniform(0.3, 3.0, 3)
+        matrix = _obliqueMatrix(spacing) if trial % 2 else np.diag([*spacing, 1.0])
+        volume = _syntheticVolume(np.zeros(shape, np.int16), matrix)
+        segmentation = Segmentation.fromLabelmap(labelmap, volume.geometry, [_segment(n) for n in (1, 2, 3)])
+        table = computeMeasurements(volume, segmentation, ["voxel_count", "feret_diameter_mm", "surface_area_mm2"])
+        for number in (1, 2, 3):
+            mask = labelmap == number
+            row = table.row(number)
+            assert row.value("voxel_count") == mask.sum()
+            if mask.any():
+                points = _physicalPoints(mask, volume.geometry)
+                feret = spatial.distance.pdist(points).max() if len(points) > 1 else 0.0
+                assert row.value("feret_diameter_mm") == pytest.approx(feret, rel=1e-12, abs=1e-12), (trial, number)
+                assert row.value("surface_area_mm2") == pytest.approx(_referenceSurfaceArea(mask, spacing), rel=1e-12)
+
+
+def test_segments_sharing_a_layer_measure_as_alone():
+    """Segments side by side in one layer (runs of different labels meeting within a row, a 16-bit label) give
+    exactly the values each gets alone in a layer of its own; an absent label gives an empty segment."""
+    rng = np.random.default_rng(11)
+    shape = (7, 19, 25)
+    labelmap = np.array([0, 1, 2, 3, 300], dtype=np.uint16)[rng.integers(0, 5, shape)]
+    labelmap[:, 5:9, 4:20] = 2  # long runs next to the noise
+    volume = _syntheticVolume(rng.normal(40.0, 30.0, shape).astype(np.float32), _obliqueMatrix())
+    segments = [_segment(n) for n in (1, 2, 3, 4, 300)]
+    shared = computeMeasurements(volume, Segmentation.fromLabelmap(labelmap, volume.geometry, segments), KEYS)
+    for segment in segments:
+        alone = computeMeasurements(volume, Segmentation.fromMasks([labelmap == segment.number], volume.geometry,
+                                                                   [segment]), KEYS)
+        assert shared.row(segment.number).measurements == alone.rows[0].measurements, segment.number
+    assert shared.row(4).value("voxel_count") == 0
+    assert shared.row(300).value("voxel_count") == np.count_nonzero(labelmap == 300)
 
 
 def test_many_segments_one_pass(lidc):

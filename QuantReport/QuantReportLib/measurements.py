@@ -4,8 +4,9 @@ One implementation serves the command line and the Slicer module.
 :func:`computeMeasurements` measures every segment of a
 :class:`~QuantReportLib.model.Segmentation` on the grid of a
 :class:`~QuantReportLib.model.Volume` in one pass per labelmap layer (the
-layer's segment voxels are grouped with one sort, never with a full-volume mask
-per segment); :func:`formatTable` and :func:`writeTable` turn the resulting
+layer is read once as runs of equal labels along its rows, never as a
+full-volume mask per segment, and the shape features are computed from each
+segment's runs); :func:`formatTable` and :func:`writeTable` turn the resulting
 :class:`~QuantReportLib.model.MeasurementTable` into CSV, TSV, JSON or text.
 
 Definitions
@@ -367,14 +368,17 @@ def computeMeasurements(volume: Volume, segmentation: Segmentation,
         raise GeometryError("the segmentation is not on the grid of the volume: resample it first",
                             volume.series_instance_uid)
     want_values = bool(INTENSITY_KEYS.intersection(keys))
+    image = volume.array.reshape(-1) if want_values else None  # one flat view (a copy only if not C-ordered)
     number_at = dict(zip(segmentation.placement, (segment.number for segment in segmentation.segments), strict=True))
     values_by_number: dict[int, dict[str, float]] = {}
     for layer_index, layer in enumerate(segmentation.layers):
         label_values = [value for (index, value) in segmentation.placement if index == layer_index]
         if not label_values:
             continue
-        for label_value, group in _groupLayer(layer, label_values, volume.array if want_values else None).items():
-            values_by_number[number_at[layer_index, label_value]] = _measureSegment(group, segmentation.geometry, keys)
+        runs = _layerRuns(layer)
+        for label_value in label_values:
+            values_by_number[number_at[layer_index, label_value]] = _measureSegment(
+                runs.get(label_value), image, segmentation.geometry, keys)
     rows = []
     for segment in segmentation.segments:
         values = values_by_number[segment.number]
@@ -384,64 +388,83 @@ def computeMeasurements(volume: Volume, segmentation: Segmentation,
 
 
 @dataclass(frozen=True)
-class _Group:
-    """The voxels of one label value: flat indices and, when asked for, sorted voxel values."""
+class _Runs:
+    """A segment's voxels as runs: maximal stretches of consecutive voxels along i within one (k, j) row.
 
-    flat_indices: np.ndarray
-    sorted_values: np.ndarray | None
+    The arrays are ordered by flat index (k, then j, then ``start``); ``stop`` is exclusive.  A segment has
+    about as many runs as rows, so the shape features cost that, not its voxel count or bounding box.
+    """
+
+    k: np.ndarray
+    j: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
     shape: tuple[int, int, int]
 
 
-def _groupLayer(layer: np.ndarray, label_values: Sequence[int],
-                image: np.ndarray | None) -> dict[int, _Group]:
-    """Group a layer's voxels by label value with one sort (by label, then voxel value)."""
-    flat = layer.reshape(-1)
-    indices = np.flatnonzero(flat)
-    labels = flat[indices]
-    if image is not None:
-        values = image.reshape(-1)[indices].astype(np.float64)
-        order = np.lexsort((values, labels))
-        values = values[order]
-    else:
-        order = np.argsort(labels, kind="stable")
-        values = None
-    indices = indices[order]
-    labels = labels[order]
+def _layerRuns(layer: np.ndarray) -> dict[int, _Runs]:
+    """The runs of every label value in a layer, from one comparison of each voxel with its neighbour along i.
+
+    Only rows holding a label are compared: a few lesions touch a small part of the rows of a CT.
+    """
+    shape = tuple(layer.shape)
+    rows = layer.reshape(-1, shape[2])
+    labelled_rows = np.flatnonzero(rows.any(axis=1))
+    block = rows[labelled_rows]
+    run_begins = np.empty(block.shape, dtype=bool)
+    run_begins[:, 0] = True
+    np.not_equal(block[:, 1:], block[:, :-1], out=run_begins[:, 1:])
+    first = np.flatnonzero(run_begins)  # flat indices into block
+    label = block.reshape(-1)[first]
+    end = np.append(first[1:], block.size)  # every row begins a run, so a row's last run ends with the row
+    labelled = np.flatnonzero(label)
+    first, end, label = first[labelled], end[labelled], label[labelled]
+    row, start = np.divmod(first, shape[2])
+    stop = end - row * shape[2]
+    k, j = np.divmod(labelled_rows[row], shape[1])
+    # a stable sort groups the runs by label and keeps each group in flat-index order
+    order = np.argsort(label, kind="stable")
     groups = {}
-    for label_value in label_values:
-        start, stop = np.searchsorted(labels, [label_value, label_value + 1])
-        groups[label_value] = _Group(indices[start:stop], None if values is None else values[start:stop],
-                                     tuple(layer.shape))
+    for pick in np.split(order, np.flatnonzero(np.diff(label[order])) + 1) if len(order) else ():
+        groups[int(label[pick[0]])] = _Runs(k[pick], j[pick], start[pick], stop[pick], shape)
     return groups
 
 
-def _measureSegment(group: _Group, geometry: Geometry, keys: Sequence[str]) -> dict[str, float]:
-    count = len(group.flat_indices)
+def _measureSegment(runs: _Runs | None, image: np.ndarray | None, geometry: Geometry,
+                    keys: Sequence[str]) -> dict[str, float]:
+    """The measurements of one segment (``runs`` is ``None`` for an empty one; ``image`` is the flat volume)."""
+    count = 0 if runs is None else int(np.sum(runs.stop - runs.start))
     result = {"voxel_count": float(count), "volume_mm3": count * geometry.voxel_volume_mm3,
               "volume_cm3": count * geometry.voxel_volume_mm3 / 1000.0}
     if count == 0:
         return result
-    if group.sorted_values is not None:
-        values = group.sorted_values
+    if image is not None:
+        # Sorting in the image's own type is faster than in float64 and gives the same sorted values.
+        values = np.sort(image[_flatIndices(runs)]).astype(np.float64, copy=False)
         result["min"] = float(values[0])
         result["max"] = float(values[-1])
         result["mean"] = float(np.mean(values))
         result["stdev"] = float(np.std(values, ddof=1)) if count > 1 else 0.0
         for key, fraction in _PERCENTILES.items():
             result[key] = _sortedPercentile(values, fraction)
-    ijk = np.stack(np.unravel_index(group.flat_indices, group.shape)[::-1], axis=1)  # (i, j, k) columns
     if _MOMENT_KEYS.intersection(keys):
-        result.update(_moments(ijk, geometry))
-    if "feret_diameter_mm" in keys or _PERIMETER_KEYS.intersection(keys):
-        mask, corner = _paddedMask(ijk)
-        if _PERIMETER_KEYS.intersection(keys):
-            area = _croftonSurfaceArea(mask, geometry.spacing)
-            result["surface_area_mm2"] = area
-            radius = (3.0 * result["volume_mm3"] / (4.0 * math.pi)) ** (1.0 / 3.0)
-            result["roundness"] = 4.0 * math.pi * radius**2 / area
-        if "feret_diameter_mm" in keys:
-            result["feret_diameter_mm"] = _feretDiameter(mask, corner, geometry)
+        result.update(_moments(runs, geometry))
+    if _PERIMETER_KEYS.intersection(keys):
+        area = _croftonSurfaceArea(runs, geometry.spacing)
+        result["surface_area_mm2"] = area
+        radius = (3.0 * result["volume_mm3"] / (4.0 * math.pi)) ** (1.0 / 3.0)
+        result["roundness"] = 4.0 * math.pi * radius**2 / area
+    if "feret_diameter_mm" in keys:
+        result["feret_diameter_mm"] = _feretDiameter(runs, geometry)
     return result
+
+
+def _flatIndices(runs: _Runs) -> np.ndarray:
+    """The flat (C-order) indices of a segment's voxels, increasing."""
+    lengths = runs.stop - runs.start
+    first = (runs.k * runs.shape[1] + runs.j) * runs.shape[2] + runs.start
+    # voxel n of the segment is voxel n - (voxels before its run) of its run
+    return np.repeat(first - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
 
 
 def _sortedPercentile(sorted_values: np.ndarray, fraction: float) -> float:
@@ -456,11 +479,25 @@ def _sortedPercentile(sorted_values: np.ndarray, fraction: float) -> float:
     return above - difference * (1.0 - weight) if weight >= 0.5 else below + difference * weight
 
 
-def _moments(ijk: np.ndarray, geometry: Geometry) -> dict[str, float]:
-    """Centroid (LPS) and ITK's elongation and flatness from the voxel-centre covariance."""
-    centre = ijk.mean(axis=0)
-    centred = ijk - centre
-    covariance_ijk = centred.T @ centred / len(ijk)  # population covariance, as ITK's central moments
+def _moments(runs: _Runs, geometry: Geometry) -> dict[str, float]:
+    """Centroid (LPS) and ITK's elongation and flatness from the voxel-centre covariance.
+
+    The sums of i, j, k and of their pairwise products are exact integers (closed forms over each run), so
+    the centroid is the correctly rounded mean and the covariance has no cancellation error.
+    """
+    k, j, count = runs.k, runs.j, runs.stop - runs.start
+    last = runs.stop - 1
+    sum_i = (runs.start + last) * count // 2
+    sum_ii = _sumOfSquares(last) - _sumOfSquares(runs.start - 1)
+    n = int(count.sum())
+    sums = [int(sum_i.sum()), int((j * count).sum()), int((k * count).sum())]  # of i, j, k
+    products = {(0, 0): sum_ii, (1, 1): j * j * count, (2, 2): k * k * count,
+                (0, 1): j * sum_i, (0, 2): k * sum_i, (1, 2): j * k * count}
+    covariance_ijk = np.empty((3, 3))
+    for (a, b), terms in products.items():
+        # population covariance, as ITK's central moments, in Python integers (no overflow) up to the division
+        covariance_ijk[a, b] = covariance_ijk[b, a] = (n * int(terms.sum()) - sums[a] * sums[b]) / (n * n)
+    centre = np.array(sums) / n
     matrix = geometry.ijk_to_lps[:3, :3]
     moments = np.linalg.eigvalsh(matrix @ covariance_ijk @ matrix.T)  # ascending, ITK's principal moments
     zero = 1e-12 * max(moments[2], np.finfo(float).tiny)
@@ -472,29 +509,16 @@ def _moments(ijk: np.ndarray, geometry: Geometry) -> dict[str, float]:
     }
 
 
+def _sumOfSquares(n: np.ndarray) -> np.ndarray:
+    """0^2 + 1^2 + ... + n^2 (0 for n = -1)."""
+    return n * (n + 1) * (2 * n + 1) // 6
+
+
 def _ratioRoot(numerator: float, denominator: float, zero: float) -> float:
     """sqrt(numerator / denominator), 0 when the denominator is zero (ITK's convention)."""
     if denominator <= zero:
         return 0.0
     return float(math.sqrt(numerator / denominator))
-
-
-def _paddedMask(ijk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The segment in its bounding box with one background voxel all round, in (k, j, i) order.
-
-    Returns the mask and the (i, j, k) index of the mask's element ``[0, 0, 0]``.
-    """
-    corner = ijk.min(axis=0) - 1
-    local = ijk - corner
-    size = local.max(axis=0) + 2
-    mask = np.zeros((size[2], size[1], size[0]), dtype=bool)
-    mask[local[:, 2], local[:, 1], local[:, 0]] = True
-    return mask, corner
-
-
-def _shifted(mask: np.ndarray, offset: tuple[int, int, int]) -> np.ndarray:
-    """The inner part of a padded mask seen from ``offset`` (k, j, i): element p is mask[p + offset]."""
-    return mask[tuple(slice(1 + o, mask.shape[axis] - 1 + o) for axis, o in enumerate(offset))]
 
 
 # ITK's Voronoi weights of the 26 lattice directions on the unit sphere (ShapeLabelMapFilter,
@@ -504,16 +528,39 @@ _CROFTON_FACE = 0.03698062787608 * 2
 _CROFTON_SPACE = 0.03519563978232 * 2
 
 
-def _croftonSurfaceArea(mask: np.ndarray, spacing: np.ndarray) -> float:
+def _croftonSurfaceArea(runs: _Runs, spacing: np.ndarray) -> float:
     """ITK's 3D perimeter: transitions along the 13 lattice directions, weighted (Crofton formula).
 
     For each direction ``d`` ITK counts object voxels whose neighbour at
     ``+d`` or ``-d`` is background (its "intercepts"); both counts are equal,
     so the intercept count is ``2 * T(d)`` with ``T(d)`` the one-sided count,
     and ITK's ``voxel volume / |d| * intercepts / 2 * weight`` becomes
-    ``voxel volume / |d| * T(d) * weight``.
+    ``voxel volume / |d| * T(d) * weight``.  ``T(d)`` is the voxel count
+    minus the voxels whose neighbour at ``+d`` is in the segment: for ``d``
+    along i all voxels but the last of each run, otherwise the overlaps of
+    each run, shifted by ``d``, with the runs it meets.
     """
-    inner = _shifted(mask, (0, 0, 0))
+    count = int(np.sum(runs.stop - runs.start))
+    # Flat indices in the grid padded by one voxel all round: outside the image is background, and the
+    # runs of different rows are at least two voxels apart, also when shifted by a lattice direction.
+    padded = (runs.shape[1] + 2, runs.shape[2] + 2)
+    row = (runs.k + 1) * padded[0] + runs.j + 1
+    start = row * padded[1] + runs.start + 1
+    stop = row * padded[1] + runs.stop + 1
+    # Voxels whose neighbour at +d is in the segment, by direction; d and -d have the same count.
+    inside = {(1, 0, 0): count - len(start)}  # runs are maximal: only their last voxels have background next
+    for dk, dj in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        shift = (dk * padded[0] + dj) * padded[1]
+        # Each run shifted to the neighbouring row, paired with every run there that it meets when also
+        # shifted by one voxel along i or not (a contiguous range of runs; a few pairs per run at most).
+        begin = np.searchsorted(stop, start + shift - 1, side="right")
+        pairs = np.searchsorted(start, stop + shift + 1, side="left") - begin
+        run = np.repeat(np.arange(len(start)), pairs)
+        other = np.repeat(begin - (np.cumsum(pairs) - pairs), pairs) + np.arange(len(run))
+        low, high, other_start, other_stop = start[run] + shift, stop[run] + shift, start[other], stop[other]
+        for di in (-1, 0, 1):
+            shared = np.minimum(high + di, other_stop) - np.maximum(low + di, other_start)
+            inside[di, dj, dk] = inside[-di, -dj, -dk] = int(np.maximum(shared, 0).sum())
     dx, dy, dz = (float(s) for s in spacing)  # along i, j, k
     voxel = dx * dy * dz
     total = 0.0
@@ -524,7 +571,7 @@ def _croftonSurfaceArea(mask: np.ndarray, spacing: np.ndarray) -> float:
                 first = next((c for c in (di, dj, dk) if c), 0)
                 if first <= 0:
                     continue
-                transitions = np.count_nonzero(inner & ~_shifted(mask, (dk, dj, di)))
+                transitions = count - inside[di, dj, dk]
                 length = math.sqrt((di * dx) ** 2 + (dj * dy) ** 2 + (dk * dz) ** 2)
                 axes = abs(di) + abs(dj) + abs(dk)
                 weight = (_CROFTON_AXIS, _CROFTON_FACE, _CROFTON_SPACE)[axes - 1]
@@ -532,43 +579,115 @@ def _croftonSurfaceArea(mask: np.ndarray, spacing: np.ndarray) -> float:
     return 4.0 * total
 
 
-def _feretDiameter(mask: np.ndarray, corner: np.ndarray, geometry: Geometry) -> float:
+def _feretDiameter(runs: _Runs, geometry: Geometry) -> float:
     """Largest distance between voxel centres of the segment (ITK's Feret diameter).
 
-    The farthest pair of a point set are vertices of its convex hull, and a
-    hull vertex is never strictly between two object voxels on a line; so only
-    voxels that end their lattice line along i, j *and* k are candidates (they
-    are all boundary voxels, as ITK's candidates).  This keeps the pairwise
-    search small without changing the result.
+    The farthest pair of a point set are vertices of its convex hull (and an
+    affine grid keeps them so).  A hull vertex is the only maximum over the
+    segment of ``u . p`` for some direction ``u`` with ``u_i != 0``.  For
+    ``u_i < 0`` it is the low-i end of its row, and in its k-slice (and in its
+    j-slice) it is a vertex of the lower convex chain of the low ends (i over
+    j, or over k); for ``u_i > 0`` the same holds for high ends and upper
+    chains.  So the candidates are the row ends that are chain vertices in
+    both slices: a few thousand points for a large organ instead of its whole
+    surface.
     """
-    candidates = mask.copy()
-    for axis in range(3):
-        before = np.roll(np.logical_or.accumulate(mask, axis=axis), 1, axis=axis)
-        after = np.roll(np.flip(np.logical_or.accumulate(np.flip(mask, axis), axis=axis), axis), -1, axis=axis)
-        candidates &= ~(before & after)  # the padding keeps the wrapped-around element False
-    kji = np.argwhere(candidates)
-    if len(kji) < 2:
+    new_row = np.flatnonzero(np.concatenate(([True], (runs.k[1:] != runs.k[:-1]) | (runs.j[1:] != runs.j[:-1]))))
+    k, j = runs.k[new_row], runs.j[new_row]
+    low = runs.start[new_row]
+    high = runs.stop[np.append(new_row[1:], len(runs.k)) - 1] - 1
+    # Both ends of every row, the high ends' i negated so that their upper chains are lower chains too.
+    side = np.repeat([0, 1], len(k))
+    k2, j2, value = np.tile(k, 2), np.tile(j, 2), np.concatenate([low, -high])
+    candidate = _lowerChainVertices(side * runs.shape[0] + k2, j2, value)  # sorted by side, k, j already
+    order = np.argsort((side * runs.shape[1] + j2) * runs.shape[0] + k2)  # by side, j, k
+    candidate[order] &= _lowerChainVertices((side * runs.shape[1] + j2)[order], k2[order], value[order])
+    candidate[len(k):] &= ~(candidate[:len(k)] & (low == high))  # a one-voxel row's ends are one voxel
+    ijk = np.column_stack([np.concatenate([low, high])[candidate], j2[candidate], k2[candidate]])
+    if len(ijk) < 2:
         return 0.0
-    # The farthest pair are extreme points of the set, and an extreme point is a convex hull vertex of its
-    # own slice (and an affine grid keeps extreme points extreme): so the pairwise search needs only the
-    # hull vertices of each slice, a few hundred points for a large organ instead of its whole surface.
-    starts = np.flatnonzero(np.r_[True, kji[1:, 0] != kji[:-1, 0], True])
-    kji = np.concatenate([
-        np.column_stack([np.full(len(hull), kji[start, 0]), hull[:, ::-1]])
-        for start, stop in zip(starts[:-1], starts[1:], strict=True)
-        for hull in [convexHull2d(kji[start:stop, :0:-1])]])
-    points = (kji[:, ::-1] + corner) @ geometry.ijk_to_lps[:3, :3].T
-    points -= points.mean(axis=0)
-    squared = np.einsum("ij,ij->i", points, points)
-    best, pair = -1.0, (0, 0)
-    chunk = max(1, 4_000_000 // len(points))
-    for start in range(0, len(points), chunk):
-        block = squared[start:start + chunk, None] + squared[None, :] - 2.0 * points[start:start + chunk] @ points.T
-        index = int(np.argmax(block))
-        if block.flat[index] > best:
-            best = float(block.flat[index])
-            pair = (start + index // len(points), index % len(points))
-    return float(np.linalg.norm(points[pair[0]] - points[pair[1]]))
+    matrix = geometry.ijk_to_lps[:3, :3]
+    first, second = _farthestPair(ijk @ matrix.T)
+    return float(np.linalg.norm(matrix @ (ijk[first] - ijk[second])))  # from the exact index difference
+
+
+def _farthestPair(points: np.ndarray) -> tuple[int, int]:
+    """Indices of two points farthest apart (exactly), comparing few of the pairs.
+
+    The points are split into cells of about 16 neighbouring points.  Two cells are compared point by point
+    (in batches of about a million point pairs) only when the boxes around them can hold a pair farther apart
+    than the farthest pair of the cells' first points.  For an organ that leaves a few cell pairs at its
+    opposite ends.
+    """
+    table = _cellTable(points, max(1, min(10, round((len(points) / 16) ** (1 / 3)))))
+    cells = points[table]  # (cell, point of the cell, LPS)
+    low, high = cells.min(axis=1), cells.max(axis=1)
+    bound = _squaredDistance(np.maximum(high[:, None] - low[None], high[None] - low[:, None]), 0.0)
+    squared = _squaredDistance(cells[:, None, 0], cells[None, :, 0])
+    which = np.unravel_index(int(np.argmax(squared)), squared.shape)
+    best, pair = squared[which], (table[which[0], 0], table[which[1], 0])
+    a, b = np.nonzero(np.triu(bound > best))
+    batch = max(1, 1_000_000 // table.shape[1] ** 2)
+    for begin in range(0, len(a), batch):
+        near, far = a[begin:begin + batch], b[begin:begin + batch]
+        squared = _squaredDistance(cells[near, :, None], cells[far, None, :])
+        which = np.unravel_index(int(np.argmax(squared)), squared.shape)
+        if squared[which] > best:
+            best, pair = squared[which], (table[near[which[0]], which[1]], table[far[which[0]], which[2]])
+    return int(pair[0]), int(pair[1])
+
+
+def _squaredDistance(first: np.ndarray, second: np.ndarray | float) -> np.ndarray:
+    """Squared length of ``first - second`` along the last axis (broadcasting)."""
+    difference = first - second
+    return np.einsum("...x,...x->...", difference, difference)
+
+
+def _cellTable(points: np.ndarray, per_axis: int) -> np.ndarray:
+    """Point indices by cell, ``(cells, points in the fullest cell)``; a cell with fewer repeats its first point.
+
+    The cells split the points into ``per_axis`` slabs of equal count along the first axis, each slab
+    likewise along the second and each part of that along the third (a k-d split), so no cell is large.
+    """
+    count = len(points)
+    cell = np.zeros(count, dtype=np.int64)
+    for axis in range(3):
+        order = np.lexsort((points[:, axis], cell))  # by cell, then along the axis
+        grouped = cell[order]
+        begin = np.searchsorted(grouped, grouped, side="left")
+        size = np.searchsorted(grouped, grouped, side="right") - begin
+        cell[order] = grouped * per_axis + (np.arange(count) - begin) * per_axis // size
+    order = np.argsort(cell, kind="stable")
+    grouped = cell[order]
+    new = np.concatenate(([True], grouped[1:] != grouped[:-1]))
+    number = np.cumsum(new) - 1  # of the (non-empty) cell of each point in cell order
+    starts = np.flatnonzero(new)
+    rank = np.arange(count) - starts[number]
+    table = np.repeat(order[starts][:, None], rank.max() + 1, axis=1)
+    table[number, rank] = order
+    return table
+
+
+def _lowerChainVertices(group: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Which points are vertices of the lower convex chain of their group (y over x), as a mask.
+
+    Points come sorted by group, then by strictly increasing x.  A point on or above the chord between its
+    neighbours is no vertex, whatever else goes, so every such point of every group goes at once; rounds
+    repeat until none is left (at most as many rounds as a group has points, a few in practice).  A group's
+    first and last points always stay.
+    """
+    alive = np.arange(len(group))
+    while len(alive) > 2:
+        g, xs, ys = group[alive], x[alive], y[alive]
+        inner = (g[:-2] == g[1:-1]) & (g[1:-1] == g[2:])
+        above = (ys[1:-1] - ys[:-2]) * (xs[2:] - xs[:-2]) >= (ys[2:] - ys[:-2]) * (xs[1:-1] - xs[:-2])
+        drop = inner & above
+        if not drop.any():
+            break
+        alive = alive[np.concatenate(([True], ~drop, [True]))]
+    vertex = np.zeros(len(group), dtype=bool)
+    vertex[alive] = True
+    return vertex
 
 
 def convexHull2d(points: np.ndarray) -> np.ndarray:
