@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import warnings
 from pathlib import Path
@@ -22,7 +23,7 @@ from conftest import dciodvfy_errors, require_tool
 from conftest import sharedData as dataPath
 from QuantReportLib import seg
 from QuantReportLib.errors import GeometryError, InvalidInputError
-from QuantReportLib.model import Code, Segment, Segmentation, Terminology
+from QuantReportLib.model import Code, Geometry, Segment, Segmentation, Terminology
 from QuantReportLib.series import loadSeries
 
 # Source images of several test series have single-component patient names,
@@ -475,3 +476,318 @@ def test_we_read_dcmqi_written_seg(tmp_path):
     for number in (1, 2, 3):
         np.testing.assert_array_equal(loaded.segmentation.mask(number), labelmap == number)
     assert loaded.voxel_counts == {n: int(np.count_nonzero(labelmap == n)) for n in (1, 2, 3)}
+
+
+# -- export speed-ups (issue 6): the same bytes as before ------------------------------------------
+# writeSeg has pydicom write a view of the dataset whose per-frame items hold each
+# distinct nested sequence encoded once (seg._encodedFrameGroupsView); the file
+# must be byte for byte what pydicom's plain save_as writes for the same dataset.
+
+_PLANE_POSITION = 0x00209113
+_DERIVATION_IMAGE = 0x00089124
+_SEGMENT_IDENTIFICATION = 0x0062000A
+
+
+def _plainBytes(dataset: pydicom.Dataset, folder: Path) -> bytes:
+    """The file pydicom writes for ``dataset`` without any help (what writeSeg wrote before)."""
+    path = folder / "plain.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian,
+                                    pydicom.uid.DeflatedExplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian],
+                         ids=["explicit", "implicit", "deflated", "big-endian"])
+@pytest.mark.parametrize("labelmap", [False, True], ids=["binary-overlapping", "labelmap"])
+def test_write_matches_plain_pydicom_bytes(tmp_path, labelmap, syntax):
+    volume = _volume("ct", "lidc-idri-0001")
+    original = _lidcSegmentation(volume, overlapping=not labelmap)
+    dataset = seg.createSeg(volume, original, labelmap=labelmap)
+    dataset.file_meta.TransferSyntaxUID = syntax
+    view = seg._encodedFrameGroupsView(dataset)
+    assert view is not None
+    path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
+    assert path.read_bytes() == _plainBytes(dataset, tmp_path)
+    # pydicom wrote the view's encoded sequences as they are: not one was decoded again.
+    view.save_as(tmp_path / "view.dcm", enforce_file_format=True)
+    items = view.PerFrameFunctionalGroupsSequence
+    assert all(item.get_item(tag).is_raw for item in items for tag in item.keys())
+    # Each distinct sequence was encoded once: one Plane Position and one Derivation
+    # Image encoding per slice, one Segment Identification per segment with frames.
+    frames = pydicom.dcmread(path, stop_before_pixels=True).PerFrameFunctionalGroupsSequence
+    slices = {tuple(item.PlanePositionSequence[0].ImagePositionPatient) for item in frames}
+    assert len({id(item.get_item(_PLANE_POSITION)) for item in items}) == len(slices)
+    assert len({id(item.get_item(_DERIVATION_IMAGE)) for item in items}) == len(slices)
+    if not labelmap:
+        segments = {int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber) for item in frames}
+        assert segments == {1, 2, 4}
+        assert len({id(item.get_item(_SEGMENT_IDENTIFICATION)) for item in items}) == len(segments)
+    if syntax != pydicom.uid.ExplicitVRBigEndian:
+        _assertRoundTrip(original, seg.readSeg(path, volume))
+
+
+@pytest.mark.parametrize(("charset", "texts"), [("ISO_IR 192", ["Läsion 山田", "Ableitung ö"]),
+                                              ("ISO_IR 100", ["Ableitung ä", "Ableitung ö"]),
+                                              (["", "ISO 2022 IR 87"], ["山田", "やまだ"])],
+                         ids=["utf-8", "latin-1", "iso-2022-jp"])
+def test_write_keeps_character_set_handling(tmp_path, charset, texts):
+    """Text inside the per-frame nested sequences is encoded with the character set
+    the items inherit, exactly as pydicom encodes it when it writes everything itself."""
+    volume = _volume("ct", "dcmqi-24x38x3")
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    labelmap[:, 5:20, 3:10] = 1
+    labelmap[1:, 10:30, 12:20] = 2
+    original = Segmentation.fromLabelmap(labelmap, volume.geometry, [_segment(1, "A"), _segment(2, "B")])
+    dataset = seg.createSeg(volume, original)
+    dataset.SpecificCharacterSet = charset
+    for index, item in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+        item.DerivationImageSequence[0].DerivationDescription = texts[index % 2]
+    assert seg._encodedFrameGroupsView(dataset) is not None
+    path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
+    assert path.read_bytes() == _plainBytes(dataset, tmp_path)
+    read = pydicom.dcmread(path)
+    assert [item.DerivationImageSequence[0].DerivationDescription for item in read.PerFrameFunctionalGroupsSequence] \
+        == [texts[index % 2] for index in range(int(read.NumberOfFrames))]
+
+
+def _withItemCharacterSet(dataset: pydicom.Dataset) -> None:
+    dataset.PerFrameFunctionalGroupsSequence[0].SpecificCharacterSet = "ISO_IR 100"
+
+
+def _withAmbiguousVr(dataset: pydicom.Dataset) -> None:
+    # LUT Descriptor is US or SS by the Pixel Representation of the top level (PS3.3 C.11.1.1).
+    dataset.PerFrameFunctionalGroupsSequence[0].FrameContentSequence[0].add_new(0x00283002, "US or SS", [256, 0, 8])
+
+
+@pytest.mark.parametrize("change", [_withItemCharacterSet, _withAmbiguousVr], ids=["item-charset", "ambiguous-vr"])
+def test_write_falls_back_to_plain_pydicom(tmp_path, change):
+    """Items the view cannot represent exactly leave the whole dataset to pydicom."""
+    volume = _volume("ct", "dcmqi-24x38x3")
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    labelmap[:, 5:20, 3:10] = 1
+    dataset = seg.createSeg(volume, Segmentation.fromLabelmap(labelmap, volume.geometry, [_segment(1, "A")]))
+    change(dataset)
+    assert seg._encodedFrameGroupsView(dataset) is None
+    path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
+    assert path.read_bytes() == _plainBytes(dataset, tmp_path)
+
+
+def test_write_of_a_read_seg_is_plain_pydicom(tmp_path):
+    """A SEG read from a file (raw items) is written as pydicom writes it."""
+    dataset = pydicom.dcmread(dataPath("seg", "lidc-idri-0001-nodule1-annotation0.dcm"))
+    assert seg._encodedFrameGroupsView(dataset) is None
+    path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
+    assert path.read_bytes() == _plainBytes(dataset, tmp_path)
+
+
+def test_segment_numbers_of_slices_match_the_labelmap():
+    """The labelmap handed to highdicom: the layer itself when its values are the
+    segment numbers 1..N, else a lookup that makes unused values background."""
+    volume = _volume("ct", "dcmqi-24x38x3")
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    labelmap[:, 5:20, 3:10] = 1
+    labelmap[1:, 10:30, 12:20] = 2
+    segments = (_segment(1, "A"), _segment(2, "B"))
+    same = Segmentation.fromLabelmap(labelmap, volume.geometry, segments)
+    assert seg._segmentNumbersOfSlices(same, np.arange(3)) is labelmap
+    np.testing.assert_array_equal(seg._segmentNumbersOfSlices(same, np.array([0, 2])), labelmap[[0, 2]])
+    # A label value without segment, values that are not the segment numbers, a signed layer.
+    unused = labelmap.copy()
+    unused[2, 0:3, 0:3] = 7
+    cases = [(Segmentation(volume.geometry, segments, (unused,), ((0, 1), (0, 2))), np.where(unused == 7, 0, unused)),
+             (Segmentation(volume.geometry, segments, (labelmap * 3,), ((0, 3), (0, 6))), labelmap),
+             (Segmentation(volume.geometry, segments, (labelmap.astype(np.int16),), ((0, 1), (0, 2))), labelmap)]
+    for segmentation, expected in cases:
+        result = seg._segmentNumbersOfSlices(segmentation, np.array([1, 2]))
+        assert result.dtype == np.uint8
+        np.testing.assert_array_equal(result, expected[[1, 2]])
+
+
+def test_encoding_key_tells_apart_what_encodes_differently():
+    """Equal keys only for elements pydicom encodes to the same bytes."""
+    def key(element):
+        return seg._encodingKey(element, {})
+
+    def item(*elements):
+        dataset = pydicom.Dataset()
+        for element in elements:
+            dataset.add(element)
+        return dataset
+
+    def DataElement(tag, vr, value):
+        return pydicom.DataElement(tag, vr, value)
+
+    # Equal values of exact type int or str are equal; DS values that compare equal are not ("1.0" == "1").
+    assert key(DataElement(0x00280010, "US", 300)) == key(DataElement(0x00280010, "US", int("300")))
+    assert key(DataElement(0x00280010, "US", 300)) != key(DataElement(0x00280011, "US", 300))
+    assert key(DataElement(0x00180088, "DS", "1.0")) != key(DataElement(0x00180088, "DS", "1"))
+    # Sequences are keyed by their items' elements: new items of equal integers are
+    # equal, an item of decimal strings is equal to itself (highdicom shares the
+    # position item of a slice between its frames), never to other strings.
+    def identification(number):
+        return DataElement(0x0062000A, "SQ", [item(DataElement(0x0062000B, "US", number))])
+
+    assert key(identification(7)) == key(identification(7)) != key(identification(8))
+    shared = item(DataElement(0x00200032, "DS", ["1", "2", "3"]))
+    assert key(DataElement(0x00209113, "SQ", [shared])) == key(DataElement(0x00209113, "SQ", [shared]))
+    assert key(DataElement(0x00209113, "SQ", [shared])) != key(DataElement(0x00209229, "SQ", [shared]))
+    assert key(DataElement(0x00209113, "SQ", [shared])) != \
+        key(DataElement(0x00209113, "SQ", [item(DataElement(0x00200032, "DS", ["1.0", "2", "3"]))]))
+    # What the plain writer would have to decode or correct first is not keyed.
+    assert key(DataElement(0x00283002, "US or SS", [256, 0, 8])) is None
+
+
+# == Fast reading (issue 6): per-frame items read element by element, frame boxes, subsets, labelmap() ==
+
+
+@pytest.fixture(scope="module")
+def lidcSeg(tmp_path_factory):
+    """Our BINARY SEG of four segments on the LIDC CT (one empty, two overlapping, one touching the
+    frame borders), with the segmentation it was made from."""
+    volume = _volume("ct", "lidc-idri-0001")
+    original = _lidcSegmentation(volume, overlapping=True)
+    border = np.zeros(volume.geometry.shape, dtype=bool)
+    border[10, 0, :] = border[10, :, 0] = border[11, -1, -1] = border[12, 0, -1] = border[13, -1, 0] = True
+    masks = {segment.number: original.mask(segment.number) for segment in original.segments}
+    masks[5] = border
+    original = Segmentation.fromMasks(masks, volume.geometry, [*original.segments, _segment(5, "Border")])
+    path = tmp_path_factory.mktemp("fast-read") / "seg.dcm"
+    seg.writeSeg(seg.createSeg(volume, original), path)
+    return volume, original, path
+
+
+def _perFrameValue(path: Path) -> tuple[int, bytes]:
+    """File offset and bytes of the value of the (defined-length) Per-frame Functional Groups Sequence."""
+    element = pydicom.dcmread(path, stop_before_pixels=True).get_item(0x52009230)
+    assert element.length != 0xFFFFFFFF
+    return element.value_tell, element.value
+
+
+def test_per_frame_items_read_from_bytes_file_or_datasets_agree(lidcSeg, monkeypatch):
+    """The items of the per-frame sequence as raw bytes, read from the file when deferred, or parsed
+    by pydicom into datasets: the same voxels, metadata and counts as the segmentation written."""
+    volume, original, path = lidcSeg
+    parsed = pydicom.dcmread(path)
+    assert len(parsed.PerFrameFunctionalGroupsSequence) == parsed.NumberOfFrames  # now datasets
+    results = [seg.readSeg(path, volume), seg.readSeg(parsed, volume)]
+    monkeypatch.setattr(seg, "_DEFER_BYTES", 512)
+    assert pydicom.dcmread(path, defer_size=512).get_item(0x52009230, keep_deferred=True).value is None
+    results.append(seg.readSeg(path, volume))
+    for loaded in results:
+        _assertRoundTrip(original, loaded)
+        np.testing.assert_array_equal(loaded.segmentation.mask(5), original.mask(5))
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian])
+def test_undefined_length_items_in_a_defined_length_sequence(lidcSeg, tmp_path, syntax):
+    """Items of undefined length (ended by an Item Delimitation Item, PS3.5 7.5) in either VR encoding."""
+    volume, original, path = lidcSeg
+    dataset = pydicom.dcmread(path)
+    for item in dataset.PerFrameFunctionalGroupsSequence:
+        item.is_undefined_length_sequence_item = True
+    dataset.file_meta.TransferSyntaxUID = syntax
+    target = tmp_path / "undefined-items.dcm"
+    dataset.save_as(target, enforce_file_format=True)
+    _, value = _perFrameValue(target)
+    assert struct.unpack_from("<HHL", value) == (0xFFFE, 0xE000, 0xFFFFFFFF)
+    assert value.count(b"\xfe\xff\x0d\xe0\x00\x00\x00\x00") == dataset.NumberOfFrames
+    _assertRoundTrip(original, seg.readSeg(target, volume))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("item-tag", r"\(0008,0005\) where a sequence item should start"),
+    ("item-length", "an item runs past the end of the sequence"),
+    ("truncated-item", "malformed Per-frame Functional Groups Sequence"),
+])
+def test_damaged_per_frame_items_give_one_line_errors(lidcSeg, tmp_path, damage, message):
+    volume, _, path = lidcSeg
+    offset, value = _perFrameValue(path)
+    second = 8 + struct.unpack_from("<L", value, 4)[0]  # the second item's header
+    data = bytearray(path.read_bytes())
+    if damage == "item-tag":
+        data[offset + second:offset + second + 4] = b"\x08\x00\x05\x00"
+    elif damage == "item-length":
+        data[offset + second + 4:offset + second + 8] = struct.pack("<L", len(value))
+    else:  # the first item claims 5 bytes fewer, so its last element runs into the second item's header
+        data[offset + 4:offset + 8] = struct.pack("<L", second - 8 - 5)
+    target = tmp_path / f"{damage}.dcm"
+    target.write_bytes(bytes(data))
+    with pytest.raises(InvalidInputError, match=message) as error:
+        seg.readSeg(target, volume)
+    assert "\n" not in str(error.value) and str(target) in str(error.value)
+
+
+@pytest.mark.parametrize("reference", ["volume", "geometry", "none"])
+def test_subset_is_the_full_read_of_those_segments(lidcSeg, reference):
+    volume, _, path = lidcSeg
+    grid = {"volume": volume, "geometry": volume.geometry, "none": None}[reference]
+    full = seg.readSeg(path, grid)
+    part = seg.readSeg(path, grid, segment_numbers=[5, 2])
+    assert [s.number for s in part.segmentation.segments] == [2, 5]
+    assert part.segmentation.geometry == full.segmentation.geometry
+    for number in (2, 5):
+        np.testing.assert_array_equal(part.segmentation.mask(number), full.segmentation.mask(number))
+        assert part.segmentation.segment(number) == full.segmentation.segment(number)
+    assert dict(part.voxel_counts) == {2: full.voxel_counts[2], 5: full.voxel_counts[5]}
+    # Segments 2 and 5 do not overlap: one labelmap, equal to the full read's without the others.
+    expected = np.where(np.isin(full.segmentation.mask(2) * 2 + full.segmentation.mask(5) * 5, [2, 5]),
+                        full.segmentation.mask(2) * 2 + full.segmentation.mask(5) * 5, 0)
+    np.testing.assert_array_equal(part.segmentation.labelmap(), expected)
+
+
+def test_subset_does_not_describe_segments_it_does_not_read(lidcSeg, tmp_path):
+    volume, _, path = lidcSeg
+    dataset = pydicom.dcmread(path)
+    del dataset.SegmentSequence[2].SegmentedPropertyCategoryCodeSequence  # segment 3
+    target = tmp_path / "segment-3-broken.dcm"
+    dataset.save_as(target)
+    with pytest.raises(InvalidInputError, match="segment 3: incomplete segmented property codes"):
+        seg.readSeg(target, volume)
+    assert [s.number for s in seg.readSeg(target, volume, segment_numbers=[1, 4]).segmentation.segments] == [1, 4]
+
+
+def _labelmapByMasks(segmentation: Segmentation) -> np.ndarray:
+    """labelmap() computed independently: each segment's voxels painted with its number."""
+    expected = np.zeros(segmentation.geometry.shape, dtype=np.uint16)
+    for segment, (layer, value) in zip(segmentation.segments, segmentation.placement, strict=True):
+        expected[segmentation.layers[layer] == value] = segment.number
+    return expected
+
+
+@pytest.mark.parametrize("case", ["identity", "gaps", "unplaced", "lookup", "two-layers", "uint16", "empty"])
+def test_labelmap_equals_painted_masks_and_is_read_only(case):
+    """Every way labelmap() takes (the layer itself, bands copied, boxes looked up) gives the labelmap
+    painted segment by segment; rows are 21 (not blocks of 8) and labels touch every border."""
+    geometry = Geometry((5, 21, 24), np.eye(4))
+    layer = np.zeros(geometry.shape, dtype=np.uint16 if case == "uint16" else np.uint8)
+    layer[0, 0, :4] = 1
+    layer[2, 20, 23] = 2
+    layer[2, 5:17, 0] = 3
+    layer[4, 8:9, 10:20] = 2
+    numbers, values = [1, 2, 3], [1, 2, 3]
+    layers = [layer]
+    if case == "gaps":
+        layer[layer == 2] = 9
+        numbers = values = [1, 3, 9]
+    elif case == "unplaced":
+        layer[3, 10, 10] = 7  # a label value without a segment stays background
+    elif case == "lookup":
+        numbers = [10, 20, 300]
+    elif case == "two-layers":
+        other = np.zeros_like(layer)
+        other[1, 4:6, 4:6] = 1
+        layers.append(other)
+        numbers, values = [*numbers, 4], [*values, 1]
+    elif case == "empty":
+        layer[...] = 0
+    placement = [(0, value) for value in values[:3]] + [(1, value) for value in values[3:]]
+    segmentation = Segmentation(geometry, tuple(_segment(n, f"S{n}") for n in numbers), tuple(layers),
+                                tuple(placement))
+    merged = segmentation.labelmap()
+    np.testing.assert_array_equal(merged, _labelmapByMasks(segmentation))
+    assert merged.dtype == (np.uint16 if max(numbers) > 255 else np.uint8)
+    assert not merged.flags.writeable
+    assert np.shares_memory(merged, layer) == (case in ("identity", "empty"))
+    with pytest.raises(ValueError, match="read-only"):
+        merged[0, 0, 0] = 1
+    assert segmentation.layers[0] is layer and layer.flags.writeable  # the layer itself stays writable

@@ -25,11 +25,16 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
+import inspect
+import io
+import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import struct
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,15 +42,18 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
+from pydicom.filereader import data_element_generator, read_deferred_data_element
+from pydicom.filewriter import correct_ambiguous_vr, write_dataset, write_sequence
+from pydicom.valuerep import AMBIGUOUS_VR
 
 from . import __version__
 from .database import checkPixelDataClaim
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
-from .files import writeDataset
+from .files import atomicOutput, writeDataset
 from .model import Code, Geometry, Segment, Segmentation, Terminology, Volume
 from .series import checkDecodable, iterFrames
 
@@ -73,7 +81,11 @@ _PIXEL_DATA_TAG = 0x7FE00010
 _SEGMENT_IDENTIFICATION_TAG = 0x0062000A
 _PLANE_POSITION_TAG = 0x00209113
 _DERIVATION_IMAGE_TAG = 0x00089124
+_PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
+_REFERENCED_SEGMENT_NUMBER_TAG = 0x0062000B
+_IMAGE_POSITION_TAG = 0x00200032
 _UNDEFINED_LENGTH = 0xFFFFFFFF
+_SPECIFIC_CHARACTER_SET_TAG = 0x00080005
 _CONTENT_LABEL = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 # Patient and study attributes highdicom copies from the first source image
 # without a default (Type 2 in the source IODs, but missing in some files).
@@ -84,6 +96,12 @@ _COPIED_TYPE2_ATTRIBUTES = (
 
 
 # -- export -------------------------------------------------------------------
+
+# highdicom 0.28 takes the Specific Character Set as an argument (without it, it
+# checks the first source image's); 0.27, which Slicer 5.12 bundles, has no such
+# argument and sets none, so createSeg also sets it on the result.
+_UTF8_ARGUMENTS = ({"specific_character_set": "ISO_IR 192"}
+                   if "specific_character_set" in inspect.signature(hd.base.SOPClass.__init__).parameters else {})
 
 
 def createSeg(
@@ -189,7 +207,7 @@ def createSeg(
     else:
         pixels = _segmentNumbersOfSlices(segmentation, slices)
 
-    return hd.seg.Segmentation(
+    dataset = hd.seg.Segmentation(
         source_images=_sourceHeaders(headers, source),
         pixel_array=pixels,
         segmentation_type="LABELMAP" if labelmap else "BINARY",
@@ -208,8 +226,10 @@ def createSeg(
         content_creator_name=content_creator_name,
         plane_positions=positions,
         omit_empty_frames=True,
-        specific_character_set="ISO_IR 192",
+        **_UTF8_ARGUMENTS,
     )
+    dataset.SpecificCharacterSet = "ISO_IR 192"
+    return dataset
 
 
 def _segmentNumbersOfSlices(segmentation: Segmentation, slices: np.ndarray) -> np.ndarray:
@@ -218,9 +238,23 @@ def _segmentNumbersOfSlices(segmentation: Segmentation, slices: np.ndarray) -> n
     One table lookup per layer (label value -> segment number, 0 for values
     no segment uses), so the cost is one pass over the slices whatever the
     number of segments (:meth:`Segmentation.labelmap` compares the whole
-    volume once per segment).
+    volume once per segment).  A single unsigned layer whose label values are
+    the segment numbers 1..N (what Slicer and the NRRD readers produce) already
+    is that labelmap and is handed over as it is: no lookup, and no copy at all
+    when every slice is occupied.
     """
-    dtype = np.uint8 if max(s.number for s in segmentation.segments) < 256 else np.uint16
+    numbers = sorted(segment.number for segment in segmentation.segments)
+    layer_indices = {index for index, _ in segmentation.placement}
+    if (len(layer_indices) == 1 and numbers == list(range(1, len(numbers) + 1))
+            and all(value == segment.number
+                    for segment, (_, value) in zip(segmentation.segments, segmentation.placement, strict=True))):
+        layer = segmentation.layers[layer_indices.pop()]
+        if layer.dtype in (np.uint8, np.uint16):
+            part = layer if len(slices) == layer.shape[0] else layer[slices]
+            # A value no segment uses would have to become background (0).
+            if int(part.max(initial=0)) <= numbers[-1]:
+                return part
+    dtype = np.uint8 if numbers[-1] < 256 else np.uint16
     merged = np.zeros((len(slices), *segmentation.geometry.shape[1:]), dtype=dtype)
     for layer_index, layer in enumerate(segmentation.layers):
         pairs = [(value, segment.number) for segment, (index, value) in
@@ -239,9 +273,151 @@ def _segmentNumbersOfSlices(segmentation: Segmentation, slices: np.ndarray) -> n
 
 
 def writeSeg(dataset: Dataset, path: str | os.PathLike) -> Path:
-    """Write a SEG to ``path`` atomically: ``path`` is the complete new file or untouched
-    (:func:`QuantReportLib.files.writeDataset`)."""
-    return writeDataset(dataset, path)
+    """Write a SEG to ``path`` atomically: ``path`` is the complete new file or untouched.
+
+    The file is byte for byte what :func:`QuantReportLib.files.writeDataset`
+    writes (``save_as`` with File Meta Information, PS3.10 7.1).  For a SEG
+    made by :func:`createSeg` pydicom writes a view of ``dataset`` in which
+    each distinct nested sequence of the Per-Frame Functional Groups items is
+    encoded only once (:func:`_encodedFrameGroupsView`); ``dataset`` itself is
+    changed no more than ``save_as`` changes it.
+    """
+    view = _encodedFrameGroupsView(dataset)
+    if view is None:
+        return writeDataset(dataset, path)
+    with atomicOutput(path) as temporary:
+        view.save_as(temporary, enforce_file_format=True)
+    return Path(path)
+
+
+def _encodedFrameGroupsView(dataset: Dataset) -> Dataset | None:
+    """A dataset that pydicom writes to the same bytes as ``dataset``, with its
+    per-frame nested sequences encoded once per distinct value; ``None`` if not applicable.
+
+    The items of the Per-Frame Functional Groups Sequence (PS3.3 C.7.6.16)
+    repeat the same nested sequences heavily: every frame of a segment has the
+    same Segment Identification Sequence, every frame of a slice the same Plane
+    Position and Derivation Image Sequences.  Each distinct one is encoded once
+    by pydicom (``write_sequence``, with the transfer syntax's VR encoding and
+    endianness and the character set the items inherit) and the view's items
+    hold the bytes as raw data elements, which pydicom writes as they are
+    (``Dataset.set_original_encoding`` documents this use).  Everything
+    ``write_dataset`` does before writing a dataset created in memory (correct
+    ambiguous VRs, decode raw elements of the top level) is done here on the
+    view's other elements, so that the view's own encoding can be declared
+    original and nothing of it is decoded again.
+
+    Not applicable (the dataset is written as it is) without a public transfer
+    syntax, or when an item was read from a file, has its own Specific
+    Character Set or holds a raw, buffered or ambiguous-VR element.
+    """
+    groups = dataset.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG)
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if (groups is None or groups.is_raw or groups.is_buffered or syntax is None or syntax.is_private
+            or not syntax.is_transfer_syntax):
+        return None
+    encoding = (syntax.is_implicit_VR, syntax.is_little_endian)
+    # The character sets the items' elements are written with: write_dataset hands the
+    # top level's Specific Character Set (or the default repertoire) down, and
+    # write_data_element converts what it is handed at every level.  Conversion is a
+    # fixpoint for every valid character set; then the DICOM terms are handed over
+    # instead of Python codec names, which pydicom converts by a table lookup rather
+    # than by re-validating each name for every element.
+    declared = dataset.get("SpecificCharacterSet", default_encoding) or [default_encoding]
+    inherited = convert_encodings(declared)
+    nested = convert_encodings(inherited)
+    items = _itemsWithEncodedSequences(groups.value, encoding, declared if nested == inherited else nested)
+    if items is None:
+        return None
+    view = Dataset({tag: element for tag, element in dataset.items() if tag != _PER_FRAME_FUNCTIONAL_GROUPS_TAG})
+    view.file_meta = dataset.file_meta
+    if hasattr(dataset, "preamble"):
+        view.preamble = dataset.preamble
+    correct_ambiguous_vr(view, encoding[1])
+    for tag in list(view.keys()):
+        view[tag]  # decodes a raw element in the view as write_dataset would
+    view[_PER_FRAME_FUNCTIONAL_GROUPS_TAG] = DataElement(
+        _PER_FRAME_FUNCTIONAL_GROUPS_TAG, "SQ", items, is_undefined_length=groups.is_undefined_length)
+    charset = view.get_item(_SPECIFIC_CHARACTER_SET_TAG)
+    view.set_original_encoding(*encoding, convert_encodings(charset.value) if charset else default_encoding)
+    return view
+
+
+def _itemsWithEncodedSequences(items: Sequence[Dataset], encoding: tuple[bool, bool],
+                               encodings: str | Sequence[str]) -> list[Dataset] | None:
+    """Copies of ``items`` whose sequence elements are raw elements encoded once per
+    distinct value (:func:`_encodingKey`), or ``None`` if an item does not qualify."""
+    encoded: dict[Hashable, RawDataElement] = {}
+    item_keys: dict[int, Hashable] = {}
+    views = []
+    for item in items:
+        if _SPECIFIC_CHARACTER_SET_TAG in item or not _createdInMemory(item):
+            return None
+        elements: dict[int, DataElement | RawDataElement] = {}
+        for tag, element in item.items():
+            key = _encodingKey(element, item_keys)
+            if key is None:
+                return None
+            if element.VR == "SQ":
+                raw = encoded.get(key)
+                if raw is None:
+                    buffer = DicomBytesIO()
+                    buffer.is_implicit_VR, buffer.is_little_endian = encoding
+                    write_sequence(buffer, element, encodings)
+                    value = buffer.getvalue()
+                    length = _UNDEFINED_LENGTH if element.is_undefined_length else len(value)
+                    raw = encoded[key] = RawDataElement(tag, "SQ", length, value, 0, *encoding)
+                element = raw
+            elements[tag] = element
+        view = Dataset(elements)
+        view.set_original_encoding(*encoding, default_encoding)
+        views.append(view)
+    return views
+
+
+def _createdInMemory(item: Dataset) -> bool:
+    """Whether ``item`` was built in memory (not read from a file, whose
+    elements may be raw and whose items may have undefined lengths)."""
+    return item.original_encoding == (None, None) and not getattr(item, "is_undefined_length_sequence_item", False)
+
+
+def _encodingKey(element: DataElement | RawDataElement, item_keys: dict[int, Hashable]) -> Hashable | None:
+    """A key that is equal for two elements only if pydicom encodes them to the same
+    bytes (in the same parent), or ``None`` for an element that does not qualify.
+
+    Nested items are keyed by their elements (``item_keys`` remembers the key
+    of each item object); values of exact type str, int or bytes by value;
+    any other value by identity, because equal-comparing values may encode
+    differently (a DS of ``"1.0"`` equals one of ``"1"``).  Identity works
+    because highdicom builds the frames of one slice from the same position
+    and source-image objects.
+    """
+    if element.is_raw or element.VR in AMBIGUOUS_VR:
+        return None
+    value = element.value
+    if element.VR == "SQ":
+        keys = []
+        for item in value:
+            key = item_keys.get(id(item))
+            if key is None:
+                if not _createdInMemory(item):
+                    return None
+                parts = []
+                for nested in item.values():
+                    part = _encodingKey(nested, item_keys)
+                    if part is None:
+                        return None
+                    parts.append(part)
+                key = item_keys[id(item)] = tuple(parts)
+            keys.append(key)
+        value_key: Hashable = tuple(keys)
+    elif type(value) in (str, int, bytes):
+        value_key = (type(value), value)
+    elif element.is_buffered:
+        return None
+    else:
+        value_key = id(value)
+    return element.tag, element.VR, element.is_undefined_length, value_key
 
 
 def estimateLabelmapBytes(binary: Dataset, binary_bytes: int) -> int | None:
@@ -526,21 +702,24 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
     with _foreignData(name, "Segment Sequence"):
         # Segment number 0 is the background of a LABELMAP SEG (as dcmqi writes
         # it), not a segment.
-        segments = [_segmentFromItem(item, name, warnings) for item in dataset.SegmentSequence
-                    if int(item.SegmentNumber) != 0]
-    numbers = {segment.number for segment in segments}
-    if len(numbers) != len(segments):
-        raise InvalidInputError(f"duplicate segment numbers {sorted(s.number for s in segments)}", name)
-    if segmentation_type != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
-        # PS3.3 C.8.20.2.3 wants 1..N; files in the wild skip numbers, and the numbers are what SRs reference.
-        warnings.append(f"segment numbers {sorted(numbers)} are not 1..{len(numbers)}; kept as they are")
+        items = [(int(item.SegmentNumber), item) for item in dataset.SegmentSequence]
+        items = [(number, item) for number, item in items if number != 0]
+    numbers = {number for number, _ in items}
+    if len(numbers) != len(items):
+        raise InvalidInputError(f"duplicate segment numbers {sorted(number for number, _ in items)}", name)
     wanted = None
     if segment_numbers is not None:
         wanted = {int(number) for number in segment_numbers}
         missing = sorted(wanted - numbers)
         if missing:
             raise NotFoundError(f"segment(s) {missing} are not in this SEG (it has {sorted(numbers)})", name)
-        segments = [segment for segment in segments if segment.number in wanted]
+    with _foreignData(name, "Segment Sequence"):
+        # Only the segments read are described: a few of a large SEG cost a fraction of all.
+        segments = [_segmentFromItem(item, name, warnings) for number, item in items
+                    if wanted is None or number in wanted]
+    if segmentation_type != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
+        # PS3.3 C.8.20.2.3 wants 1..N; files in the wild skip numbers, and the numbers are what SRs reference.
+        warnings.append(f"segment numbers {sorted(numbers)} are not 1..{len(numbers)}; kept as they are")
     with _foreignData(name, "frame functional groups"):
         frames, all_positions = _frameInfo(dataset, segmentation_type, numbers, wanted, reference, name)
         geometry, slice_of_frame = _placeFrames(dataset, frames, all_positions, reference, name)
@@ -559,7 +738,7 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         if wanted is not None:
             keep = np.zeros(max(numbers, default=0) + 1, dtype=dtype)
             keep[sorted(wanted)] = sorted(wanted)
-        for frame, k, pixels in zip(frames, slice_of_frame, pixels_of, strict=True):
+        for frame, k, (box, pixels) in zip(frames, slice_of_frame, pixels_of, strict=True):
             histogram = np.bincount(pixels.ravel())
             for value in np.flatnonzero(histogram[1:]) + 1:
                 if int(value) not in numbers:
@@ -569,13 +748,13 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
                     counts[int(value)] += int(histogram[value])
             if keep is not None:
                 pixels = keep[pixels]
-            np.copyto(labelmap[k], pixels, casting="unsafe", where=pixels > 0)
+            np.copyto(labelmap[(k, *box)], pixels, casting="unsafe", where=pixels > 0)
         # Every stored value was checked against the Segment Sequence above; background 0 stays 0.
         result = Segmentation(geometry, tuple(segments), (labelmap,), tuple((0, s.number) for s in segments))
     else:
         threshold = 1 if maximum is None else int(np.ceil(maximum / 2))
         layers = _SegmentLayers(geometry.shape, dtype)
-        for frame, k, pixels in zip(frames, slice_of_frame, pixels_of, strict=True):
+        for frame, k, (box, pixels) in zip(frames, slice_of_frame, pixels_of, strict=True):
             if maximum is not None and int(pixels.max(initial=0)) > maximum:
                 raise InvalidInputError(f"frame {frame.index + 1} has values above the Maximum Fractional Value "
                                         f"{maximum}", name)
@@ -583,10 +762,10 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
             voxels = int(np.count_nonzero(present))
             counts[frame.segment_number] += voxels
             if voxels:
-                layers.add(frame.segment_number, k, present)
-            if values is not None and pixels.any():
+                layers.add(frame.segment_number, k, box, present)
+            if values is not None and pixels.size:
                 layer = values.setdefault(frame.segment_number, np.zeros(geometry.shape, dtype=np.uint8))
-                np.maximum(layer[k], pixels, out=layer[k])
+                np.maximum(layer[(k, *box)], pixels, out=layer[(k, *box)])
         result = layers.segmentation(geometry, segments)
         if values is not None:
             for segment in segments:
@@ -644,15 +823,20 @@ def _nativeLayout(dataset: Dataset) -> tuple[int, np.dtype] | None:
     return None
 
 
-def _decodedFrames(dataset: Dataset, name: str, indices: Sequence[int]) -> Iterator[np.ndarray]:
-    """The frames at ``indices`` (ascending frame indices, 0-based), each ``(Rows, Columns)``.
+def _decodedFrames(dataset: Dataset, name: str, indices: Sequence[int]
+                   ) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+    """The frames at ``indices`` (ascending frame indices, 0-based), each as the
+    bounding box (rows, columns) of its non-zero pixels and the pixels in it.
 
-    Native Little Endian frames are sliced out of the pixel data bytes (read
-    from the file, frame by frame, when the value was deferred and fewer than
-    all frames are wanted) and BINARY frames unpacked with ``np.unpackbits``,
-    LSB first (PS3.5 8.1.1); every other encoding is decoded by pydicom frame
-    by frame (:func:`~QuantReportLib.series.iterFrames`), skipping frames not
-    asked for.  BINARY frames come as ``uint8`` 0/1.
+    Segments are mostly small against a frame, so everything after decoding
+    works on the box only (an empty frame has an empty box).  Native Little
+    Endian frames are sliced out of the pixel data bytes (read from the file,
+    frame by frame, when the value was deferred and fewer than all frames are
+    wanted) and BINARY frames unpacked with ``np.unpackbits``, LSB first
+    (PS3.5 8.1.1): when rows are whole bytes, only the box, found on the
+    packed bytes.  Every other encoding is decoded by pydicom frame by frame
+    (:func:`~QuantReportLib.series.iterFrames`), skipping frames not asked
+    for.  BINARY frames come as ``uint8`` 0/1.
     """
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     count = int(dataset.get("NumberOfFrames", 1))
@@ -664,7 +848,7 @@ def _decodedFrames(dataset: Dataset, name: str, indices: Sequence[int]) -> Itera
             if index >= count:
                 raise InvalidInputError(f"more frames in the pixel data than the {count} described", name)
             if index == following:
-                yield pixels.reshape(rows, columns)
+                yield _inBox(pixels.reshape(rows, columns))
                 following = next(wanted, None)
         if following is not None:
             raise InvalidInputError(f"frame {following + 1} is missing from the pixel data "
@@ -676,9 +860,28 @@ def _decodedFrames(dataset: Dataset, name: str, indices: Sequence[int]) -> Itera
         if len(data) < frame_bytes:
             raise InvalidInputError(f"the pixel data ends inside frame {index + 1}", name)
         pixels = np.frombuffer(data, dtype=dtype)
+        if unpack and columns % 8 == 0:
+            box_rows, box_bytes = _nonzeroBox(pixels.reshape(rows, columns // 8))
+            yield ((box_rows, slice(8 * box_bytes.start, 8 * box_bytes.stop)),
+                   np.unpackbits(pixels.reshape(rows, columns // 8)[box_rows, box_bytes], axis=1, bitorder="little"))
+            continue
         if unpack:
             pixels = np.unpackbits(pixels, bitorder="little")
-        yield pixels.reshape(rows, columns)
+        yield _inBox(pixels.reshape(rows, columns))
+
+
+def _nonzeroBox(frame: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box (rows, columns) of the non-zero values of a 2D array; empty when there are none."""
+    rows = np.flatnonzero(frame.any(axis=1))
+    if not rows.size:
+        return slice(0, 0), slice(0, 0)
+    columns = np.flatnonzero(frame[rows[0]:rows[-1] + 1].any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(columns[0]), int(columns[-1]) + 1)
+
+
+def _inBox(frame: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
+    box = _nonzeroBox(frame)
+    return box, frame[box]
 
 
 def _frameBytes(dataset: Dataset, name: str, indices: Sequence[int], frame_bytes: int
@@ -719,24 +922,21 @@ class _SegmentLayers:
             self._layers.append(np.zeros(self._shape, dtype=self._dtype))
         return self._layers[index]
 
-    def add(self, number: int, k: int, present: np.ndarray) -> None:
-        """Paint segment ``number``'s (non-empty) frame ``present`` onto slice ``k``."""
+    def add(self, number: int, k: int, box: tuple[slice, slice], present: np.ndarray) -> None:
+        """Paint segment ``number``'s (non-empty) frame onto slice ``k``: ``present`` within ``box``."""
         index = self._layer_of.setdefault(number, 0)
-        # Lesion frames are mostly background: test and paint only the band of rows the frame covers,
-        # which is cheaper than whole-plane boolean indexing even after finding the band.
-        rows = np.flatnonzero(present.any(axis=1))
-        band = slice(int(rows[0]), int(rows[-1]) + 1)
-        covered = self._layer(index)[k, band][present[band]]
+        covered = self._layer(index)[(k, *box)][present]
         if covered.any() and np.any((covered != 0) & (covered != number)):
-            index = self._move(number, index, k, present)
-        self._layers[index][k, band][present[band]] = number
+            index = self._move(number, index, k, box, present)
+        self._layers[index][(k, *box)][present] = number
         self._slices_of.setdefault(number, set()).add(k)
 
-    def _move(self, number: int, index: int, k: int, present: np.ndarray) -> int:
+    def _move(self, number: int, index: int, k: int, box: tuple[slice, slice], present: np.ndarray) -> int:
         """Move segment ``number`` (and its new frame on slice ``k``) to a layer where it fits."""
         masks = {j: self._layers[index][j] == number for j in self._slices_of.get(number, ())}
         needed = dict(masks)
-        needed[k] = needed[k] | present if k in needed else present
+        needed[k] = masks[k].copy() if k in masks else np.zeros(self._shape[1:], dtype=bool)
+        needed[k][box] |= present
         target = next(i for i in range(len(self._layers) + 1)
                       if i != index and not any(self._layer(i)[j][mask].any() for j, mask in needed.items()))
         for j, mask in masks.items():
@@ -789,7 +989,7 @@ def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
     color = None
     if "RecommendedDisplayCIELabValue" in item:
         rgb = hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in item.RecommendedDisplayCIELabValue)).to_rgb()
-        color = tuple(int(np.clip(round(float(c)), 0, 255)) for c in rgb)
+        color = tuple(min(max(round(float(c)), 0), 255) for c in rgb)
     return Segment(
         number=number,
         label=str(item.get("SegmentLabel", "")),
@@ -819,75 +1019,232 @@ def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], want
     Parsing thousands of per-frame functional group items is what reading a
     large SEG costs in pydicom, and their nested sequences repeat: every frame
     of a segment has the same Segment Identification, every frame of a slice
-    the same Plane Position.  So each distinct encoding of a nested sequence
-    is parsed once (:class:`_NestedValues`), and a frame's items are parsed
-    only as far as needed: the segment number first, the position only for
-    frames read (or for the grid), the source image references only for a
-    frame without position placed on a :class:`Volume`.
+    the same Plane Position.  So only the nested sequences needed are taken
+    from the items (:class:`_FrameGroups`): the segment numbers first, the
+    positions only of the frames read (or of all, for the grid), the source
+    image references only of a frame without position placed on a
+    :class:`Volume`; and each distinct encoding of one is parsed once
+    (:class:`_NestedValues`).
     """
     count = int(dataset.get("NumberOfFrames", 1))
-    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or [Dataset()] * count
+    groups = _FrameGroups(dataset, count, name)
     shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
-    if len(per_frame) != count:
-        raise InvalidInputError(f"{len(per_frame)} per-frame functional groups for {count} frames", name)
-    nested = _NestedValues()
-    shared_number = nested.get(shared, _SEGMENT_IDENTIFICATION_TAG, _segmentNumberOf)
-    shared_position = nested.get(shared, _PLANE_POSITION_TAG, _positionOf)
-    shared_references = nested.get(shared, _DERIVATION_IMAGE_TAG, _referencesOf)
-    frames = []
+    nested = _NestedValues(dataset.original_character_set, name)
+    # Referenced Segment Number (PS3.3 C.8.20.3.1) and Image Position (Patient) (C.7.6.16.2.3).
+    shared_number = nested.first(shared.get_item(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int)
+    shared_position = nested.first(shared.get_item(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, _coordinates)
+    shared_references = nested.get(shared.get_item(_DERIVATION_IMAGE_TAG), _referencesOf)
     positions = [] if reference is None else None
-    for index, item in enumerate(per_frame):
-        number = None
-        if segmentation_type != "LABELMAP":
-            number = nested.get(item, _SEGMENT_IDENTIFICATION_TAG, _segmentNumberOf) or shared_number
+    # One pass over the items when the positions of (nearly) all frames are needed; a subset placed on
+    # a reference grid needs only the segment numbers of most frames.
+    first = {_SEGMENT_IDENTIFICATION_TAG}
+    if wanted is None or positions is not None:
+        first.add(_PLANE_POSITION_TAG)
+    per_frame = groups.elements(first)
+    segment_of: list[int | None] = [None] * count  # LABELMAP frames hold every segment
+    if segmentation_type != "LABELMAP":
+        for index, elements in enumerate(per_frame):
+            number = nested.first(elements.get(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int) \
+                or shared_number
             if number is None:
                 raise InvalidInputError(f"frame {index + 1} has no Referenced Segment Number", name)
             if number not in numbers:
                 raise InvalidInputError(f"frame {index + 1} refers to undescribed segment {number}", name)
-        read = wanted is None or number is None or number in wanted  # LABELMAP frames hold every segment
-        if not read and positions is None:
+            segment_of[index] = number
+    read = [wanted is None or number is None or number in wanted for number in segment_of]
+    located: Mapping[int, Mapping[int, Any]] | list[Mapping[int, Any]] = per_frame
+    if _PLANE_POSITION_TAG not in first:
+        indices = [index for index in range(count) if read[index]]
+        located = dict(zip(indices, groups.elements({_PLANE_POSITION_TAG}, indices), strict=True))
+    frames = []
+    for index in range(count):
+        if not read[index] and positions is None:
             continue
-        position = nested.get(item, _PLANE_POSITION_TAG, _positionOf) or shared_position
+        position = nested.first(located[index].get(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, _coordinates) \
+            or shared_position
         if positions is not None:
             positions.append(position)
-        if not read:
+        if not read[index]:
             continue
         references = ()
         if position is None and isinstance(reference, Volume):
-            references = nested.get(item, _DERIVATION_IMAGE_TAG, _referencesOf) or shared_references or ()
-        frames.append(_Frame(index, number, None if position is None else np.array(position), references))
+            derivation = groups.elements({_DERIVATION_IMAGE_TAG}, [index])[0].get(_DERIVATION_IMAGE_TAG)
+            references = nested.get(derivation, _referencesOf) or shared_references or ()
+        frames.append(_Frame(index, segment_of[index], None if position is None else np.array(position), references))
     if positions is not None and any(position is None for position in positions):
         raise GeometryError("SEG frames without plane positions need a reference geometry", name)
     return frames, None if positions is None else np.array(positions, dtype=float).reshape(-1, 3)
 
 
-class _NestedValues:
-    """What a nested sequence of a functional group item says, parsed by pydicom once per distinct encoding.
+class _FrameGroups:
+    """The items of the Per-frame Functional Groups Sequence (PS3.3 C.7.6.16), read element by element.
 
-    A sequence pydicom has not parsed yet is a raw element holding its encoded
-    bytes; equal bytes (in the same encoding) parse to equal values, so the
-    value is looked up by them.  Sequences already parsed (datasets built in
-    memory) are read directly.
+    pydicom turns a sequence into one dataset per item when it is first used,
+    which for the thousands of frames of a large SEG costs several times more
+    than reading the few elements needed.  So a sequence pydicom has not
+    parsed yet (a defined-length value, read from the file when it was
+    deferred) is only cut into its encoded items (:func:`_encodedItems`), and
+    :meth:`elements` reads the wanted elements of items as raw elements
+    (:func:`_itemElements`; their values are decoded by :class:`_NestedValues`).
+    A sequence already parsed (of undefined length, or built in memory) is
+    read from its datasets; without the sequence, every frame is described by
+    the shared functional groups alone.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, dataset: Dataset, count: int, name: str):
+        self._name = name
+        self._encoding: tuple[bool, bool] | None = None  # (implicit VR, little endian) of encoded items
+        element = dataset.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG, keep_deferred=True)
+        if not isinstance(element, RawDataElement) or element.length == _UNDEFINED_LENGTH:
+            self._items: list[bytes] | list[Dataset] = list(dataset.get("PerFrameFunctionalGroupsSequence") or [])
+        else:
+            self._encoding = (element.is_implicit_VR, element.is_little_endian)
+            try:
+                if element.value is None:  # deferred: read it from where pydicom would
+                    buffer = getattr(dataset, "buffer", None)
+                    source = buffer if buffer is not None and not getattr(buffer, "closed", False) \
+                        else dataset.filename
+                    element = read_deferred_data_element(dataset.fileobj_type, source, dataset.timestamp, element)
+                self._items = _encodedItems(element.value or b"", *self._encoding)
+            except Exception as error:  # pydicom raises many types for damaged values
+                raise _malformed("Per-frame Functional Groups Sequence", error, name) from error
+        if not self._items:
+            self._items, self._encoding = [Dataset()] * count, None
+        if len(self._items) != count:
+            raise InvalidInputError(f"{len(self._items)} per-frame functional groups for {count} frames", name)
+
+    def elements(self, tags: set[int], indices: Sequence[int] | None = None
+                 ) -> list[Mapping[int, DataElement | RawDataElement]]:
+        """The elements ``tags`` that each item (all, or those at ``indices``) has, by tag."""
+        items = self._items if indices is None else [self._items[index] for index in indices]
+        if self._encoding is None:
+            return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in items]
+        try:
+            return _itemElements(items, tags, *self._encoding)
+        except Exception as error:  # pydicom raises many types for damaged values
+            raise _malformed("Per-frame Functional Groups Sequence", error, self._name) from error
+
+
+def _encodedItems(value: bytes, implicit_vr: bool, little_endian: bool) -> list[bytes]:
+    """The data elements of each item of an encoded sequence value (PS3.5 7.5), without item header
+    or Item Delimitation Item."""
+    header = struct.Struct("<HHL" if little_endian else ">HHL")
+    items = []
+    start = 0
+    while start < len(value):
+        group, element, length = header.unpack_from(value, start)
+        start += header.size
+        if (group, element) == (0xFFFE, 0xE0DD):  # Sequence Delimitation Item
+            break
+        if (group, element) != (0xFFFE, 0xE000):
+            raise ValueError(f"({group:04X},{element:04X}) where a sequence item should start")
+        if length == _UNDEFINED_LENGTH:
+            # pydicom's generator stops after the Item Delimitation Item (or at the end of the value).
+            stream = io.BytesIO(value)
+            stream.seek(start)
+            collections.deque(data_element_generator(stream, implicit_vr, little_endian), maxlen=0)
+            end = after = stream.tell()
+            if end - start >= header.size and header.unpack_from(value, end - header.size)[:2] == (0xFFFE, 0xE00D):
+                end -= header.size
+        elif start + length > len(value):
+            raise ValueError("an item runs past the end of the sequence")
+        else:
+            end = after = start + length
+        items.append(value[start:end])
+        start = after
+    return items
+
+
+def _itemElements(items: Sequence[bytes], tags: set[int], implicit_vr: bool, little_endian: bool
+                  ) -> list[dict[int, RawDataElement]]:
+    """The elements ``tags`` of each encoded item (see :func:`_encodedItems`) as raw elements, by tag.
+
+    One pydicom data element generator runs over the items one after the
+    other (starting one per item would cost as much as reading its elements)
+    and skips the values of other elements; an element belongs to the item in
+    which it ends.  Keys are plain ints: pydicom's tags compare in Python.
+    """
+    ends = list(itertools.accumulate(len(item) for item in items))
+    stream = io.BytesIO(b"".join(items))
+    found: list[dict[int, RawDataElement]] = [{} for _ in items]
+    item = 0
+    for raw in data_element_generator(stream, implicit_vr, little_endian, specific_tags=list(tags)):
+        while stream.tell() > ends[item]:
+            item += 1
+        found[item][int(raw.tag)] = raw
+    return found
+
+
+def _malformed(part: str, error: Exception, name: str) -> InvalidInputError:
+    return InvalidInputError(f"malformed {part} ({type(error).__name__}: {error})", name)
+
+
+class _NestedValues:
+    """What a nested sequence of a functional group item says, decoded by pydicom once per distinct encoding.
+
+    A sequence pydicom has not parsed yet is a raw element holding its encoded
+    bytes; equal bytes (in the same encoding) decode to equal values, so the
+    value is looked up by them.  Sequences already parsed (datasets built in
+    memory) are read directly.  ``encoding`` is the character set of the
+    dataset the elements come from.
+    """
+
+    def __init__(self, encoding: str | Sequence[str], name: str) -> None:
+        self._encoding = encoding
+        self._name = name
         self._values: dict[tuple, Any] = {}
 
-    def get(self, item: Dataset, tag: int, parse: Callable[[Sequence[Dataset]], Any]) -> Any:
-        element = item.get_item(tag)
+    def first(self, element: DataElement | RawDataElement | None, tag: int, convert: Callable[[Any], Any]) -> Any:
+        """``convert`` of the value of element ``tag`` in the first item of sequence ``element``.
+
+        ``None`` without the sequence or without items; an item without the
+        element is malformed.  A raw sequence is read with pydicom's data
+        element generator down to that element, several times faster than
+        parsing it into datasets.
+        """
+        return self._cached(element, (tag, convert), lambda sequence: self._first(sequence, tag, convert))
+
+    def get(self, element: DataElement | RawDataElement | None, parse: Callable[[Sequence[Dataset]], Any]) -> Any:
+        """``parse`` of sequence ``element`` (its items as datasets); ``None`` without the sequence."""
+        return self._cached(element, parse, lambda sequence: parse(self._datasets(sequence)))
+
+    def _cached(self, element: DataElement | RawDataElement | None, kind: Any,
+                decode: Callable[[DataElement | RawDataElement], Any]) -> Any:
         if element is None:
             return None
-        if isinstance(element, RawDataElement) and isinstance(element.value, bytes):
-            key = (tag, element.is_implicit_VR, element.is_little_endian, element.value)
+        try:
+            if not isinstance(element, RawDataElement) or not isinstance(element.value, bytes):
+                return decode(element)
+            key = (kind, int(element.tag), element.is_implicit_VR, element.is_little_endian, element.value)
             if key not in self._values:
-                self._values[key] = parse(item[tag].value or [])
+                self._values[key] = decode(element)
             return self._values[key]
-        return parse(element.value or [])
+        except Exception as error:  # pydicom raises many types for damaged values
+            raise _malformed(f"sequence {element.tag} in the functional groups", error, self._name) from error
+
+    def _datasets(self, sequence: DataElement | RawDataElement) -> Sequence[Dataset]:
+        if isinstance(sequence, RawDataElement):
+            sequence = convert_raw_data_element(sequence, encoding=self._encoding)
+        return sequence.value or []
+
+    def _first(self, sequence: DataElement | RawDataElement, tag: int, convert: Callable[[Any], Any]) -> Any:
+        if isinstance(sequence, RawDataElement) and isinstance(sequence.value, bytes):
+            encoding = (sequence.is_implicit_VR, sequence.is_little_endian)
+            items = _itemElements(_encodedItems(sequence.value, *encoding)[:1], {tag}, *encoding)
+            if not items:
+                return None
+            value = convert_raw_data_element(items[0][tag], encoding=self._encoding).value
+        else:
+            items = sequence.value
+            if not items:
+                return None
+            value = items[0][tag].value
+        return convert(value)
 
 
-def _segmentNumberOf(identification: Sequence[Dataset]) -> int | None:
-    """Referenced Segment Number of a Segment Identification Sequence (PS3.3 C.8.20.3.1)."""
-    return int(identification[0].ReferencedSegmentNumber) if identification else None
+def _coordinates(value: Sequence[Any]) -> tuple[float, ...]:
+    """A multi-valued decimal string (such as Image Position (Patient)) as floats."""
+    return tuple(float(v) for v in value)
 
 
 def _positionOf(plane: Sequence[Dataset]) -> tuple[float, ...] | None:
@@ -911,9 +1268,13 @@ def _referencesOf(derivations: Sequence[Dataset]) -> tuple[tuple[str, int | None
 def _segGrid(dataset: Dataset, name: str) -> tuple[np.ndarray, np.ndarray, Dataset]:
     """Row/column direction cosines, pixel spacing and the pixel measures item."""
     shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
-    first = (dataset.get("PerFrameFunctionalGroupsSequence") or [Dataset()])[0]
-    orientation = shared.get("PlaneOrientationSequence") or first.get("PlaneOrientationSequence")
-    measures = shared.get("PixelMeasuresSequence") or first.get("PixelMeasuresSequence")
+    orientation = shared.get("PlaneOrientationSequence")
+    measures = shared.get("PixelMeasuresSequence")
+    if not orientation or not measures:
+        # Only then is the per-frame sequence parsed into datasets (see _perFrameElements).
+        first = (dataset.get("PerFrameFunctionalGroupsSequence") or [Dataset()])[0]
+        orientation = orientation or first.get("PlaneOrientationSequence")
+        measures = measures or first.get("PixelMeasuresSequence")
     if not orientation or not measures:
         raise GeometryError("SEG has no plane orientation or pixel measures", name)
     cosines = np.array(orientation[0].ImageOrientationPatient, dtype=float).reshape(2, 3)
