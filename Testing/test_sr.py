@@ -9,6 +9,8 @@ read and compared with what dcmqi and the files themselves say.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import io
 import json
 import math
 import subprocess
@@ -329,6 +331,141 @@ def test_write_is_atomic(tmp_path: Path, volume: Volume, seg_dataset: pydicom.Da
         sr.writeSr(dataset, tmp_path / "out")  # a folder cannot be replaced by a file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert [p.name for p in target.parent.iterdir()] == ["sr.dcm"]
+
+
+# -- the faster routes build and read the same content ----------------------------------------------------
+
+
+def _elementLines(dataset: pydicom.Dataset, prefix: str = "") -> list[str]:
+    """Every element of a dataset tree as text (tag, VR, value; dates and times left out)."""
+    lines = []
+    for element in dataset:
+        if element.VR == "SQ":
+            lines.append(f"{prefix}{element.tag} SQ {len(element.value)}")
+            for index, item in enumerate(element.value):
+                lines += _elementLines(item, f"{prefix}{element.tag}[{index}].")
+        elif element.VR not in ("DA", "DT", "TM"):
+            lines.append(f"{prefix}{element.tag} {element.VR} {element.value!r}")
+    return lines
+
+
+def _written(dataset: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def test_export_is_the_sr_highdicom_makes_of_the_content(tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset,
+                                                         table: MeasurementTable) -> None:
+    """createSr gives highdicom a stem of the content and adds the content afterwards (sr._srDocument); highdicom's
+    Comprehensive3DSR of the whole content (copied, walked for evidence) must be the same document."""
+    dataset = sr.createSr(volume, seg_dataset, table, observer_name="Doe^Jane", image_library=True,
+                          verifier_name="Doe^Jane", predecessors=[seg_dataset])
+    root = pydicom.Dataset()
+    for keyword in ("ConceptNameCodeSequence", "ContentTemplateSequence", "ContinuityOfContent", "ValueType",
+                    "ContentSequence"):
+        root.add(dataset[keyword])
+    evidence = [seg_dataset]
+    for image in volume.source_images:
+        item = pydicom.Dataset()
+        item.SOPClassUID, item.SOPInstanceUID = image.sop_class_uid, image.sop_instance_uid
+        item.StudyInstanceUID, item.SeriesInstanceUID = volume.study_instance_uid, volume.series_instance_uid
+        evidence.append(item)
+    reference = hd.sr.Comprehensive3DSR(
+        evidence=evidence, content=root, series_instance_uid=dataset.SeriesInstanceUID, series_number=1001,
+        sop_instance_uid=dataset.SOPInstanceUID, instance_number=1, manufacturer="QuantReport",
+        manufacturer_model_name="QuantReport", software_versions=dataset.SoftwareVersions,
+        series_description="QuantReport measurements", is_complete=True, is_verified=True,
+        verifying_observer_name="Doe^Jane", verifying_organization="QuantReport", previous_versions=[seg_dataset])
+    assert _elementLines(dataset.file_meta) == _elementLines(reference.file_meta)
+    assert _elementLines(dataset) == _elementLines(reference)
+    assert len(_written(dataset)) == len(_written(reference))
+    assert_valid_dicom(sr.writeSr(dataset, tmp_path / "sr.dcm"))
+
+
+def test_export_groups_are_highdicoms_measurement_groups(volume: Volume, seg_dataset: pydicom.Dataset,
+                                                         table: MeasurementTable) -> None:
+    """Shared concepts and NUM rows added after the group (sr._Concepts) encode as highdicom's own templates do."""
+    both = Quantity(ATTENUATION, HU, derivation=MEAN.derivation,
+                    method=VOLUME.method)  # a NUM with a Measurement Method and a Derivation row
+    table = MeasurementTable(tuple(dataclasses.replace(row, measurements=(*row.measurements, Measurement(both, 1.5)))
+                                   for row in table.rows))
+    dataset = sr.createSr(volume, seg_dataset, table, time_point="baseline")
+    groups = dataset.ContentSequence[-1].ContentSequence
+    for group, row in zip(groups, table.rows, strict=True):
+        items = {item.ConceptNameCodeSequence[0].CodeValue: item for item in group.ContentSequence}
+        terminology = row.segment.terminology
+        site = terminology.anatomic_region
+        modifier = terminology.anatomic_region_modifier
+        sites = None
+        if site is not None:
+            sites = [hd.sr.FindingSite(site.toPydicom(), **(
+                {} if modifier is None else {"laterality": modifier.toPydicom()} if modifier == LEFT
+                else {"topographical_modifier": modifier.toPydicom()}))]
+        expected = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=items["112040"].UID, identifier=items["112039"].TextValue),
+            referenced_segment=hd.sr.ReferencedSegment(
+                sop_class_uid=seg_dataset.SOPClassUID, sop_instance_uid=seg_dataset.SOPInstanceUID,
+                segment_number=row.segment.number,
+                source_series=hd.sr.SourceSeriesForSegmentation(volume.series_instance_uid)),
+            time_point_context=hd.sr.TimePointContext("baseline"),
+            finding_category=terminology.category.toPydicom(), finding_type=terminology.type.toPydicom(),
+            finding_sites=sites,
+            measurements=[hd.sr.Measurement(
+                name=m.quantity.name.toPydicom(), value=m.value, unit=m.quantity.unit.toPydicom(),
+                derivation=None if m.quantity.derivation is None else m.quantity.derivation.toPydicom(),
+                method=None if m.quantity.method is None else m.quantity.method.toPydicom())
+                for m in row.measurements if math.isfinite(m.value)])
+        assert _elementLines(group) == _elementLines(expected[0])
+
+
+def test_written_nested_items_skip_no_correction(volume: Volume, seg_dataset: pydicom.Dataset,
+                                                 table: MeasurementTable) -> None:
+    """Content items marked as explicit VR little endian (sr._markEncoded) write the bytes unmarked ones write."""
+    dataset = sr.createSr(volume, seg_dataset, table, image_library=True)
+    unmarked = copy.deepcopy(dataset)
+
+    seen: set[int] = set()
+
+    def unmark(items) -> None:
+        for item in items:
+            if id(item) in seen:
+                continue  # an item shared by many parents (the same code)
+            seen.add(id(item))
+            assert item.original_encoding == (False, True)
+            item.set_original_encoding(None, None, "")
+            for element in item.elements():
+                if element.VR == "SQ":
+                    unmark(element.value)
+
+    unmark(unmarked.ContentSequence)
+    assert len(seen) > 1000
+    assert _written(dataset) == _written(unmarked)
+    implicit = copy.deepcopy(dataset)
+    implicit.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    assert sr.readSr(pydicom.dcmread(io.BytesIO(_written(implicit)))) == sr.readSr(dataset)
+
+
+def test_read_paths_agree(tmp_path: Path, sr_path: Path, volume: Volume, seg_dataset: pydicom.Dataset,
+                          table: MeasurementTable) -> None:
+    """Encoded items (explicit and implicit VR, read from a file) and items in memory read alike, meanings too."""
+    from_file = sr.readSr(sr_path)
+    dataset = pydicom.dcmread(sr_path)
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    implicit = sr.writeSr(dataset, tmp_path / "implicit.dcm")
+    assert pydicom.dcmread(implicit).original_encoding == (True, True)
+    in_memory = sr.createSr(volume, seg_dataset, table, observer_name="Doe^Jane", time_point="baseline")
+    for other in (sr.readSr(implicit), sr.readSr(in_memory)):
+        assert other.groups == from_file.groups[:2] + (other.groups[2],)  # the empty group's tracking UID is new
+        assert repr(other.groups[:2]) == repr(from_file.groups[:2])
+
+
+def test_library_must_be_evidence(volume: Volume, seg_dataset: pydicom.Dataset, table: MeasurementTable) -> None:
+    stranger = copy.deepcopy(volume.headers[0])
+    stranger.SOPInstanceUID = "1.2.826.0.1.3680043.8.498.999"
+    other = dataclasses.replace(volume, headers=(*volume.headers[1:], stranger))
+    with pytest.raises(InvalidInputError, match="1.2.826.0.1.3680043.8.498.999 is not one of the source images"):
+        sr.createSr(other, seg_dataset, table, image_library=True)
 
 
 # -- bad input ---------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
+from .encoded import UNDEFINED_LENGTH
 from .errors import InvalidInputError, QuantReportError
 from .files import atomicOutput
 from .uids import isValidUid
@@ -267,7 +268,6 @@ CREATE TABLE 'DisplayedFieldGeneratorRules' (
 _DIRECTORY_STORAGE_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (PS3.4 Annex F)
 _PIXEL_DATA_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float, Double Float and (plain) Pixel Data
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-_UNDEFINED_LENGTH = 0xFFFFFFFF
 # PS3.5 section 9.1: a UID is dot-separated numeric components, at most 64 characters.
 _TAG_PATTERN = re.compile(r"([0-9A-Fa-f]{4}),([0-9A-Fa-f]{4})")
 _HEADER_CACHE_SIZE = 256
@@ -593,7 +593,7 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
         headerLength, length = 12, struct.unpack(order + "I", header[8:12])[0]
     else:
         headerLength, length = 8, struct.unpack(order + "H", header[6:8])[0]
-    if length != _UNDEFINED_LENGTH and position + headerLength + length > size:
+    if length != UNDEFINED_LENGTH and position + headerLength + length > size:
         raise _Skip(f"truncated file: pixel data needs {position + headerLength + length} bytes, "
                     f"the file has {size}")
 

@@ -25,15 +25,11 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import copy
 import inspect
-import io
-import itertools
 import os
 import re
-import struct
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +42,13 @@ from pydicom.charset import convert_encodings, default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import data_element_generator, read_deferred_data_element
+from pydicom.filereader import read_deferred_data_element
 from pydicom.filewriter import correct_ambiguous_vr, write_dataset, write_sequence
 from pydicom.valuerep import AMBIGUOUS_VR
 
 from . import __version__
 from .database import checkPixelDataClaim
+from .encoded import UNDEFINED_LENGTH, encodedItems, itemElements
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
 from .files import atomicOutput, writeDataset
 from .model import Code, Geometry, Segment, Segmentation, Terminology, Volume
@@ -84,7 +81,6 @@ _DERIVATION_IMAGE_TAG = 0x00089124
 _PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
 _REFERENCED_SEGMENT_NUMBER_TAG = 0x0062000B
 _IMAGE_POSITION_TAG = 0x00200032
-_UNDEFINED_LENGTH = 0xFFFFFFFF
 _SPECIFIC_CHARACTER_SET_TAG = 0x00080005
 _CONTENT_LABEL = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 # Patient and study attributes highdicom copies from the first source image
@@ -365,7 +361,7 @@ def _itemsWithEncodedSequences(items: Sequence[Dataset], encoding: tuple[bool, b
                     buffer.is_implicit_VR, buffer.is_little_endian = encoding
                     write_sequence(buffer, element, encodings)
                     value = buffer.getvalue()
-                    length = _UNDEFINED_LENGTH if element.is_undefined_length else len(value)
+                    length = UNDEFINED_LENGTH if element.is_undefined_length else len(value)
                     raw = encoded[key] = RawDataElement(tag, "SQ", length, value, 0, *encoding)
                 element = raw
             elements[tag] = element
@@ -798,7 +794,7 @@ def _pixelDataLength(dataset: Dataset) -> int:
     if isinstance(element, RawDataElement):
         if element.value is not None:
             return len(element.value)
-        return 0 if element.length == _UNDEFINED_LENGTH else int(element.length)
+        return 0 if element.length == UNDEFINED_LENGTH else int(element.length)
     return len(element.value or b"")
 
 
@@ -1083,9 +1079,9 @@ class _FrameGroups:
     which for the thousands of frames of a large SEG costs several times more
     than reading the few elements needed.  So a sequence pydicom has not
     parsed yet (a defined-length value, read from the file when it was
-    deferred) is only cut into its encoded items (:func:`_encodedItems`), and
+    deferred) is only cut into its encoded items (:func:`~QuantReportLib.encoded.encodedItems`), and
     :meth:`elements` reads the wanted elements of items as raw elements
-    (:func:`_itemElements`; their values are decoded by :class:`_NestedValues`).
+    (:func:`~QuantReportLib.encoded.itemElements`; their values are decoded by :class:`_NestedValues`).
     A sequence already parsed (of undefined length, or built in memory) is
     read from its datasets; without the sequence, every frame is described by
     the shared functional groups alone.
@@ -1095,7 +1091,7 @@ class _FrameGroups:
         self._name = name
         self._encoding: tuple[bool, bool] | None = None  # (implicit VR, little endian) of encoded items
         element = dataset.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG, keep_deferred=True)
-        if not isinstance(element, RawDataElement) or element.length == _UNDEFINED_LENGTH:
+        if not isinstance(element, RawDataElement) or element.length == UNDEFINED_LENGTH:
             self._items: list[bytes] | list[Dataset] = list(dataset.get("PerFrameFunctionalGroupsSequence") or [])
         else:
             self._encoding = (element.is_implicit_VR, element.is_little_endian)
@@ -1105,7 +1101,7 @@ class _FrameGroups:
                     source = buffer if buffer is not None and not getattr(buffer, "closed", False) \
                         else dataset.filename
                     element = read_deferred_data_element(dataset.fileobj_type, source, dataset.timestamp, element)
-                self._items = _encodedItems(element.value or b"", *self._encoding)
+                self._items = encodedItems(element.value or b"", *self._encoding)
             except Exception as error:  # pydicom raises many types for damaged values
                 raise _malformed("Per-frame Functional Groups Sequence", error, name) from error
         if not self._items:
@@ -1120,59 +1116,9 @@ class _FrameGroups:
         if self._encoding is None:
             return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in items]
         try:
-            return _itemElements(items, tags, *self._encoding)
+            return itemElements(items, tags, *self._encoding)
         except Exception as error:  # pydicom raises many types for damaged values
             raise _malformed("Per-frame Functional Groups Sequence", error, self._name) from error
-
-
-def _encodedItems(value: bytes, implicit_vr: bool, little_endian: bool) -> list[bytes]:
-    """The data elements of each item of an encoded sequence value (PS3.5 7.5), without item header
-    or Item Delimitation Item."""
-    header = struct.Struct("<HHL" if little_endian else ">HHL")
-    items = []
-    start = 0
-    while start < len(value):
-        group, element, length = header.unpack_from(value, start)
-        start += header.size
-        if (group, element) == (0xFFFE, 0xE0DD):  # Sequence Delimitation Item
-            break
-        if (group, element) != (0xFFFE, 0xE000):
-            raise ValueError(f"({group:04X},{element:04X}) where a sequence item should start")
-        if length == _UNDEFINED_LENGTH:
-            # pydicom's generator stops after the Item Delimitation Item (or at the end of the value).
-            stream = io.BytesIO(value)
-            stream.seek(start)
-            collections.deque(data_element_generator(stream, implicit_vr, little_endian), maxlen=0)
-            end = after = stream.tell()
-            if end - start >= header.size and header.unpack_from(value, end - header.size)[:2] == (0xFFFE, 0xE00D):
-                end -= header.size
-        elif start + length > len(value):
-            raise ValueError("an item runs past the end of the sequence")
-        else:
-            end = after = start + length
-        items.append(value[start:end])
-        start = after
-    return items
-
-
-def _itemElements(items: Sequence[bytes], tags: set[int], implicit_vr: bool, little_endian: bool
-                  ) -> list[dict[int, RawDataElement]]:
-    """The elements ``tags`` of each encoded item (see :func:`_encodedItems`) as raw elements, by tag.
-
-    One pydicom data element generator runs over the items one after the
-    other (starting one per item would cost as much as reading its elements)
-    and skips the values of other elements; an element belongs to the item in
-    which it ends.  Keys are plain ints: pydicom's tags compare in Python.
-    """
-    ends = list(itertools.accumulate(len(item) for item in items))
-    stream = io.BytesIO(b"".join(items))
-    found: list[dict[int, RawDataElement]] = [{} for _ in items]
-    item = 0
-    for raw in data_element_generator(stream, implicit_vr, little_endian, specific_tags=list(tags)):
-        while stream.tell() > ends[item]:
-            item += 1
-        found[item][int(raw.tag)] = raw
-    return found
 
 
 def _malformed(part: str, error: Exception, name: str) -> InvalidInputError:
@@ -1230,7 +1176,7 @@ class _NestedValues:
     def _first(self, sequence: DataElement | RawDataElement, tag: int, convert: Callable[[Any], Any]) -> Any:
         if isinstance(sequence, RawDataElement) and isinstance(sequence.value, bytes):
             encoding = (sequence.is_implicit_VR, sequence.is_little_endian)
-            items = _itemElements(_encodedItems(sequence.value, *encoding)[:1], {tag}, *encoding)
+            items = itemElements(encodedItems(sequence.value, *encoding)[:1], {tag}, *encoding)
             if not items:
                 return None
             value = convert_raw_data_element(items[0][tag], encoding=self._encoding).value

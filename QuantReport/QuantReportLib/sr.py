@@ -79,19 +79,22 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
 import pydicom
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from . import __version__
+from .encoded import UNDEFINED_LENGTH, encodedItems, itemElements
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
 from .files import writeDataset
 from .measurements import PRIVATE_SCHEME_DESIGNATOR, convexHull2d
@@ -135,6 +138,9 @@ _LATERALITIES = {
 _MEASUREMENT_REPORT = ("126000", "DCM")
 _IMAGING_MEASUREMENTS = ("126010", "DCM")
 _MEASUREMENT_GROUP = ("125007", "DCM")
+# The names of the TID 300 rows below a NUM, as highdicom's Measurement writes them.
+_MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
+_DERIVATION = Code("121401", "DCM", "Derivation")
 _FINDING_CATEGORY = ("276214006", "SCT")
 # Items whose presence tells a TID 1411 volumetric group from a TID 1410 planar one when the group
 # carries no template identifier (dcmqi writes none), as highdicom's own classification does.
@@ -309,7 +315,12 @@ def createSr(
     Returns
     -------
     pydicom.Dataset
-        The SR (a ``highdicom.sr.Comprehensive3DSR``), ready for :func:`writeSr`.
+        The SR, ready for :func:`writeSr`: the attributes highdicom's
+        ``Comprehensive3DSR`` writes around the content tree highdicom's TID 1500
+        templates build (see :func:`_srDocument`);
+        ``highdicom.sr.Comprehensive3DSR.from_dataset(dataset, copy=False)`` gives
+        highdicom's view of it.  Content items with the same code share one
+        code sequence item dataset, so change a code in a copy only.
 
     Raises
     ------
@@ -344,27 +355,29 @@ def createSr(
         raise InvalidInputError("two segments share a tracking UID; each measurement group needs its own", seg_uid)
 
     try:
-        groups = [_measurementGroup(row, identifier, uid, seg, volume.series_instance_uid, time_point)
+        concepts = _Concepts()
+        groups = [_measurementGroup(row, identifier, uid, seg, volume.series_instance_uid, time_point, concepts)
                   for row, (identifier, uid) in zip(table.rows, tracking, strict=True)]
         library = list(volume.headers) if image_library else None
         if ohif_companions:
-            companions, slices = _companionGroups(table, tracking, segmentation, volume, time_point)
+            companions, slices = _companionGroups(table, tracking, segmentation, volume, time_point, concepts)
             groups += companions
             if library is None:
                 library = _libraryHeaders(volume, slices)
         report = hd.sr.MeasurementReport(
             observation_context=_observationContext(observer_name, device_observer_uid),
-            procedure_reported=procedure_reported.toPydicom(),
+            procedure_reported=concepts(procedure_reported),
             imaging_measurements=groups,
-            language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(
-                hd.sr.CodedConcept.from_code(language.toPydicom())),
+            language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(concepts(language)),
             referenced_images=library,
         )
         # The SEG comes first: the SR takes patient and study from the first evidence instance,
         # and the SEG always has them (the image evidence may be minimal, see _imageEvidence).
-        return hd.sr.Comprehensive3DSR(
-            evidence=[seg, *_imageEvidence(volume)],
-            content=report[0],
+        evidence = [seg, *_imageEvidence(volume)]
+        _checkEvidence(evidence, library or (), seg_uid)
+        return _srDocument(
+            report,
+            evidence=evidence,
             series_instance_uid=series_instance_uid or hd.UID(),
             series_number=series_number,
             sop_instance_uid=sop_instance_uid or hd.UID(),
@@ -383,6 +396,116 @@ def createSr(
         # highdicom validates while it builds (code meaning lengths, PN syntax, missing header attributes):
         # report what it found as one line about this export.
         raise InvalidInputError(f"cannot encode the measurement report: {error}", seg_uid) from error
+
+
+class _Concepts:
+    """The highdicom ``CodedConcept`` of each distinct code of one report, made once.
+
+    A report repeats a few codes thousands of times (every group names the same
+    quantities, units, methods and derivations).  highdicom makes a new
+    concept dataset for every ``Code`` it is given but takes a
+    ``CodedConcept`` as it is, so the content items of one code share one
+    dataset: the same encoding, less to build and to copy.  Codes are told
+    apart by meaning too (:class:`~.model.Code` equality ignores it).
+    """
+
+    def __init__(self) -> None:
+        self._concepts: dict[tuple[str, str, str], hd.sr.CodedConcept] = {}
+        self._modifiers: dict[tuple[str, str, str, str], hd.sr.CodeContentItem] = {}
+
+    def modifier(self, name: Code, code: Code | None) -> hd.sr.CodeContentItem | None:
+        """The HAS CONCEPT MOD row ``name`` = ``code`` below a NUM (TID 300), one item shared by every NUM.
+
+        ``highdicom.sr.Measurement`` writes its Measurement Method and
+        Derivation rows as such items (method first), new ones for each NUM;
+        and a TID 1410/1411 group walks the rows of every measurement it is
+        given twice, making a content item object per row, to check that none
+        is an image coordinate (``_ROIMeasurementsAndQualitativeEvaluations``,
+        highdicom ``sr/templates.py``, via ``Measurement.referenced_coordinates``):
+        half the cost of building a group.  So :func:`_measurementGroup`
+        gives highdicom the NUMs without rows and then adds these.
+        """
+        if code is None:
+            return None
+        key = (name.value, code.value, code.scheme, code.meaning)
+        if key not in self._modifiers:
+            self._modifiers[key] = hd.sr.CodeContentItem(
+                name=self(name), value=self(code), relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD)
+        return self._modifiers[key]
+
+    def __call__(self, code: Code | None) -> hd.sr.CodedConcept | None:
+        if code is None:
+            return None
+        key = (code.value, code.scheme, code.meaning)
+        concept = self._concepts.get(key)
+        if concept is None:
+            concept = self._concepts[key] = hd.sr.CodedConcept.from_code(code.toPydicom())
+        return concept
+
+
+def _checkEvidence(evidence: Sequence[Dataset], library: Sequence[Dataset], seg_uid: str) -> None:
+    """Every image of the library must be evidence (PS3.3 C.17.2.3), as highdicom checks for its own content walk."""
+    listed = {str(item.SOPInstanceUID) for item in evidence}
+    for header in library:
+        if str(header.SOPInstanceUID) not in listed:
+            raise InvalidInputError(f"image library entry {header.SOPInstanceUID} is not one of the source images",
+                                    seg_uid)
+
+
+def _srDocument(report: hd.sr.MeasurementReport, **attributes) -> Dataset:
+    """The Comprehensive 3D SR (PS3.3 A.35.13) of ``report``: highdicom's document attributes around its content.
+
+    Given the content, ``highdicom.sr.Comprehensive3DSR`` deep-copies the
+    whole tree to parse the copy into its ``content`` view and walks the tree
+    again, making a content item object per item, for the references to check
+    against the evidence (highdicom ``sr/sop.py`` ``_SR.__init__``,
+    ``sr/utils.py`` ``collect_evidence``); yet it writes the tree it was given.
+    For a large report that is most of the export.  So highdicom makes the
+    document around the root item without its children (patient, study,
+    series, equipment, SR document general module, the evidence sequences,
+    which list all ``evidence``), and the root's Content Sequence is added to
+    the document as highdicom would add it.  The references are checked by
+    construction and by :func:`_checkEvidence`.
+
+    The content items are marked as already in the encoding the SR is
+    written in (explicit VR little endian, :func:`_markEncoded`).
+    """
+    root = report[0]
+    stem = Dataset()
+    for element in root:
+        if element.keyword != "ContentSequence":
+            stem.add(element)
+    stem.ContentSequence = []
+    document = hd.sr.Comprehensive3DSR(content=stem, **attributes)
+    # A plain dataset: the highdicom object's content view would be the stem's.
+    dataset = Dataset()
+    dataset.preamble = document.preamble
+    dataset.file_meta = document.file_meta
+    for element in document:
+        dataset.add(element)
+    dataset.add(root["ContentSequence"])
+    _markEncoded(root.ContentSequence)
+    return dataset
+
+
+def _markEncoded(items: Sequence[Dataset]) -> None:
+    """Mark content items built in memory as encoded in explicit VR little endian, their transfer syntax.
+
+    pydicom corrects ambiguous VRs (PS3.5 6.2.2: US or SS, OB or OW) of the
+    whole subtree of every dataset it writes that was not read in the
+    encoding it is written in: once for the SR and again for each item
+    below it, so an item at depth ``d`` is walked ``d`` times (pydicom
+    ``filewriter.write_dataset``).  The SR itself stays unmarked, so the
+    first walk still covers every item, and an item marked as in its own
+    encoding (``Dataset.set_original_encoding``) is then written without
+    another walk.  The items hold no raw elements (highdicom made them), and
+    written in another transfer syntax they are corrected as before.
+    """
+    for item in items:
+        item.set_original_encoding(False, True, pydicom.charset.default_encoding)
+        for element in item.elements():
+            if element.VR == "SQ":
+                _markEncoded(element.value)
 
 
 def writeSr(dataset: Dataset, path: str | os.PathLike) -> Path:
@@ -431,13 +554,16 @@ def _observationContext(observer_name: str | None, device_observer_uid: str) -> 
 
 
 def _measurementGroup(row: SegmentMeasurements, identifier: str, uid: str, seg: Dataset, source_series_uid: str,
-                      time_point: str | None) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+                      time_point: str | None, concepts: _Concepts
+                      ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
     """TID 1411 for one segment."""
     terminology = row.segment.terminology
     finding_sites = None
     if terminology.anatomic_region is not None:
-        finding_sites = [_findingSite(terminology.anatomic_region, terminology.anatomic_region_modifier)]
-    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        finding_sites = [_findingSite(terminology.anatomic_region, terminology.anatomic_region_modifier, concepts)]
+    finite = [measurement for measurement in row.measurements if math.isfinite(measurement.value)]
+    numbers = [_measurement(measurement, concepts) for measurement in finite]
+    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
         referenced_segment=hd.sr.ReferencedSegment(
             sop_class_uid=str(seg.SOPClassUID),
@@ -447,32 +573,37 @@ def _measurementGroup(row: SegmentMeasurements, identifier: str, uid: str, seg: 
             source_series=hd.sr.SourceSeriesForSegmentation(source_series_uid),
         ),
         time_point_context=hd.sr.TimePointContext(time_point) if time_point else None,
-        finding_category=terminology.category.toPydicom(),
-        finding_type=terminology.type.toPydicom(),
+        finding_category=concepts(terminology.category),
+        finding_type=concepts(terminology.type),
         finding_sites=finding_sites,
-        measurements=[_measurement(measurement) for measurement in row.measurements
-                      if math.isfinite(measurement.value)],
+        measurements=numbers,
     )
+    # The rows below each NUM come once highdicom has built the group (see _Concepts.modifier).
+    for measurement, number in zip(finite, numbers, strict=True):
+        quantity = measurement.quantity
+        modifiers = [concepts.modifier(_MEASUREMENT_METHOD, quantity.method),
+                     concepts.modifier(_DERIVATION, quantity.derivation)]
+        if any(modifiers):
+            number[0].ContentSequence = [modifier for modifier in modifiers if modifier is not None]
+    return group
 
 
-def _findingSite(region: Code, modifier: Code | None) -> hd.sr.FindingSite:
+def _findingSite(region: Code, modifier: Code | None, concepts: _Concepts) -> hd.sr.FindingSite:
     if modifier is None:
-        return hd.sr.FindingSite(region.toPydicom())
+        return hd.sr.FindingSite(concepts(region))
     if (modifier.value, modifier.scheme) in _LATERALITIES:
-        return hd.sr.FindingSite(region.toPydicom(), laterality=modifier.toPydicom())
-    return hd.sr.FindingSite(region.toPydicom(), topographical_modifier=modifier.toPydicom())
+        return hd.sr.FindingSite(concepts(region), laterality=concepts(modifier))
+    return hd.sr.FindingSite(concepts(region), topographical_modifier=concepts(modifier))
 
 
-def _measurement(measurement: Measurement) -> hd.sr.Measurement:
-    """One NUM item (TID 300 within TID 1419)."""
+def _measurement(measurement: Measurement, concepts: _Concepts) -> hd.sr.Measurement:
+    """One NUM item (TID 300 within TID 1419), without the rows below it (see :func:`_measurementGroup`)."""
     quantity = measurement.quantity
     return hd.sr.Measurement(
-        name=quantity.name.toPydicom(),
+        name=concepts(quantity.name),
         # A Python float, so that highdicom writes the exact Floating Point Value beside the DS.
         value=float(measurement.value),
-        unit=quantity.unit.toPydicom(),
-        derivation=None if quantity.derivation is None else quantity.derivation.toPydicom(),
-        method=None if quantity.method is None else quantity.method.toPydicom(),
+        unit=concepts(quantity.unit),
     )
 
 
@@ -607,7 +738,7 @@ def _companionUid(tracking_uid: str, kind: str) -> str:
 
 
 def _companionGroups(table: MeasurementTable, tracking: list[tuple[str, str]], segmentation: Segmentation,
-                     volume: Volume, time_point: str | None
+                     volume: Volume, time_point: str | None, concepts: _Concepts
                      ) -> tuple[list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations], list[int]]:
     """The centroid and long axis groups of every non-empty segment, and the slices they are drawn on."""
     groups = []
@@ -620,24 +751,24 @@ def _companionGroups(table: MeasurementTable, tracking: list[tuple[str, str]], s
         k = int(np.floor(centre[2] + 0.5))
         groups.append(_companionGroup(
             row.segment.terminology, f"{identifier} centroid", _companionUid(uid, "centroid"), CENTER_OF_MASS,
-            hd.sr.GraphicTypeValues.POINT, [centre[:2]], volume, k, time_point, []))
+            hd.sr.GraphicTypeValues.POINT, [centre[:2]], volume, k, time_point, [], concepts))
         slices.append(k)
         axis = longAxis(mask, volume.geometry)
         if axis is None:
             continue
-        length = hd.sr.Measurement(name=LONG_AXIS.toPydicom(), value=axis.length_mm, unit=_MILLIMETER.toPydicom(),
-                                   method=_LONG_AXIS_METHOD.toPydicom())
+        length = hd.sr.Measurement(name=concepts(LONG_AXIS), value=axis.length_mm, unit=concepts(_MILLIMETER),
+                                   method=concepts(_LONG_AXIS_METHOD))
         groups.append(_companionGroup(
             row.segment.terminology, f"{identifier} long axis", _companionUid(uid, "long axis"), LONG_AXIS,
             hd.sr.GraphicTypeValues.POLYLINE, [axis.first, axis.second], volume, axis.slice_index, time_point,
-            [length]))
+            [length], concepts))
         slices.append(axis.slice_index)
     return groups, slices
 
 
 def _companionGroup(terminology: Terminology, identifier: str, uid: str, purpose: Code,
                     graphic_type: hd.sr.GraphicTypeValues, points_ij: list, volume: Volume, k: int,
-                    time_point: str | None, measurements: list[hd.sr.Measurement]
+                    time_point: str | None, measurements: list[hd.sr.Measurement], concepts: _Concepts
                     ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """TID 1410 with an image region (SCOORD) on source slice ``k``.
 
@@ -655,16 +786,16 @@ def _companionGroup(terminology: Terminology, identifier: str, uid: str, purpose
     )
     finding_sites = None
     if terminology.anatomic_region is not None:
-        finding_sites = [_findingSite(terminology.anatomic_region, terminology.anatomic_region_modifier)]
+        finding_sites = [_findingSite(terminology.anatomic_region, terminology.anatomic_region_modifier, concepts)]
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
         referenced_region=region,
         time_point_context=hd.sr.TimePointContext(time_point) if time_point else None,
-        finding_type=terminology.type.toPydicom(),
-        finding_category=terminology.category.toPydicom(),
+        finding_type=concepts(terminology.type),
+        finding_category=concepts(terminology.category),
         finding_sites=finding_sites,
         measurements=measurements or None,
-        geometric_purpose=purpose.toPydicom(),
+        geometric_purpose=concepts(purpose),
     )
 
 
@@ -715,11 +846,16 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
         raise UnsupportedError("not a TID 1500 Measurement Report (its root is not \"Imaging Measurement Report\")",
                                name)
     unsupported: list[str] = []
-    items = _groupItems(dataset)
+    values = _EncodedValues(dataset.original_character_set)
+    items = _groupItems(dataset, values)
     if items is None:
         unsupported.append("no \"Imaging Measurements\" container: the report has no measurement groups")
-    read = (_readGroup(item, index, unsupported)
-            for index, item in enumerate(items or [], 1) if not isCompanionGroup(item))
+    read = []
+    for index, item in enumerate(items or [], 1):
+        template_id = _templateId(item, values)
+        # Only a TID 1410 group (by its Template Identifier) can be a companion.
+        if template_id != "1410" or not isCompanionGroup(item):
+            read.append(_readGroup(item, index, template_id, unsupported, values))
     groups = tuple(group for group in read if group is not None)
 
     seg_uids: dict[str, None] = {}
@@ -764,7 +900,7 @@ def _conceptName(item: Dataset) -> tuple[str, str] | None:
     return str(names[0].get("CodeValue", "")), str(names[0].get("CodingSchemeDesignator", ""))
 
 
-def _groupItems(dataset: Dataset) -> list[Dataset] | None:
+def _groupItems(dataset: Dataset, values: _EncodedValues | None = None) -> list[Dataset] | None:
     """The Measurement Group containers under "Imaging Measurements", in document order
     (``None`` when there is no such container).
 
@@ -772,19 +908,22 @@ def _groupItems(dataset: Dataset) -> list[Dataset] | None:
     of group each, which loses the order of a report mixing kinds; walking the
     container keeps it, and each group is then parsed by highdicom.
     """
+    values = values or _EncodedValues(dataset.original_character_set)
     for item in dataset.get("ContentSequence", []):
         if item.get("ValueType") == "CONTAINER" and _conceptName(item) == _IMAGING_MEASUREMENTS:
             return [child for child in item.get("ContentSequence", [])
-                    if child.get("ValueType") == "CONTAINER" and _conceptName(child) == _MEASUREMENT_GROUP]
+                    if values.value(child.get_item(_VALUE_TYPE), _text) == "CONTAINER"
+                    and values.value(child.get_item(_CONCEPT_NAME_CODE_SEQUENCE), _codeKey) == _MEASUREMENT_GROUP]
     return None
 
 
-def _templateId(item: Dataset) -> str:
+def _templateId(item: Dataset, values: _EncodedValues) -> str:
     """The group's template: its Template Identifier, else judged from its region of interest items."""
-    templates = item.get("ContentTemplateSequence")
-    if templates and str(templates[0].get("TemplateIdentifier", "")) in _GROUP_CLASSES:
-        return str(templates[0].TemplateIdentifier)
-    names = [_conceptName(child) for child in item.get("ContentSequence", [])]
+    identifier = values.value(item.get_item(_CONTENT_TEMPLATE_SEQUENCE), _templateIdentifier)
+    if identifier in _GROUP_CLASSES:
+        return identifier
+    names = [values.value(child.get(_CONCEPT_NAME_CODE_SEQUENCE), _codeKey)
+             for child in values.items(item.get_item(_CONTENT_SEQUENCE))]
     if any(name in _VOLUMETRIC_ROI_ITEMS for name in names) or names.count(("111030", "DCM")) > 1:
         return "1411"
     if any(name in _PLANAR_ROI_ITEMS for name in names):
@@ -792,16 +931,16 @@ def _templateId(item: Dataset) -> str:
     return "1501"
 
 
-def _readGroup(item: Dataset, index: int, unsupported: list[str]) -> MeasurementGroup | None:
+def _readGroup(item: Dataset, index: int, template_id: str, unsupported: list[str], values: _EncodedValues
+               ) -> MeasurementGroup | None:
     """One group parsed by highdicom's template class, or ``None`` (with a note) when it cannot be.
 
     TID 1411 groups made only of the rows QuantReport and dcmqi write are read
     by :func:`_readPlainVolumetricGroup` instead, with the same result: building
     highdicom's content item objects is what reading a large report costs.
     """
-    template_id = _templateId(item)
     if template_id == "1411":
-        plain = _readPlainVolumetricGroup(item)
+        plain = _readPlainVolumetricGroup(item, values)
         if plain is not None:
             return plain
     label = f"measurement group {index}"
@@ -866,19 +1005,149 @@ _PLAIN_SITE_ROWS = {("HAS CONCEPT MOD", "CODE", ("272741003", "SCT")): "laterali
                     ("HAS CONCEPT MOD", "CODE", ("106233006", "SCT")): "modifier"}
 
 
-def _plainRows(items: Sequence[Dataset], kinds: dict) -> dict[str, Dataset] | None:
+# Tags of the content item attributes the plain reader reads (PS3.3 C.17.3, C.18).
+_RELATIONSHIP_TYPE = 0x0040A010
+_VALUE_TYPE = 0x0040A040
+_CONCEPT_NAME_CODE_SEQUENCE = 0x0040A043
+_CONCEPT_CODE_SEQUENCE = 0x0040A168
+_CONTENT_SEQUENCE = 0x0040A730
+_TEXT_VALUE = 0x0040A160
+_UID = 0x0040A124
+_REFERENCED_SOP_SEQUENCE = 0x00081199
+_MEASURED_VALUE_SEQUENCE = 0x0040A300
+_NUMERIC_VALUE = 0x0040A30A
+_FLOATING_POINT_VALUE = 0x0040A161
+_MEASUREMENT_UNITS_CODE_SEQUENCE = 0x004008EA
+_CONTENT_TEMPLATE_SEQUENCE = 0x0040A504
+_READ_TAGS = (_RELATIONSHIP_TYPE, _VALUE_TYPE, _CONCEPT_NAME_CODE_SEQUENCE, _CONCEPT_CODE_SEQUENCE, _CONTENT_SEQUENCE,
+              _TEXT_VALUE, _UID, _REFERENCED_SOP_SEQUENCE, _MEASURED_VALUE_SEQUENCE, _NUMERIC_VALUE,
+              _FLOATING_POINT_VALUE, _MEASUREMENT_UNITS_CODE_SEQUENCE)
+
+
+class _EncodedValues:
+    """The values of a report's content items, each distinct encoding parsed by pydicom once.
+
+    A report repeats most of its content: every group has the same concept
+    names, units, measurement methods and derivations, and pydicom turning
+    their tens of thousands of elements into datasets is what reading a large
+    report costs.  An element pydicom has not parsed is a raw element holding
+    its encoded bytes (a sequence: all of it); equal bytes in the same
+    encoding parse to equal values, so :meth:`value` parses each distinct
+    encoding once (as ``seg._NestedValues`` does for SEG functional groups),
+    and :meth:`items` cuts a sequence into its items' raw elements (only the
+    :data:`_READ_TAGS`, each item read by pydicom's data element generator,
+    which skips the other values) instead of letting pydicom make a dataset
+    of every item.  Elements already parsed (an undefined-length sequence, a
+    dataset built in memory) are read directly.  ``encoding`` is the
+    character set of the report.
+    """
+
+    def __init__(self, encoding: str | Sequence[str]) -> None:
+        self._encoding = encoding
+        self._values: dict[tuple, Any] = {}
+
+    def value(self, element: DataElement | RawDataElement | None, parse: Callable[[Any], Any]) -> Any:
+        """``parse`` of the element's value (a sequence: its items); ``None`` without element."""
+        if element is None:
+            return None
+        if not _isEncoded(element):
+            return parse(element.value)
+        key = (parse, element.tag, element.is_implicit_VR, element.is_little_endian, element.value)
+        if key not in self._values:
+            self._values[key] = parse(convert_raw_data_element(element, encoding=self._encoding).value)
+        return self._values[key]
+
+    def items(self, element: DataElement | RawDataElement | None
+              ) -> list[Mapping[int, DataElement | RawDataElement]]:
+        """The :data:`_READ_TAGS` elements of each item of a sequence element, by tag (``[]`` without it)."""
+        if element is None:
+            return []
+        if _isEncoded(element) and element.length != UNDEFINED_LENGTH:
+            encoding = (element.is_implicit_VR, element.is_little_endian)
+            try:
+                return itemElements(encodedItems(element.value, *encoding), _READ_TAGS, *encoding)
+            except ValueError:
+                pass  # not a sequence of items: pydicom parses it below and reports what is wrong
+        if isinstance(element, RawDataElement):
+            element = convert_raw_data_element(element, encoding=self._encoding)
+        return [{tag: item.get_item(tag) for tag in _READ_TAGS if tag in item} for item in element.value or []]
+
+    def rowKey(self, item: Mapping[int, DataElement | RawDataElement]) -> tuple:
+        """(relationship type, value type, concept name) of a content item, as :data:`_PLAIN_1411_ROWS` names rows."""
+        return (self.value(item.get(_RELATIONSHIP_TYPE), _text), self.value(item.get(_VALUE_TYPE), _text),
+                self.value(item.get(_CONCEPT_NAME_CODE_SEQUENCE), _codeKey))
+
+
+def _isEncoded(element: DataElement | RawDataElement) -> bool:
+    return isinstance(element, RawDataElement) and isinstance(element.value, bytes)
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _templateIdentifier(items: Sequence[Dataset]) -> str | None:
+    """Template Identifier of a Content Template Sequence (PS3.3 C.18.8)."""
+    return str(items[0].get("TemplateIdentifier", "")) if items else None
+
+
+def _codeKey(items: Sequence[Dataset]) -> tuple[str, str] | None:
+    """(code value, scheme) of a code sequence, as :func:`_conceptName` gives it."""
+    if not items:
+        return None
+    return str(items[0].get("CodeValue", "")), str(items[0].get("CodingSchemeDesignator", ""))
+
+
+def _firstCode(items: Sequence[Dataset]) -> Code:
+    return Code.fromDataset(items[0])
+
+
+def _rowKey(item: Dataset) -> tuple:
+    return item.get("RelationshipType"), item.get("ValueType"), _conceptName(item)
+
+
+def _plainRows(items: Sequence, kinds: dict, key: Callable[[Any], tuple]) -> dict[str, Any] | None:
     """The content items by kind when each is of a known kind and none repeats, else ``None``."""
-    rows: dict[str, Dataset] = {}
+    rows: dict[str, Any] = {}
     for child in items:
-        kind = kinds.get((child.get("RelationshipType"), child.get("ValueType"), _conceptName(child)))
+        kind = kinds.get(key(child))
         if kind is None or kind in rows:
             return None
         rows[kind] = child
     return rows
 
 
-def _readPlainVolumetricGroup(item: Dataset) -> MeasurementGroup | None:
-    """A TID 1411 group read by walking its content items with pydicom, or ``None`` when it is not plain.
+def _numberModifiers(items: Sequence[Dataset]) -> tuple[bool, Code | None, Code | None]:
+    """Whether a NUM's children are plain, and its Measurement Method and Derivation codes."""
+    rows = _plainRows(items, _PLAIN_NUM_ROWS, _rowKey)
+    if rows is None:
+        return False, None, None
+    method, derivation = rows.get("method"), rows.get("derivation")
+    return (True, None if method is None else Code.fromDataset(method.ConceptCodeSequence[0]),
+            None if derivation is None else Code.fromDataset(derivation.ConceptCodeSequence[0]))
+
+
+def _siteModifier(items: Sequence[Dataset]) -> tuple[bool, Code | None]:
+    """Whether a Finding Site's children are plain (at most one laterality or modifier), and that modifier."""
+    rows = _plainRows(items, _PLAIN_SITE_ROWS, _rowKey)
+    if rows is None or len(rows) > 1:
+        return False, None
+    modifier = rows.get("laterality") or rows.get("modifier")
+    return True, None if modifier is None else Code.fromDataset(modifier.ConceptCodeSequence[0])
+
+
+def _segmentOf(references: Sequence[Dataset]) -> SegmentReference | None:
+    """The SEG segment of a Referenced Segment's Referenced SOP Sequence, ``None`` unless exactly one."""
+    if len(references) != 1:
+        return None
+    numbers = references[0].ReferencedSegmentNumber
+    if isinstance(numbers, MultiValue):
+        return None
+    return SegmentReference(str(references[0].ReferencedSOPInstanceUID), int(numbers))
+
+
+def _readPlainVolumetricGroup(item: Dataset, values: _EncodedValues) -> MeasurementGroup | None:
+    """A TID 1411 group read from its encoded content items, or ``None`` when it is not plain.
 
     Plain means: tracking identifier and UID, finding category, finding,
     finding site (with laterality or topographical modifier), measurement
@@ -887,52 +1156,59 @@ def _readPlainVolumetricGroup(item: Dataset) -> MeasurementGroup | None:
     row.  That is what QuantReport and dcmqi write, and it is read exactly as
     highdicom's :class:`~highdicom.sr.VolumetricROIMeasurementsAndQualitativeEvaluations`
     reads it (the same items, the same codes); anything else goes to highdicom.
+    Only the elements used are parsed, repeated encodings once (:class:`_EncodedValues`).
     """
-    content = item.get("ContentSequence") or []
-    numbers = [child for child in content if child.get("ValueType") == "NUM"]
-    rows = _plainRows([child for child in content if child.get("ValueType") != "NUM"], _PLAIN_1411_ROWS)
-    if rows is None or not {"tracking_identifier", "tracking_uid", "segment"} <= rows.keys():
-        return None
     try:
-        references = rows["segment"].ReferencedSOPSequence
-        segment_numbers = references[0].ReferencedSegmentNumber
-        if len(references) != 1 or isinstance(segment_numbers, MultiValue):
+        content = values.items(item.get_item(_CONTENT_SEQUENCE))
+        kinds = [values.value(child.get(_VALUE_TYPE), _text) for child in content]
+        numbers = [child for child, kind in zip(content, kinds, strict=True) if kind == "NUM"]
+        rows = _plainRows([child for child, kind in zip(content, kinds, strict=True) if kind != "NUM"],
+                          _PLAIN_1411_ROWS, values.rowKey)
+        if rows is None or not {"tracking_identifier", "tracking_uid", "segment"} <= rows.keys():
             return None
-        segment = SegmentReference(str(references[0].ReferencedSOPInstanceUID), int(segment_numbers))
+        segment = values.value(rows["segment"][_REFERENCED_SOP_SEQUENCE], _segmentOf)
+        if segment is None:
+            return None
         site = site_modifier = None
         if "finding_site" in rows:
-            site_rows = _plainRows(rows["finding_site"].get("ContentSequence") or [], _PLAIN_SITE_ROWS)
-            if site_rows is None or len(site_rows) > 1:
+            plain, site_modifier = values.value(rows["finding_site"].get(_CONTENT_SEQUENCE), _siteModifier) \
+                or (True, None)
+            if not plain:
                 return None
-            site = Code.fromDataset(rows["finding_site"].ConceptCodeSequence[0])
-            modifier = site_rows.get("laterality") or site_rows.get("modifier")
-            site_modifier = None if modifier is None else Code.fromDataset(modifier.ConceptCodeSequence[0])
-        group_method = Code.fromDataset(rows["method"].ConceptCodeSequence[0]) if "method" in rows else None
+            site = values.value(rows["finding_site"][_CONCEPT_CODE_SEQUENCE], _firstCode)
+        group_method = values.value(rows["method"][_CONCEPT_CODE_SEQUENCE], _firstCode) \
+            if "method" in rows else None
         measurements = []
         for number in numbers:
-            number_rows = _plainRows(number.get("ContentSequence") or [], _PLAIN_NUM_ROWS)
-            if number.get("RelationshipType") != "CONTAINS" or number_rows is None or not _hasNumericValue(number):
+            plain, method, derivation = values.value(number.get(_CONTENT_SEQUENCE), _numberModifiers) \
+                or (True, None, None)
+            measured = values.items(number.get(_MEASURED_VALUE_SEQUENCE))
+            if values.value(number.get(_RELATIONSHIP_TYPE), _text) != "CONTAINS" or not plain or not measured:
                 return None
-            method = number_rows.get("method")
-            derivation = number_rows.get("derivation")
+            units = measured[0][_MEASUREMENT_UNITS_CODE_SEQUENCE]
+            # Floating Point Value (FD) when present: the exact value; else the Numeric Value (DS).
+            exact = measured[0].get(_FLOATING_POINT_VALUE)
+            if exact is None:
+                exact = measured[0][_NUMERIC_VALUE]
             quantity = Quantity(
-                name=Code.fromDataset(number.ConceptNameCodeSequence[0]),
-                unit=Code.fromDataset(number.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0]),
-                derivation=None if derivation is None else Code.fromDataset(derivation.ConceptCodeSequence[0]),
-                method=group_method if method is None else Code.fromDataset(method.ConceptCodeSequence[0]),
+                name=values.value(number[_CONCEPT_NAME_CODE_SEQUENCE], _firstCode),
+                unit=values.value(units, _firstCode),
+                derivation=derivation,
+                method=group_method if method is None else method,
             )
-            measurements.append(Measurement(quantity, _numericValue(number)))
+            measurements.append(Measurement(quantity, values.value(exact, float)))
         source_series = rows.get("source_series")
         return MeasurementGroup(
-            tracking_identifier=str(rows["tracking_identifier"].TextValue or ""),
-            tracking_uid=str(rows["tracking_uid"].UID or ""),
-            finding=Code.fromDataset(rows["finding"].ConceptCodeSequence[0]) if "finding" in rows else None,
-            finding_category=(Code.fromDataset(rows["finding_category"].ConceptCodeSequence[0])
-                              if "finding_category" in rows else None),
+            tracking_identifier=values.value(rows["tracking_identifier"][_TEXT_VALUE], _text) or "",
+            tracking_uid=values.value(rows["tracking_uid"][_UID], _text) or "",
+            finding=values.value(rows["finding"][_CONCEPT_CODE_SEQUENCE], _firstCode)
+            if "finding" in rows else None,
+            finding_category=values.value(rows["finding_category"][_CONCEPT_CODE_SEQUENCE], _firstCode)
+            if "finding_category" in rows else None,
             finding_site=site,
             finding_site_modifier=site_modifier,
             segment=segment,
-            source_series_uid=None if source_series is None else str(source_series.UID),
+            source_series_uid=None if source_series is None else values.value(source_series[_UID], str),
             measurements=tuple(measurements),
             template_id="1411",
         )

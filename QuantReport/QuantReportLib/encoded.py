@@ -1,0 +1,89 @@
+"""Chosen elements of encoded sequence items, read with pydicom's data element generator.
+
+pydicom turns a sequence into one :class:`~pydicom.dataset.Dataset` per item
+the first time it is used, every element of every item included.  For the
+thousands of per-frame functional group items of a large SEG, or the thousands
+of content items of an SR, that costs several times more than reading the few
+elements QuantReport needs.  A sequence pydicom has not parsed yet is a raw
+element holding its encoded value (PS3.5 7.5); this module cuts that value
+into its items and lets pydicom's own generator read only the wanted elements
+of them, as raw elements to be converted by pydicom when used.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import itertools
+import struct
+from collections.abc import Iterable, Sequence
+
+from pydicom.dataelem import RawDataElement
+from pydicom.filereader import data_element_generator
+
+#: Value length of a sequence or item of undefined length (PS3.5 7.5.1).
+UNDEFINED_LENGTH = 0xFFFFFFFF
+_ITEM = (0xFFFE, 0xE000)
+_ITEM_DELIMITATION = (0xFFFE, 0xE00D)
+_SEQUENCE_DELIMITATION = (0xFFFE, 0xE0DD)
+_ITEM_HEADER = {True: struct.Struct("<HHL"), False: struct.Struct(">HHL")}  # by little endian
+
+
+def encodedItems(value: bytes, implicit_vr: bool, little_endian: bool) -> list[bytes]:
+    """The encoded data elements of each item of a sequence value, without item header or delimiter.
+
+    Items of undefined length end where pydicom's generator finds their Item
+    Delimitation Item.
+
+    Raises
+    ------
+    ValueError
+        When the value is not a sequence of items.
+    """
+    header = _ITEM_HEADER[little_endian]
+    items = []
+    start = 0
+    while start < len(value):
+        if start + header.size > len(value):
+            raise ValueError("the sequence ends inside an item header")
+        group, element, length = header.unpack_from(value, start)
+        start += header.size
+        if (group, element) == _SEQUENCE_DELIMITATION:
+            break
+        if (group, element) != _ITEM:
+            raise ValueError(f"({group:04X},{element:04X}) where a sequence item should start")
+        if length == UNDEFINED_LENGTH:
+            # pydicom's generator stops after the Item Delimitation Item (or at the end of the value).
+            stream = io.BytesIO(value)
+            stream.seek(start)
+            collections.deque(data_element_generator(stream, implicit_vr, little_endian), maxlen=0)
+            end = after = stream.tell()
+            if end - start >= header.size and header.unpack_from(value, end - header.size)[:2] == _ITEM_DELIMITATION:
+                end -= header.size
+        elif start + length > len(value):
+            raise ValueError("an item runs past the end of the sequence")
+        else:
+            end = after = start + length
+        items.append(value[start:end])
+        start = after
+    return items
+
+
+def itemElements(items: Sequence[bytes], tags: Iterable[int], implicit_vr: bool, little_endian: bool
+                 ) -> list[dict[int, RawDataElement]]:
+    """The elements ``tags`` of each encoded item (see :func:`encodedItems`) as raw elements, by tag.
+
+    One pydicom data element generator runs over the items one after the
+    other (starting one per item would cost as much as reading its elements)
+    and skips the values of other elements; an element belongs to the item in
+    which it ends.  Keys are plain ints: pydicom's tags compare in Python.
+    """
+    ends = list(itertools.accumulate(len(item) for item in items))
+    stream = io.BytesIO(b"".join(items))
+    found: list[dict[int, RawDataElement]] = [{} for _ in items]
+    item = 0
+    for raw in data_element_generator(stream, implicit_vr, little_endian, specific_tags=list(tags)):
+        while stream.tell() > ends[item]:
+            item += 1
+        found[item][int(raw.tag)] = raw
+    return found
