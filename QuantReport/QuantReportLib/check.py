@@ -429,7 +429,10 @@ def checkDatasets(volume: Volume, seg_dataset: Dataset, sr_dataset: Dataset | No
     """
     from .sr import readSr
 
-    problems = _segProblems(seg_dataset)
+    # The codes of the per-frame functional groups (derivation and purpose of reference) are highdicom's
+    # constants, not the caller's: walking them in thousands of frames cost over a second on a 100-segment
+    # SEG.  `quantreport check` of the written file still walks them all.
+    problems = _segProblems(seg_dataset, skip=frozenset({"PerFrameFunctionalGroupsSequence"}))
     referenced = _referencedSeries(seg_dataset)
     if volume.series_instance_uid not in referenced:
         problems.append(Problem("error", "references", f"the SEG references series {referenced}, "
@@ -462,9 +465,9 @@ def _segmentNumbers(dataset: Dataset) -> set[int]:
     return {int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item}
 
 
-def _segProblems(dataset: Dataset) -> list[Problem]:
-    """Segment numbering and frame references (PS3.3 C.8.20.2), and the codes."""
-    problems = _codeProblems(dataset)
+def _segProblems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> list[Problem]:
+    """Segment numbering and frame references (PS3.3 C.8.20.2), and the codes (except those in ``skip``)."""
+    problems = _codeProblems(dataset, skip)
     numbers = [int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item]
     kind = str(dataset.get("SegmentationType", ""))
     if not numbers:
@@ -534,21 +537,30 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
     return problems
 
 
-def _codeItems(dataset: Dataset) -> Iterator[tuple[str, Dataset]]:
-    """(keyword of the sequence, item) for every code sequence item, depth first (no recursion limit)."""
+def _codeItems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, Dataset]]:
+    """(keyword of the sequence, item) for every code sequence item, depth first (no recursion limit).
+
+    Sequences named in ``skip`` are not entered.  An item object met again
+    under the same keyword (datasets built in memory share their code items)
+    is visited once: the same object says the same.
+    """
     stack: list[tuple[str, Dataset]] = [("", dataset)]
+    seen: set[tuple[str, int]] = set()
     while stack:
         keyword, item = stack.pop()
+        if (keyword, id(item)) in seen:
+            continue
+        seen.add((keyword, id(item)))
         if "CodingSchemeDesignator" in item or "CodeValue" in item or "CodeMeaning" in item:
             yield keyword, item
         for element in item:
-            if element.VR == "SQ":
+            if element.VR == "SQ" and element.keyword not in skip:
                 stack.extend((element.keyword, child) for child in reversed(list(element.value)))
 
 
-def _codeProblems(dataset: Dataset) -> list[Problem]:
+def _codeProblems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> list[Problem]:
     problems = []
-    for keyword, item in _codeItems(dataset):
+    for keyword, item in _codeItems(dataset, skip):
         value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
         scheme = str(item.get("CodingSchemeDesignator", ""))
         where = keyword or "code"

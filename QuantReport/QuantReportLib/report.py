@@ -21,7 +21,6 @@ from pydicom.uid import generate_uid
 from . import check, measurements, seg, series, sr
 from .database import DicomDatabase, EmbeddedDicomDatabase, ctkStoragePath, malformedInput, readDicomHeader
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
-from .files import writeDataset
 from .model import MeasurementTable, Segmentation, Volume
 from .uids import checkUid
 
@@ -198,8 +197,8 @@ def saveReport(
         seg_path, sr_path = _storagePath(database, seg_dataset), _storagePath(database, sr_dataset)
     written: list[Path] = []
     try:
-        for dataset, path in ((seg_dataset, seg_path), (sr_dataset, sr_path)):
-            writeDataset(dataset, path)
+        for write, dataset, path in ((seg.writeSeg, seg_dataset, seg_path), (sr.writeSr, sr_dataset, sr_path)):
+            write(dataset, path)
             written.append(path)
         if database is not None:
             if hasattr(database, "insertFiles"):  # one transaction: both indexed or neither
