@@ -324,7 +324,7 @@ def test_spreadsheet_formulas_from_files_are_escaped(capsys, tmp_path, tiny_case
 
 
 def test_failed_export_leaves_no_files_and_the_database_unchanged(capsys, tmp_path, tiny_case, monkeypatch):
-    from QuantReportLib import report
+    from QuantReportLib import sr
 
     ct, labelmap = tiny_case
     db = tmp_path / "db"
@@ -333,20 +333,19 @@ def test_failed_export_leaves_no_files_and_the_database_unchanged(capsys, tmp_pa
     rows_before, files_before = imageRows(db), digest(db)
 
     # 1. Writing the SR fails after the SEG was written.
-    original = report.writeDataset
+    original = sr.writeSr
     calls = []
 
     def failingWrite(dataset, path):
         calls.append(path)
-        if len(calls) == 2:
-            raise OSError(28, "No space left on device")
-        return original(dataset, path)
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report, "writeDataset", failingWrite)
+    monkeypatch.setattr(sr, "writeSr", failingWrite)
     status, _, err = run(capsys, "export", "--series", series_uid, "--labelmap", labelmap, "--db", db)
     assert status != 0 and "No space left" in err
+    assert len(calls) == 1  # the SEG was written before
     assert imageRows(db) == rows_before and digest(db) == files_before
-    monkeypatch.setattr(report, "writeDataset", original)
+    monkeypatch.setattr(sr, "writeSr", original)
 
     # 2. Indexing the SR fails after the SEG was indexed: both rows roll back, both files go.
     importFile = EmbeddedDicomDatabase._importFile
