@@ -143,13 +143,17 @@ def test_load_many_segs_into_a_labelmap_folder(tmp_path, lidcVolume, fiveSegment
     broken.write_bytes(b"not DICOM at all")
     out_dir = tmp_path / "labelmaps"
     # segment 5 overlaps segment 4: the merged labelmap can hold one of them only, so load 1-3 of "five"
-    status = cli.main(["load", str(paths[1]), str(broken), "--labelmap-out-dir", str(out_dir)])
+    # (labelmaps are written by a second thread while the next file is read: the order must stay the input's)
+    status = cli.main(["load", str(paths[1]), str(broken), str(paths[0]), "--segments", "1",
+                       "--labelmap-out-dir", str(out_dir)])
     out, err = capsys.readouterr()
     assert status == cli.EXIT_BAD_INPUT
     assert f"error: {broken}: " in err
     uid = str(pydicom.dcmread(paths[1], stop_before_pixels=True).SOPInstanceUID)
     written = out_dir / f"{uid}.nrrd"
-    assert out.split() == [str(written)]
+    other = out_dir / f"{pydicom.dcmread(paths[0], stop_before_pixels=True).SOPInstanceUID}.nrrd"
+    assert out.split() == [str(written), str(other)]
+    assert np.count_nonzero(readLabelmapNrrd(other)[0] == 1) == np.count_nonzero(fiveSegments.mask(1)) > 0
     labelmap, geometry = readLabelmapNrrd(written)
     full = seg.readSeg(paths[1])
     assert geometry.matches(full.segmentation.geometry)

@@ -11,10 +11,12 @@ Heavy imports (highdicom, pydicom) happen inside the commands so that
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -172,6 +174,8 @@ def cmdExport(args: argparse.Namespace) -> int:
 
 
 def cmdLoad(args: argparse.Namespace) -> int:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
     from .report import loadReport
 
     if len(args.sources) > 1 and (args.labelmap_out or args.table_out or args.json):
@@ -184,33 +188,60 @@ def cmdLoad(args: argparse.Namespace) -> int:
     if args.db or not all(Path(s).exists() for s in args.sources):
         database = _openDatabase(args.db, create=False)
     failed = 0
+
+    def reportFailure(error: QuantReportError) -> None:
+        nonlocal failed
+        if len(args.sources) == 1:
+            raise error
+        # Many files: report this one and go on with the others.
+        print(f"error: {error}", file=sys.stderr)
+        failed += 1
+
+    # With --labelmap-out-dir, labelmaps are compressed and written by two threads while the next SEG is read:
+    # zlib releases the GIL, so writing (most of the work) runs on both cores.  Two writes at a time bound
+    # the memory to three labelmaps.
+    writers = 2
+    writer = ThreadPoolExecutor(max_workers=writers) if args.labelmap_out_dir else None
+    writing: collections.deque[tuple[Future, Callable[[], None]]] = collections.deque()  # in input order
+
+    def finishWriting(keep: int = 0) -> None:
+        """Wait for the oldest writes until ``keep`` are left, printing their outcome in input order."""
+        while len(writing) > keep:
+            future, done = writing.popleft()
+            try:
+                future.result()
+            except QuantReportError as error:
+                reportFailure(error)
+            else:
+                done()
+
     try:
         for source in args.sources:
             try:
                 report = loadReport(source, database=database, segment_numbers=segment_numbers)
                 if args.labelmap_out:
                     report.writeLabelmap(args.labelmap_out)
-                if args.labelmap_out_dir:
-                    # One file per input, named by its SOP Instance UID: unique, and what the database knows it by.
-                    name = report.sop_instance_uid or Path(source).name.removesuffix(".dcm")
-                    out = Path(args.labelmap_out_dir) / f"{name}.nrrd"
-                    report.writeLabelmap(out)
                 if args.table_out:
                     report.writeTable(args.table_out)
             except QuantReportError as error:
-                if len(args.sources) == 1:
-                    raise
-                # Many files: report this one and go on with the others.
-                print(f"error: {error}", file=sys.stderr)
-                failed += 1
+                finishWriting()  # the previous file's outcome first
+                reportFailure(error)
                 continue
-            if args.json:
+            if writer is not None:
+                # One file per input, named by its SOP Instance UID: unique, and what the database knows it by.
+                name = report.sop_instance_uid or Path(source).name.removesuffix(".dcm")
+                out = Path(args.labelmap_out_dir) / f"{name}.nrrd"
+                finishWriting(keep=writers - 1)
+                done = functools.partial(_printJson, report.toJson()) if args.json else functools.partial(print, out)
+                writing.append((writer.submit(report.writeLabelmap, out), done))
+            elif args.json:
                 _printJson(report.toJson())
-            elif args.labelmap_out_dir:
-                print(out)
             else:
                 print(report.summary())
+        finishWriting()
     finally:
+        if writer is not None:
+            writer.shutdown(wait=True)
         if database is not None:
             database.close()
     return EXIT_BAD_INPUT if failed else 0
