@@ -15,7 +15,9 @@ import json
 import os
 import shutil
 import sqlite3
+import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -576,3 +578,14 @@ def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_pa
     assert snapshots[0][0] == databaseModule._PARALLEL_MIN_FILES + 22
     assert [name for name, _ in snapshots[0][1]] == ["text.dcm", "truncated-header.dcm"]
     assert snapshots[1] == snapshots[0]
+
+
+def test_default_import_workers(monkeypatch):
+    """One per core (at most 4) headless; none inside Slicer, whose Qt process must not be forked."""
+    from QuantReportLib import database as databaseModule
+
+    monkeypatch.delitem(sys.modules, "slicer", raising=False)
+    assert 1 <= databaseModule._importWorkers(None) <= 4
+    assert databaseModule._importWorkers(3) == 3 and databaseModule._importWorkers(0) == 1
+    monkeypatch.setitem(sys.modules, "slicer", types.ModuleType("slicer"))
+    assert databaseModule._importWorkers(None) == 1

@@ -38,6 +38,7 @@ import re
 import shutil
 import sqlite3
 import struct
+import sys
 import tempfile
 import time
 import warnings
@@ -812,9 +813,15 @@ def _parseTag(tag: str) -> int:
 
 
 def _importWorkers(workers: int | None) -> int:
-    """Header-reading processes for an import: as asked, else one per usable CPU core (at most 4)."""
+    """Header-reading processes for an import: as asked, else one per usable CPU core (at most 4).
+
+    Inside the Slicer application (a Qt process with many threads, which a
+    fork must not copy) the default is to read in this process.
+    """
     if workers is not None:
         return max(1, int(workers))
+    if "slicer" in sys.modules:
+        return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return min(4, cores)
 
