@@ -630,3 +630,26 @@ def test_scale(group_count: int, tmp_path: Path, volume: Volume, seg_dataset: py
           f"readSr {read - written:.2f} s")
     assert sr.tableFromSr(loaded, [row.segment for row in table.rows]) == table
 
+
+
+@pytest.mark.parametrize("variant", ["plain", "library", "non-ascii observer", "implicit VR", "read from file"])
+def test_write_sr_is_byte_identical_to_plain_pydicom(tmp_path: Path, sr_path: Path, volume: Volume,
+                                                     seg_dataset: pydicom.Dataset, table: MeasurementTable,
+                                                     variant: str) -> None:
+    """writeSr encodes each shared code sequence once (sr._sharedSequencesEncodedOnce): the same bytes as
+    pydicom's save_as, and the dataset written is left as it was."""
+    if variant == "read from file":
+        dataset = pydicom.dcmread(sr_path)  # raw elements: written as it is
+    else:
+        dataset = sr.createSr(volume, seg_dataset, table, image_library=variant == "library",
+                              observer_name="Müller^Zoë" if variant == "non-ascii observer" else None)
+    if variant == "implicit VR":
+        dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+    expected = _written(dataset)
+    before = _elementLines(dataset)
+    if variant == "plain":
+        assert sr._sharedSequencesEncodedOnce(dataset) is not None  # the fast path is taken
+    path = sr.writeSr(dataset, tmp_path / "sr.dcm")
+    assert path.read_bytes() == expected
+    assert _elementLines(dataset) == before
+    assert sr.readSr(path) == sr.readSr(dataset)

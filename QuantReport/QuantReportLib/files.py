@@ -9,6 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_sequence
+
+from .encoded import UNDEFINED_LENGTH
 
 
 @contextlib.contextmanager
@@ -39,3 +45,34 @@ def writeDataset(dataset: pydicom.Dataset, path: str | os.PathLike) -> Path:
     with atomicOutput(path) as temporary:
         dataset.save_as(temporary, enforce_file_format=True)
     return Path(path)
+
+
+def itemCharacterSets(dataset: pydicom.Dataset) -> str | list[str]:
+    """The character sets pydicom's writer hands down to the items of ``dataset``.
+
+    ``write_dataset`` passes the Specific Character Set (or the default
+    repertoire) down and ``write_data_element`` converts what it is handed at
+    every level.  Conversion is a fixpoint for every valid character set; then
+    the DICOM terms are handed over instead of Python codec names, which
+    pydicom converts by a table lookup rather than by re-validating each name
+    for every element.
+    """
+    declared = dataset.get("SpecificCharacterSet", default_encoding) or [default_encoding]
+    inherited = convert_encodings(declared)
+    nested = convert_encodings(inherited)
+    return declared if nested == inherited else nested
+
+
+def encodedSequence(element: DataElement, encoding: tuple[bool, bool], character_sets: str | list[str]
+                    ) -> RawDataElement:
+    """A sequence element encoded by pydicom (``write_sequence``), as a raw element pydicom writes as it is.
+
+    ``encoding`` is (implicit VR, little endian) of the file it goes into,
+    ``character_sets`` what its parent hands down (:func:`itemCharacterSets`).
+    """
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = encoding
+    write_sequence(buffer, element, character_sets)
+    value = buffer.getvalue()
+    length = UNDEFINED_LENGTH if element.is_undefined_length else len(value)
+    return RawDataElement(element.tag, "SQ", length, value, 0, *encoding)

@@ -43,14 +43,14 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_deferred_data_element
-from pydicom.filewriter import correct_ambiguous_vr, write_dataset, write_sequence
+from pydicom.filewriter import correct_ambiguous_vr, write_dataset
 from pydicom.valuerep import AMBIGUOUS_VR
 
 from . import __version__
 from .database import checkPixelDataClaim
 from .encoded import UNDEFINED_LENGTH, encodedItems, itemElements
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
-from .files import atomicOutput, writeDataset
+from .files import atomicOutput, encodedSequence, itemCharacterSets, writeDataset
 from .model import Code, Geometry, Segment, Segmentation, Terminology, Volume
 from .series import checkDecodable, iterFrames
 
@@ -313,16 +313,7 @@ def _encodedFrameGroupsView(dataset: Dataset) -> Dataset | None:
             or not syntax.is_transfer_syntax):
         return None
     encoding = (syntax.is_implicit_VR, syntax.is_little_endian)
-    # The character sets the items' elements are written with: write_dataset hands the
-    # top level's Specific Character Set (or the default repertoire) down, and
-    # write_data_element converts what it is handed at every level.  Conversion is a
-    # fixpoint for every valid character set; then the DICOM terms are handed over
-    # instead of Python codec names, which pydicom converts by a table lookup rather
-    # than by re-validating each name for every element.
-    declared = dataset.get("SpecificCharacterSet", default_encoding) or [default_encoding]
-    inherited = convert_encodings(declared)
-    nested = convert_encodings(inherited)
-    items = _itemsWithEncodedSequences(groups.value, encoding, declared if nested == inherited else nested)
+    items = _itemsWithEncodedSequences(groups.value, encoding, itemCharacterSets(dataset))
     if items is None:
         return None
     view = Dataset({tag: element for tag, element in dataset.items() if tag != _PER_FRAME_FUNCTIONAL_GROUPS_TAG})
@@ -357,12 +348,7 @@ def _itemsWithEncodedSequences(items: Sequence[Dataset], encoding: tuple[bool, b
             if element.VR == "SQ":
                 raw = encoded.get(key)
                 if raw is None:
-                    buffer = DicomBytesIO()
-                    buffer.is_implicit_VR, buffer.is_little_endian = encoding
-                    write_sequence(buffer, element, encodings)
-                    value = buffer.getvalue()
-                    length = UNDEFINED_LENGTH if element.is_undefined_length else len(value)
-                    raw = encoded[key] = RawDataElement(tag, "SQ", length, value, 0, *encoding)
+                    raw = encoded[key] = encodedSequence(element, encoding, encodings)
                 element = raw
             elements[tag] = element
         view = Dataset(elements)

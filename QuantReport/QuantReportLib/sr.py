@@ -92,11 +92,12 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
+from pydicom.valuerep import AMBIGUOUS_VR
 
 from . import __version__
 from .encoded import UNDEFINED_LENGTH, encodedItems, itemElements
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
-from .files import writeDataset
+from .files import atomicOutput, encodedSequence, itemCharacterSets, writeDataset
 from .measurements import PRIVATE_SCHEME_DESIGNATOR, convexHull2d
 from .model import (
     Code,
@@ -509,8 +510,102 @@ def _markEncoded(items: Sequence[Dataset]) -> None:
 
 
 def writeSr(dataset: Dataset, path: str | os.PathLike) -> Path:
-    """Write the SR to ``path`` atomically (a temporary file beside it, then ``os.replace``)."""
-    return writeDataset(dataset, path)
+    """Write the SR to ``path`` atomically (a temporary file beside it, then ``os.replace``).
+
+    The file is byte for byte what :func:`~QuantReportLib.files.writeDataset`
+    writes.  Content items made by :func:`createSr` share their code
+    sequences (one coded concept per distinct code): pydicom writes a view of
+    the SR in which each code sequence met more than once is encoded once
+    (:func:`_sharedSequencesEncodedOnce`); ``dataset`` itself is not changed.
+    """
+    view = _sharedSequencesEncodedOnce(dataset)
+    if view is None:
+        return writeDataset(dataset, path)
+    with atomicOutput(path) as temporary:
+        view.save_as(temporary, enforce_file_format=True)
+    return Path(path)
+
+
+def _sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
+    """A view of ``dataset`` that pydicom writes to the same bytes, with each sequence of code-like
+    items (items without nested sequences) that occurs more than once encoded once; ``None`` if not
+    applicable.
+
+    Two occurrences are the same when they hold the same item objects, which
+    encode to the same bytes in the same file.  The encoded sequences are raw
+    elements (:func:`~QuantReportLib.files.encodedSequence`), which pydicom
+    writes as they are; every dataset of the view is declared to be in the
+    file's encoding, so none is walked again for ambiguous VRs (there are
+    none: a tree holding one, or a raw element, or an item with its own
+    Specific Character Set, is written as it is).
+    """
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if syntax is None or syntax.is_private or not syntax.is_transfer_syntax:
+        return None
+    keys: dict[int, tuple | None] = {}  # by id of the sequence element
+    occurrences: dict[tuple, int] = {}
+
+    def writable(item: Dataset) -> bool:
+        """Count the leaf sequences below ``item``; False if the tree must be written as it is."""
+        if item is not dataset and _SPECIFIC_CHARACTER_SET in item:
+            return False
+        for element in item.elements():
+            if isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
+                return False
+            if element.VR == "SQ":
+                key = keys[id(element)] = _leafSequenceKey(element)
+                if key is not None:
+                    occurrences[key] = occurrences.get(key, 0) + 1
+                if not all(writable(child) for child in element.value):
+                    return False
+        return True
+
+    if not writable(dataset):
+        return None
+    encoding = (syntax.is_implicit_VR, syntax.is_little_endian)
+    encoded: dict[tuple, RawDataElement] = {}
+    character_sets = itemCharacterSets(dataset)
+
+    def viewOf(item: Dataset) -> Dataset:
+        """``item`` itself when nothing below it is shared, else a copy holding the encoded sequences."""
+        elements = {}
+        changed = False
+        for tag, element in item.items():
+            if element.VR == "SQ":
+                key = keys[id(element)]
+                if key is None:
+                    children = [viewOf(child) for child in element.value]
+                    if any(view is not child for view, child in zip(children, element.value, strict=True)):
+                        element = DataElement(tag, "SQ", children, is_undefined_length=element.is_undefined_length)
+                        changed = True
+                elif occurrences[key] > 1:
+                    if key not in encoded:
+                        encoded[key] = encodedSequence(element, encoding, character_sets)
+                    element = encoded[key]
+                    changed = True
+            elements[tag] = element
+        if not changed and item is not dataset:
+            return item
+        view = Dataset(elements)
+        view.set_original_encoding(*encoding, pydicom.charset.default_encoding)
+        return view
+
+    view = viewOf(dataset)
+    view.file_meta = dataset.file_meta
+    if hasattr(dataset, "preamble"):
+        view.preamble = dataset.preamble
+    charset = view.get("SpecificCharacterSet")
+    view.set_original_encoding(*encoding, pydicom.charset.convert_encodings(charset)
+                               if charset else pydicom.charset.default_encoding)
+    return view
+
+
+def _leafSequenceKey(element: DataElement) -> tuple | None:
+    """Identity of a sequence whose items hold no sequences (codes, measured values), else ``None``."""
+    items = element.value
+    if not items or any(nested.VR == "SQ" for item in items for nested in item.elements()):
+        return None
+    return element.tag, element.is_undefined_length, tuple(id(item) for item in items)
 
 
 def _checkSegOfVolume(seg: Dataset, volume: Volume, seg_uid: str) -> None:
@@ -1011,6 +1106,7 @@ _VALUE_TYPE = 0x0040A040
 _CONCEPT_NAME_CODE_SEQUENCE = 0x0040A043
 _CONCEPT_CODE_SEQUENCE = 0x0040A168
 _CONTENT_SEQUENCE = 0x0040A730
+_SPECIFIC_CHARACTER_SET = 0x00080005
 _TEXT_VALUE = 0x0040A160
 _UID = 0x0040A124
 _REFERENCED_SOP_SEQUENCE = 0x00081199
