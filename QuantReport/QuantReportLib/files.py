@@ -76,3 +76,28 @@ def encodedSequence(element: DataElement, encoding: tuple[bool, bool], character
     value = buffer.getvalue()
     length = UNDEFINED_LENGTH if element.is_undefined_length else len(value)
     return RawDataElement(element.tag, "SQ", length, value, 0, *encoding)
+
+
+def fileEncoding(dataset: pydicom.Dataset) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) of the file ``dataset`` is written to, from its Transfer Syntax UID;
+    ``None`` without a public one (pydicom's writer then decides)."""
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if syntax is None or syntax.is_private or not syntax.is_transfer_syntax:
+        return None
+    return syntax.is_implicit_VR, syntax.is_little_endian
+
+
+def declareEncoded(view: pydicom.Dataset, dataset: pydicom.Dataset, encoding: tuple[bool, bool]) -> pydicom.Dataset:
+    """``view``, a copy of ``dataset`` holding elements encoded beforehand, ready to be written in its place.
+
+    It gets the file meta information and preamble of ``dataset`` and is
+    declared to be in the file's encoding and its own character set
+    (``Dataset.set_original_encoding``), so that pydicom writes its raw
+    elements as they are and walks it no more for ambiguous VRs.
+    """
+    view.file_meta = dataset.file_meta
+    if hasattr(dataset, "preamble"):
+        view.preamble = dataset.preamble
+    charset = view.get("SpecificCharacterSet")
+    view.set_original_encoding(*encoding, convert_encodings(charset) if charset else default_encoding)
+    return view

@@ -38,7 +38,7 @@ from typing import Any
 import highdicom as hd
 import numpy as np
 import pydicom
-from pydicom.charset import convert_encodings, default_encoding
+from pydicom.charset import default_encoding
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -50,7 +50,7 @@ from . import __version__
 from .database import checkPixelDataClaim
 from .encoded import UNDEFINED_LENGTH, encodedItems, itemElements
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
-from .files import atomicOutput, encodedSequence, itemCharacterSets, writeDataset
+from .files import declareEncoded, encodedSequence, fileEncoding, itemCharacterSets, writeDataset
 from .model import Code, Geometry, Segment, Segmentation, Terminology, Volume
 from .series import checkDecodable, iterFrames
 
@@ -279,11 +279,7 @@ def writeSeg(dataset: Dataset, path: str | os.PathLike) -> Path:
     changed no more than ``save_as`` changes it.
     """
     view = _encodedFrameGroupsView(dataset)
-    if view is None:
-        return writeDataset(dataset, path)
-    with atomicOutput(path) as temporary:
-        view.save_as(temporary, enforce_file_format=True)
-    return Path(path)
+    return writeDataset(dataset if view is None else view, path)
 
 
 def _encodedFrameGroupsView(dataset: Dataset) -> Dataset | None:
@@ -308,26 +304,19 @@ def _encodedFrameGroupsView(dataset: Dataset) -> Dataset | None:
     Character Set or holds a raw, buffered or ambiguous-VR element.
     """
     groups = dataset.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG)
-    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
-    if (groups is None or groups.is_raw or groups.is_buffered or syntax is None or syntax.is_private
-            or not syntax.is_transfer_syntax):
+    encoding = fileEncoding(dataset)
+    if groups is None or groups.is_raw or groups.is_buffered or encoding is None:
         return None
-    encoding = (syntax.is_implicit_VR, syntax.is_little_endian)
     items = _itemsWithEncodedSequences(groups.value, encoding, itemCharacterSets(dataset))
     if items is None:
         return None
     view = Dataset({tag: element for tag, element in dataset.items() if tag != _PER_FRAME_FUNCTIONAL_GROUPS_TAG})
-    view.file_meta = dataset.file_meta
-    if hasattr(dataset, "preamble"):
-        view.preamble = dataset.preamble
     correct_ambiguous_vr(view, encoding[1])
     for tag in list(view.keys()):
         view[tag]  # decodes a raw element in the view as write_dataset would
     view[_PER_FRAME_FUNCTIONAL_GROUPS_TAG] = DataElement(
         _PER_FRAME_FUNCTIONAL_GROUPS_TAG, "SQ", items, is_undefined_length=groups.is_undefined_length)
-    charset = view.get_item(_SPECIFIC_CHARACTER_SET_TAG)
-    view.set_original_encoding(*encoding, convert_encodings(charset.value) if charset else default_encoding)
-    return view
+    return declareEncoded(view, dataset, encoding)
 
 
 def _itemsWithEncodedSequences(items: Sequence[Dataset], encoding: tuple[bool, bool],

@@ -97,7 +97,7 @@ from pydicom.valuerep import AMBIGUOUS_VR
 from . import __version__
 from .encoded import UNDEFINED_LENGTH, encodedItems, itemElements
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
-from .files import atomicOutput, encodedSequence, itemCharacterSets, writeDataset
+from .files import declareEncoded, encodedSequence, fileEncoding, itemCharacterSets, writeDataset
 from .measurements import PRIVATE_SCHEME_DESIGNATOR, convexHull2d
 from .model import (
     Code,
@@ -519,11 +519,7 @@ def writeSr(dataset: Dataset, path: str | os.PathLike) -> Path:
     (:func:`_sharedSequencesEncodedOnce`); ``dataset`` itself is not changed.
     """
     view = _sharedSequencesEncodedOnce(dataset)
-    if view is None:
-        return writeDataset(dataset, path)
-    with atomicOutput(path) as temporary:
-        view.save_as(temporary, enforce_file_format=True)
-    return Path(path)
+    return writeDataset(dataset if view is None else view, path)
 
 
 def _sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
@@ -539,8 +535,8 @@ def _sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
     none: a tree holding one, or a raw element, or an item with its own
     Specific Character Set, is written as it is).
     """
-    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
-    if syntax is None or syntax.is_private or not syntax.is_transfer_syntax:
+    encoding = fileEncoding(dataset)
+    if encoding is None:
         return None
     keys: dict[int, tuple | None] = {}  # by id of the sequence element
     occurrences: dict[tuple, int] = {}
@@ -562,7 +558,6 @@ def _sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
 
     if not writable(dataset):
         return None
-    encoding = (syntax.is_implicit_VR, syntax.is_little_endian)
     encoded: dict[tuple, RawDataElement] = {}
     character_sets = itemCharacterSets(dataset)
 
@@ -590,14 +585,7 @@ def _sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
         view.set_original_encoding(*encoding, pydicom.charset.default_encoding)
         return view
 
-    view = viewOf(dataset)
-    view.file_meta = dataset.file_meta
-    if hasattr(dataset, "preamble"):
-        view.preamble = dataset.preamble
-    charset = view.get("SpecificCharacterSet")
-    view.set_original_encoding(*encoding, pydicom.charset.convert_encodings(charset)
-                               if charset else pydicom.charset.default_encoding)
-    return view
+    return declareEncoded(viewOf(dataset), dataset, encoding)
 
 
 def _leafSequenceKey(element: DataElement) -> tuple | None:
