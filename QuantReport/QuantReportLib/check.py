@@ -393,7 +393,8 @@ def _checkSrFile(path: Path, index: _Index) -> list[Problem]:
     from .sr import readSr
 
     dataset = pydicom.dcmread(path, force=True)  # readDicomHeader has checked it is DICOM
-    problems = _codeProblems(dataset) + _unitProblems(dataset)
+    items = list(_codeItems(dataset))
+    problems = _codeProblems(items) + _unitProblems(items)
     loaded = readSr(dataset)
     segments: dict[str, set[int] | None] = {}
     for uid in loaded.referenced_seg_uids:
@@ -439,7 +440,8 @@ def checkDatasets(volume: Volume, seg_dataset: Dataset, sr_dataset: Dataset | No
                                 f"not the source series {volume.series_instance_uid}"))
     problems += geometryProblems(seg_dataset, volume)
     if sr_dataset is not None:
-        problems += _codeProblems(sr_dataset) + _unitProblems(sr_dataset)
+        items = list(_codeItems(sr_dataset))
+        problems += _codeProblems(items) + _unitProblems(items)
         loaded = readSr(sr_dataset)
         numbers = _segmentNumbers(seg_dataset)
         for number, group in enumerate(loaded.groups, 1):
@@ -467,7 +469,7 @@ def _segmentNumbers(dataset: Dataset) -> set[int]:
 
 def _segProblems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> list[Problem]:
     """Segment numbering and frame references (PS3.3 C.8.20.2), and the codes (except those in ``skip``)."""
-    problems = _codeProblems(dataset, skip)
+    problems = _codeProblems(_codeItems(dataset, skip))
     numbers = [int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item]
     kind = str(dataset.get("SegmentationType", ""))
     if not numbers:
@@ -558,9 +560,10 @@ def _codeItems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> Iterator
                 stack.extend((element.keyword, child) for child in reversed(list(element.value)))
 
 
-def _codeProblems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> list[Problem]:
+def _codeProblems(items: Iterable[tuple[str, Dataset]]) -> list[Problem]:
+    """Code items (from :func:`_codeItems`) without value, scheme or meaning, or in a retired scheme."""
     problems = []
-    for keyword, item in _codeItems(dataset, skip):
+    for keyword, item in items:
         value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
         scheme = str(item.get("CodingSchemeDesignator", ""))
         where = keyword or "code"
@@ -573,9 +576,10 @@ def _codeProblems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> list[
     return _deduplicated(problems)
 
 
-def _unitProblems(dataset: Dataset) -> list[Problem]:
+def _unitProblems(items: Iterable[tuple[str, Dataset]]) -> list[Problem]:
+    """Measurement units (among code items from :func:`_codeItems`) not in UCUM or not valid UCUM."""
     problems = []
-    for keyword, item in _codeItems(dataset):
+    for keyword, item in items:
         if keyword != "MeasurementUnitsCodeSequence":
             continue
         value, scheme = str(item.get("CodeValue", "")), str(item.get("CodingSchemeDesignator", ""))

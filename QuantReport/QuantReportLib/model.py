@@ -412,9 +412,9 @@ def labelValues(labelmap: np.ndarray) -> list[int]:
 def undescribedLabels(labelmap: np.ndarray, described: Iterable[int]) -> list[int]:
     """The non-zero values of an integer labelmap that are not in ``described``, ascending.
 
-    When every value between the labelmap's minimum and maximum is described
-    (segments numbered 1..n, the usual case) the answer is empty without
-    looking at each distinct value.
+    When every value from 1 to the labelmap's maximum is described (segments
+    numbered 1..n, the usual case) the answer is empty without looking at
+    each distinct value.
     """
     described = set(described)
     if labelmap.size == 0:
