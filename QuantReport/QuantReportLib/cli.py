@@ -84,9 +84,13 @@ def _addSeriesArguments(parser: argparse.ArgumentParser) -> None:
 # -- commands ------------------------------------------------------------------------------------
 
 
+def _checkWorkers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise InvalidInputError(f"--workers must be at least 1, got {workers}", "--workers")
+
+
 def cmdImport(args: argparse.Namespace) -> int:
-    if args.workers is not None and args.workers < 1:
-        raise InvalidInputError(f"--workers must be at least 1, got {args.workers}", "--workers")
+    _checkWorkers(args.workers)
     with _openDatabase(args.db) as database:
         result = database.importPaths(args.paths, copy=args.copy, progress=not (args.quiet or args.json),
                                       workers=args.workers)
@@ -272,8 +276,7 @@ def cmdBatch(args: argparse.Namespace) -> int:
     import functools
     import time
 
-    if args.workers < 1:
-        raise InvalidInputError(f"--workers must be at least 1, got {args.workers}", "--workers")
+    _checkWorkers(args.workers)
     from .batch import readJobs, runJob
 
     jobs = readJobs(args.jobs)
