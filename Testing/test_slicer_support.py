@@ -96,20 +96,22 @@ def test_every_shared_seg_and_sr_is_examined():
 SLICER_5_12 = {"highdicom": "0.27.0", "pydicom": "3.0.2", "pynrrd": "1.1.3", "tqdm": "4.67.1", "pyjpegls": "1.5.1",
                "pillow": "12.2.0"}
 SLICER_5_10 = {"pydicom": "2.4.4", "pynrrd": "1.1.3", "tqdm": "4.67.1"}
-DECODERS = {"pylibjpeg": "2.1.0", "pylibjpeg-openjpeg": "2.6.0", "pylibjpeg-rle": "2.2.0"}
+DECODERS = {"pylibjpeg": "2.1.0", "pylibjpeg-openjpeg": "2.6.0", "pylibjpeg-rle": "2.2.0", "python-gdcm": "3.2.6"}
+GDCM = ("python-gdcm>=3.0.24; platform_machine == 'x86_64' or platform_machine == 'AMD64' or "
+        "platform_machine == 'aarch64' or platform_machine == 'arm64'")
 READY = {**SLICER_5_12, **DECODERS}  # Slicer 5.12 once QuantReport's first use installed the decoders
 
 
-def test_slicer_5_12_bundles_everything_but_the_pylibjpeg_decoders():
+def test_slicer_5_12_bundles_everything_but_the_pylibjpeg_decoders_and_gdcm():
     assert dependencies.missingRequirements(installed=SLICER_5_12.get) == [
-        "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0"]
+        "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0", GDCM]
     assert dependencies.missingRequirements(installed=READY.get) == []
 
 
 def test_slicer_5_10_misses_highdicom_pydicom_3_and_the_decoders():
     assert dependencies.missingRequirements(installed=SLICER_5_10.get) == [
         "highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2",
-        "pylibjpeg-rle>=2.0", "pyjpegls>=1.3", "pillow>=10"]
+        "pylibjpeg-rle>=2.0", "pyjpegls>=1.3", "pillow>=10", GDCM]
 
 
 @pytest.mark.parametrize(("version", "met"), [("0.26.1", False), ("0.27.0", True), ("0.28.2", True),
@@ -203,7 +205,7 @@ def test_older_slicer_confirms_then_installs_and_asks_for_a_restart_when_pydicom
     assert host.calls == [("confirm", "QuantReport"),
                           ("pipInstall", ("highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pylibjpeg>=2.0",
                                           "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0", "pyjpegls>=1.3",
-                                          "pillow>=10"))]
+                                          "pillow>=10", GDCM))]
 
 
 def test_older_slicer_declined_offline_or_testing_installs_nothing():
