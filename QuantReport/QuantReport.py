@@ -1,7 +1,7 @@
 """QuantReport: segment lesions, measure them and store the results as DICOM SEG + TID 1500 SR.
 
 Thin glue between 3D Slicer and the core in ``QuantReportLib`` (which imports
-no slicer, qt or vtk; ``QuantReportLib.mrml`` converts nodes): the module
+no slicer, qt or vtk outside ``QuantReportLib.inslicer``, where nodes are converted): the module
 description, the parameter node, the panel, the logic (the Python-console
 API) and the self-test.  The DICOM browser plugins are registered by the
 hidden ``QuantReportDICOMPlugins`` module.
@@ -12,9 +12,8 @@ import os
 import qt
 import slicer
 import vtk
-from QuantReportLib import dependencies
-from QuantReportLib.errors import NotFoundError, QuantReportError
-from QuantReportLib.mrml import ReportLogic
+from QuantReportLib.errors import QuantReportError
+from QuantReportLib.inslicer.host import SlicerReportLogic, ensureDependencies
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 from slicer.i18n import tr as _
 from slicer.i18n import translate
@@ -51,39 +50,6 @@ See <a href="https://github.com/QuantReport/QuantReport">the documentation</a>.
         self.parent.acknowledgementText = _("""
 Built on highdicom and pydicom, following the design of QIICR's QuantitativeReporting extension and dcmqi.
 """)
-
-
-class SlicerPackageHost:
-    """``QuantReportLib.dependencies.PackageHost`` on 3D Slicer: where and how packages are installed."""
-
-    def applicationVersion(self) -> str:
-        return slicer.app.applicationVersion
-
-    def hasPipEnsure(self) -> bool:
-        try:
-            import slicer.packaging
-        except ImportError:  # Slicer before 5.12
-            return False
-        return hasattr(slicer.packaging, "pip_ensure")
-
-    def pipEnsure(self, requirementsPath: str, requester: str) -> None:
-        import slicer.packaging
-
-        slicer.packaging.pip_ensure(slicer.packaging.load_requirements(requirementsPath), requester=requester)
-
-    def testingEnabled(self) -> bool:
-        return slicer.app.testingEnabled()
-
-    def confirm(self, text: str, title: str) -> bool:
-        return slicer.util.confirmOkCancelDisplay(text, windowTitle=title)
-
-    def pipInstall(self, requirements: list) -> None:
-        slicer.util.pip_install(requirements)
-
-
-def ensureDependencies(requester: str = "QuantReport") -> None:
-    """Install missing Python packages after asking the user; raises ``MissingDependencyError`` otherwise."""
-    dependencies.ensureRequirements(SlicerPackageHost(), requester)
 
 
 @parameterNodeWrapper
@@ -403,8 +369,8 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         }[state]
 
 
-class QuantReportLogic(ScriptedLoadableModuleLogic, ReportLogic):
-    """The Python-console API of QuantReport: ``QuantReportLib.mrml.ReportLogic`` on Slicer's scene.
+class QuantReportLogic(ScriptedLoadableModuleLogic, SlicerReportLogic):
+    """The Python-console API of QuantReport: ``QuantReportLib.inslicer.logic.ReportLogic`` on Slicer's scene.
 
     Example::
 
@@ -428,15 +394,7 @@ class QuantReportLogic(ScriptedLoadableModuleLogic, ReportLogic):
 
     def __init__(self, database=None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        ReportLogic.__init__(self, slicer.mrmlScene, database, slicer.modules.terminologies.logic())
-
-    @property
-    def database(self):
-        if self._database is not None:
-            return self._database
-        if slicer.dicomDatabase is None or not slicer.dicomDatabase.isOpen:
-            raise NotFoundError("no DICOM database is open: open one in the DICOM module", "DICOM database")
-        return slicer.dicomDatabase
+        SlicerReportLogic.__init__(self, database)
 
     def getParameterNode(self):
         return QuantReportParameterNode(super().getParameterNode())
@@ -448,7 +406,8 @@ class QuantReportLogic(ScriptedLoadableModuleLogic, ReportLogic):
 
 
 class SlicerSegmentEditorDriver:
-    """``QuantReportLib.scenarios.SegmentEditorDriver`` on a Segment Editor widget: the real effects, scripted."""
+    """``QuantReportLib.inslicer.scenarios.SegmentEditorDriver`` on a Segment Editor widget: the real effects,
+    scripted."""
 
     def __init__(self) -> None:
         self.widget = slicer.qMRMLSegmentEditorWidget()
@@ -484,7 +443,7 @@ class SlicerSegmentEditorDriver:
 
 
 class QuantReportTest(ScriptedLoadableModuleTest):
-    """Runs the workflow scenario shared with the pytest suite (``QuantReportLib.scenarios``) inside Slicer,
+    """Runs the workflow scenario shared with the pytest suite (``QuantReportLib.inslicer.scenarios``) inside Slicer,
     on a temporary DICOM database."""
 
     def setUp(self):
@@ -496,7 +455,7 @@ class QuantReportTest(ScriptedLoadableModuleTest):
 
     def test_FullScenario(self):
         from DICOMLib import DICOMUtils
-        from QuantReportLib import scenarios
+        from QuantReportLib.inslicer import scenarios
 
         self.delayDisplay("Starting the QuantReport scenario")
         with DICOMUtils.TemporaryDICOMDatabase() as database:

@@ -1,7 +1,7 @@
 """Hidden hook module: registers QuantReport's DICOM plugins with Slicer's DICOM module.
 
 Slicer instantiates every scripted module class at startup; this one only adds
-the plugin classes of :mod:`QuantReportLib.plugins` to
+the plugin classes of :mod:`QuantReportLib.inslicer.plugins` to
 ``slicer.modules.dicomPlugins``, which the DICOM module reads when its widget
 is set up.  Registering here, at module construction as Slicer's own plugins
 do, rather than on ``startupCompleted()``, guarantees the plugins are there
@@ -32,6 +32,6 @@ class QuantReportDICOMPlugins:
         except AttributeError:
             registry = slicer.modules.dicomPlugins = {}
 
-        from QuantReportLib.plugins import registerPlugins
+        from QuantReportLib.inslicer.plugins import registerPlugins
 
         registerPlugins(registry)

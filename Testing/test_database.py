@@ -549,7 +549,7 @@ def test_progress_bar_and_result_json(tmp_path, capsys):
 
 def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_path, lidc_dir):
     """Above the parallel threshold: same rows, same skipped reasons, same duplicates, progress for every file."""
-    from QuantReportLib import database as databaseModule
+    from QuantReportLib.database import indexing as databaseModule
 
     folder = tmp_path / "in"
     _writeSeries(folder / "series", databaseModule._PARALLEL_MIN_FILES + 20)
@@ -582,7 +582,7 @@ def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_pa
 
 def test_default_import_workers(monkeypatch):
     """One per core (at most 4) headless; none inside Slicer, whose Qt process must not be forked."""
-    from QuantReportLib import database as databaseModule
+    from QuantReportLib.database import indexing as databaseModule
 
     monkeypatch.delitem(sys.modules, "slicer", raising=False)
     assert 1 <= databaseModule._importWorkers(None) <= 4

@@ -33,8 +33,10 @@ import pydicom
 import pytest
 from conftest import assert_valid_dicom, require, require_tool
 from conftest import sharedData as dataPath
-from QuantReportLib import files, measurements, report, seg, series, sr
+from QuantReportLib import measurements, report, seg, series, sr
+from QuantReportLib.dicomio import writing
 from QuantReportLib.errors import GeometryError, InvalidInputError
+from QuantReportLib.measurements.geometry import centroidIjk, longAxis
 from QuantReportLib.model import Code, Geometry, Segment, Segmentation, Terminology
 
 JS_DIR = Path(__file__).resolve().parent / "js"
@@ -73,10 +75,10 @@ def written(lidc_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     table = measurements.computeMeasurements(volume, segmentation)
     folder = tmp_path_factory.mktemp("interop")
     seg_dataset = seg.createSeg(volume, segmentation)
-    paths = {"seg": files.writeDataset(seg_dataset, folder / "seg.dcm")}
+    paths = {"seg": writing.writeDataset(seg_dataset, folder / "seg.dcm")}
     for name, companions in (("sr", True), ("plain", False)):
         dataset = sr.createSr(volume, seg_dataset, table, segmentation=segmentation, ohif_companions=companions)
-        paths[name] = files.writeDataset(dataset, folder / f"{name}.dcm")
+        paths[name] = writing.writeDataset(dataset, folder / f"{name}.dcm")
     return {"volume": volume, "segmentation": segmentation, "table": table, "paths": paths}
 
 
@@ -97,7 +99,7 @@ def _node(script: str, *arguments: os.PathLike | str) -> dict:
 def _dsValues(path: Path) -> list[list[str]]:
     """The DS Numeric Value text of every NUM, per measurement group, as written."""
     dataset = pydicom.dcmread(path)
-    groups = sr._groupItems(dataset)
+    groups = sr.read._groupItems(dataset)
     return [[str(item.MeasuredValueSequence[0]["NumericValue"].value) for item in group.ContentSequence
              if item.ValueType == "NUM"] for group in groups]
 
@@ -254,7 +256,7 @@ def test_companions_leave_our_reading_unchanged(written: dict):
     paths = written["paths"]
     plain, with_companions = sr.readSr(paths["plain"]), sr.readSr(paths["sr"])
     assert [g for g in with_companions.groups if g.template_id == "1411"] == list(plain.groups)
-    items = sr._groupItems(pydicom.dcmread(paths["sr"]))
+    items = sr.read._groupItems(pydicom.dcmread(paths["sr"]))
     assert [sr.isCompanionGroup(item) for item in items] == [False] * 3 + [True] * 4
     # `load --json` (readSr + tableFromSr with the SEG's segments) counts each segment once.
     assert _loadJson(paths["sr"])["groups"] == _loadJson(paths["plain"])["groups"]
@@ -308,7 +310,7 @@ def test_long_axis_matches_brute_force_on_an_anisotropic_sheared_grid():
     geometry = Geometry((6, 40, 50), matrix)
     mask = np.zeros(geometry.shape, dtype=bool)
     mask[1:5, 8:30, 10:40] = rng.random((4, 22, 30)) > 0.55
-    axis = sr.longAxis(mask, geometry)
+    axis = longAxis(mask, geometry)
     slice_index, length = _bruteForceLongAxis(mask, geometry)
     assert axis.slice_index == slice_index
     assert math.isclose(axis.length_mm, length, rel_tol=1e-12)
@@ -316,8 +318,8 @@ def test_long_axis_matches_brute_force_on_an_anisotropic_sheared_grid():
         assert mask[axis.slice_index, j, i]
     single = np.zeros(geometry.shape, dtype=bool)
     single[2, 3, 4] = True
-    assert sr.longAxis(single, geometry) is None
-    assert sr.centroidIjk(np.zeros(geometry.shape, dtype=bool)) is None
+    assert longAxis(single, geometry) is None
+    assert centroidIjk(np.zeros(geometry.shape, dtype=bool)) is None
 
 
 def test_companion_options_are_checked_and_uids_are_stable(written: dict):
@@ -332,7 +334,7 @@ def test_companion_options_are_checked_and_uids_are_stable(written: dict):
     with pytest.raises(GeometryError):
         sr.createSr(volume, seg_dataset, table, segmentation=shifted, ohif_companions=True)
     def companionUids(dataset: pydicom.Dataset) -> list[str]:
-        return [str(item.UID) for group in sr._groupItems(dataset) if sr.isCompanionGroup(group)
+        return [str(item.UID) for group in sr.read._groupItems(dataset) if sr.isCompanionGroup(group)
                 for item in group.ContentSequence if item.ValueType == "UIDREF"]
 
     companions = companionUids(pydicom.dcmread(written["paths"]["sr"]))

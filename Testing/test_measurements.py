@@ -23,7 +23,7 @@ import pytest
 from conftest import require
 from QuantReportLib import measurements
 from QuantReportLib.errors import GeometryError, InvalidInputError
-from QuantReportLib.measurements import KEYS, QUANTITIES, computeMeasurements, formatTable, writeTable
+from QuantReportLib.measurements import KEYS, QUANTITIES, computeMeasurements, formatTable, quantities, writeTable
 from QuantReportLib.model import Code, Geometry, Segment, Segmentation, SourceImage, Terminology, Volume
 from QuantReportLib.series import loadSeries
 from scipy import ndimage, spatial
@@ -409,7 +409,7 @@ def test_every_quantity_is_coded():
         for code in _allCodes(quantity):
             assert code.scheme != "SRT" and code.value and code.meaning, (key, code)
             if code.scheme in PRIVATE_SCHEMES:
-                assert f"{code.value}, {code.scheme}" in measurements.__doc__.replace("\n", " "), (key, code)
+                assert f"{code.value}, {code.scheme}" in quantities.__doc__.replace("\n", " "), (key, code)
             elif code.scheme != "UCUM":  # UCUM is a grammar: units are checked against VALID_UCUM above
                 assert code.scheme in ("SCT", "DCM")
                 known = [value for entries in concepts[code.scheme].values() for value in entries]

@@ -63,9 +63,9 @@ def adc_volume():
 
 
 def _mrml():
-    from QuantReportLib import mrml
+    from QuantReportLib.inslicer import nodes
 
-    return mrml
+    return nodes
 
 
 def _matrix(vtk_matrix) -> np.ndarray:

@@ -56,9 +56,9 @@ class TrameSegmentEditor:
 
 
 def test_full_scenario_on_the_real_slicer_libraries(slicer_app, tmp_path):
-    from QuantReportLib import scenarios
     from QuantReportLib.database import EmbeddedDicomDatabase
-    from QuantReportLib.mrml import ReportLogic
+    from QuantReportLib.inslicer import scenarios
+    from QuantReportLib.inslicer.logic import ReportLogic
 
     scene = slicer_app.scene
     with EmbeddedDicomDatabase(tmp_path / "database") as database:
@@ -85,7 +85,8 @@ def test_logic_loads_another_tools_report_into_nodes(slicer_app, tmp_path, testd
     import numpy as np
     import pydicom
     from QuantReportLib.database import EmbeddedDicomDatabase
-    from QuantReportLib.mrml import ReportLogic, measurementTableFromTableNode, segmentationFromSegmentationNode
+    from QuantReportLib.inslicer.logic import ReportLogic
+    from QuantReportLib.inslicer.nodes import measurementTableFromTableNode, segmentationFromSegmentationNode
 
     scene = slicer_app.scene
     sr_file = testdata_dir / "sr" / "dcmqi-liver-tid1500.dcm"

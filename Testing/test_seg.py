@@ -15,6 +15,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
+import highdicom
 import nrrd
 import numpy as np
 import pydicom
@@ -187,7 +188,7 @@ def test_lidc_nodule_metadata_and_layout():
     nodule = loaded.segmentation.segments[0]
     assert nodule.terminology.anatomic_region == Code.fromDataset(raw.AnatomicRegionSequence[0])
     assert nodule.tracking_uid == raw.TrackingUID and nodule.tracking_id == "Nodule 1"
-    expected_rgb = seg.hd.color.CIELabColor.from_dicom_value(tuple(raw.RecommendedDisplayCIELabValue)).to_rgb()
+    expected_rgb = highdicom.color.CIELabColor.from_dicom_value(tuple(raw.RecommendedDisplayCIELabValue)).to_rgb()
     assert nodule.color == tuple(int(round(c)) for c in expected_rgb)
     # The 9 frames sit on 9 consecutive slices of the 50-slice series.
     occupied = np.flatnonzero(loaded.segmentation.mask(1).any(axis=(1, 2)))
@@ -234,7 +235,7 @@ def test_reference_that_does_not_fit_is_refused():
     shifted = volume.geometry.ijk_to_lps.copy()
     shifted[:3, 3] += 0.4
     with pytest.raises(GeometryError):
-        seg.readSeg(path, seg.Geometry(volume.geometry.shape, shifted))
+        seg.readSeg(path, Geometry(volume.geometry.shape, shifted))
     with pytest.raises(InvalidInputError):
         seg.readSeg(dataPath("ct", "dcmqi-ct-3slice", "01.dcm"))
 
@@ -480,7 +481,7 @@ def test_we_read_dcmqi_written_seg(tmp_path):
 
 # -- export speed-ups (issue 6): the same bytes as before ------------------------------------------
 # writeSeg has pydicom write a view of the dataset whose per-frame items hold each
-# distinct nested sequence encoded once (seg._encodedFrameGroupsView); the file
+# distinct nested sequence encoded once (seg._fast.encodedFrameGroupsView); the file
 # must be byte for byte what pydicom's plain save_as writes for the same dataset.
 
 _PLANE_POSITION = 0x00209113
@@ -504,7 +505,7 @@ def test_write_matches_plain_pydicom_bytes(tmp_path, labelmap, syntax):
     original = _lidcSegmentation(volume, overlapping=not labelmap)
     dataset = seg.createSeg(volume, original, labelmap=labelmap)
     dataset.file_meta.TransferSyntaxUID = syntax
-    view = seg._encodedFrameGroupsView(dataset)
+    view = seg._fast.encodedFrameGroupsView(dataset)
     assert view is not None
     path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
     assert path.read_bytes() == _plainBytes(dataset, tmp_path)
@@ -542,7 +543,7 @@ def test_write_keeps_character_set_handling(tmp_path, charset, texts):
     dataset.SpecificCharacterSet = charset
     for index, item in enumerate(dataset.PerFrameFunctionalGroupsSequence):
         item.DerivationImageSequence[0].DerivationDescription = texts[index % 2]
-    assert seg._encodedFrameGroupsView(dataset) is not None
+    assert seg._fast.encodedFrameGroupsView(dataset) is not None
     path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
     assert path.read_bytes() == _plainBytes(dataset, tmp_path)
     read = pydicom.dcmread(path)
@@ -567,7 +568,7 @@ def test_write_falls_back_to_plain_pydicom(tmp_path, change):
     labelmap[:, 5:20, 3:10] = 1
     dataset = seg.createSeg(volume, Segmentation.fromLabelmap(labelmap, volume.geometry, [_segment(1, "A")]))
     change(dataset)
-    assert seg._encodedFrameGroupsView(dataset) is None
+    assert seg._fast.encodedFrameGroupsView(dataset) is None
     path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
     assert path.read_bytes() == _plainBytes(dataset, tmp_path)
 
@@ -575,7 +576,7 @@ def test_write_falls_back_to_plain_pydicom(tmp_path, change):
 def test_write_of_a_read_seg_is_plain_pydicom(tmp_path):
     """A SEG read from a file (raw items) is written as pydicom writes it."""
     dataset = pydicom.dcmread(dataPath("seg", "lidc-idri-0001-nodule1-annotation0.dcm"))
-    assert seg._encodedFrameGroupsView(dataset) is None
+    assert seg._fast.encodedFrameGroupsView(dataset) is None
     path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
     assert path.read_bytes() == _plainBytes(dataset, tmp_path)
 
@@ -589,8 +590,8 @@ def test_segment_numbers_of_slices_match_the_labelmap():
     labelmap[1:, 10:30, 12:20] = 2
     segments = (_segment(1, "A"), _segment(2, "B"))
     same = Segmentation.fromLabelmap(labelmap, volume.geometry, segments)
-    assert seg._segmentNumbersOfSlices(same, np.arange(3)) is labelmap
-    np.testing.assert_array_equal(seg._segmentNumbersOfSlices(same, np.array([0, 2])), labelmap[[0, 2]])
+    assert seg.write._segmentNumbersOfSlices(same, np.arange(3)) is labelmap
+    np.testing.assert_array_equal(seg.write._segmentNumbersOfSlices(same, np.array([0, 2])), labelmap[[0, 2]])
     # A label value without segment, values that are not the segment numbers, a signed layer.
     unused = labelmap.copy()
     unused[2, 0:3, 0:3] = 7
@@ -598,7 +599,7 @@ def test_segment_numbers_of_slices_match_the_labelmap():
              (Segmentation(volume.geometry, segments, (labelmap * 3,), ((0, 3), (0, 6))), labelmap),
              (Segmentation(volume.geometry, segments, (labelmap.astype(np.int16),), ((0, 1), (0, 2))), labelmap)]
     for segmentation, expected in cases:
-        result = seg._segmentNumbersOfSlices(segmentation, np.array([1, 2]))
+        result = seg.write._segmentNumbersOfSlices(segmentation, np.array([1, 2]))
         assert result.dtype == np.uint8
         np.testing.assert_array_equal(result, expected[[1, 2]])
 
@@ -606,7 +607,7 @@ def test_segment_numbers_of_slices_match_the_labelmap():
 def test_encoding_key_tells_apart_what_encodes_differently():
     """Equal keys only for elements pydicom encodes to the same bytes."""
     def key(element):
-        return seg._encodingKey(element, {})
+        return seg._fast._encodingKey(element, {})
 
     def item(*elements):
         dataset = pydicom.Dataset()
@@ -670,7 +671,7 @@ def test_per_frame_items_read_from_bytes_file_or_datasets_agree(lidcSeg, monkeyp
     parsed = pydicom.dcmread(path)
     assert len(parsed.PerFrameFunctionalGroupsSequence) == parsed.NumberOfFrames  # now datasets
     results = [seg.readSeg(path, volume), seg.readSeg(parsed, volume)]
-    monkeypatch.setattr(seg, "_DEFER_BYTES", 512)
+    monkeypatch.setattr(seg.read, "_DEFER_BYTES", 512)
     assert pydicom.dcmread(path, defer_size=512).get_item(0x52009230, keep_deferred=True).value is None
     results.append(seg.readSeg(path, volume))
     for loaded in results:

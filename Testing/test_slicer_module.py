@@ -25,7 +25,7 @@ MODULE_DIR = PROJECT / "QuantReport"
 MODULE_FILE = MODULE_DIR / "QuantReport.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "QuantReport.ui"
 CORE_DIR = MODULE_DIR / "QuantReportLib"
-SLICER_FACING = {"plugins.py", "scenarios.py"}  # and the mrml/ package, which this glob does not reach
+SLICER_PACKAGE = CORE_DIR / "inslicer"  # the only part of the core that may import Slicer libraries
 
 # Qt/CTK/MRML classes used in the panel: their signals, methods (called from Python) and properties.
 # Written from the Qt 5 documentation and Slicer's headers (qMRMLNodeComboBox.h, qMRMLTableView.h,
@@ -216,7 +216,8 @@ def _untranslated(tree: ast.Module) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("path", [MODULE_FILE, MODULE_DIR / "QuantReportDICOMPlugins.py", CORE_DIR / "plugins.py"],
+@pytest.mark.parametrize("path", [MODULE_FILE, MODULE_DIR / "QuantReportDICOMPlugins.py",
+                                  SLICER_PACKAGE / "plugins.py"],
                          ids=lambda p: p.name)
 def test_user_visible_strings_are_translatable(path):
     assert _untranslated(ast.parse(path.read_text(encoding="utf-8"))) == []
@@ -273,8 +274,8 @@ def test_python_files_compile(path):
 SLICER_LIBRARIES = ("slicer", "qt", "vtk", "ctk", "vtkmodules", "DICOMLib", "PythonQt", "QuantReport", "mrml")
 
 
-@pytest.mark.parametrize("path", sorted(p for p in CORE_DIR.glob("*.py") if p.name not in SLICER_FACING),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in CORE_DIR.rglob("*.py") if SLICER_PACKAGE not in p.parents),
+                         ids=lambda p: p.relative_to(CORE_DIR).as_posix())
 def test_core_imports_no_slicer_library(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     imported = set()
@@ -282,9 +283,9 @@ def test_core_imports_no_slicer_library(path):
         if isinstance(node, ast.Import):
             imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: QuantReportLib's own modules; only the MRML adapter and the plugins are Slicer's
-                imported |= {f".{alias.name}" for alias in node.names if alias.name in ("mrml", "plugins")}
-                if node.module in ("mrml", "plugins"):
+            if node.level:  # relative: QuantReportLib's own modules; only the inslicer subpackage is Slicer's
+                imported |= {f".{alias.name}" for alias in node.names if alias.name == "inslicer"}
+                if (node.module or "").split(".")[0] == "inslicer":
                     imported.add(f".{node.module}")
             else:
                 imported.add(node.module)
@@ -319,7 +320,7 @@ def test_requirement_ranges_agree_with_pyproject():
 
 
 def test_plugins_register_distinct_keys_and_set_plugin_class():
-    tree = ast.parse((CORE_DIR / "plugins.py").read_text(encoding="utf-8"))
+    tree = ast.parse((SLICER_PACKAGE / "plugins.py").read_text(encoding="utf-8"))
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
     assert constants["SEG_PLUGIN_KEY"] == "QuantReportSEGPlugin"
@@ -330,3 +331,12 @@ def test_plugins_register_distinct_keys_and_set_plugin_class():
     assert [ast.unparse(n.value) for n in assignments] == ["SEG_PLUGIN_KEY"]
     hook = (MODULE_DIR / "QuantReportDICOMPlugins.py").read_text(encoding="utf-8")
     assert "registerPlugins(registry)" in hook and "parent.hidden = True" in hook
+
+
+@pytest.mark.parametrize("path", sorted(SLICER_PACKAGE.glob("*.py")), ids=lambda p: p.name)
+def test_slicer_package_does_not_import_the_module_file(path):
+    """The module file imports the package; the package importing it back would be a cycle."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and not node.level}
+    assert not {name for name in imported if name.split(".")[0] in ("QuantReport", "QuantReportDICOMPlugins")}

@@ -357,7 +357,7 @@ def _written(dataset: pydicom.Dataset) -> bytes:
 
 def test_export_is_the_sr_highdicom_makes_of_the_content(tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset,
                                                          table: MeasurementTable) -> None:
-    """createSr gives highdicom a stem of the content and adds the content afterwards (sr._srDocument); highdicom's
+    """createSr gives highdicom a stem of the content and adds the content afterwards (sr._fast.srDocument); highdicom's
     Comprehensive3DSR of the whole content (copied, walked for evidence) must be the same document."""
     dataset = sr.createSr(volume, seg_dataset, table, observer_name="Doe^Jane", image_library=True,
                           verifier_name="Doe^Jane", predecessors=[seg_dataset])
@@ -385,7 +385,7 @@ def test_export_is_the_sr_highdicom_makes_of_the_content(tmp_path: Path, volume:
 
 def test_export_groups_are_highdicoms_measurement_groups(volume: Volume, seg_dataset: pydicom.Dataset,
                                                          table: MeasurementTable) -> None:
-    """Shared concepts and NUM rows added after the group (sr._Concepts) encode as highdicom's own templates do."""
+    """Shared concepts and NUM rows added after the group (sr.content.Concepts) encode as highdicom's templates do."""
     both = Quantity(ATTENUATION, HU, derivation=MEAN.derivation,
                     method=VOLUME.method)  # a NUM with a Measurement Method and a Derivation row
     table = MeasurementTable(tuple(dataclasses.replace(row, measurements=(*row.measurements, Measurement(both, 1.5)))
@@ -421,7 +421,7 @@ def test_export_groups_are_highdicoms_measurement_groups(volume: Volume, seg_dat
 
 def test_written_nested_items_skip_no_correction(volume: Volume, seg_dataset: pydicom.Dataset,
                                                  table: MeasurementTable) -> None:
-    """Content items marked as explicit VR little endian (sr._markEncoded) write the bytes unmarked ones write."""
+    """Content items marked as explicit VR little endian (sr._fast._markEncoded) write the bytes unmarked ones write."""
     dataset = sr.createSr(volume, seg_dataset, table, image_library=True)
     unmarked = copy.deepcopy(dataset)
 
@@ -538,7 +538,7 @@ def test_read_dcmqi_liver_sr(tmp_path: Path) -> None:
 
     minimal = sr.tableFromSr(loaded, None)
     assert minimal.rows[0].segment.number == 1
-    assert minimal.rows[0].segment.terminology == Terminology(sr.DEFAULT_CATEGORY, Code("T-D0060", "SRT", "Organ"),
+    assert minimal.rows[0].segment.terminology == Terminology(sr.read.DEFAULT_CATEGORY, Code("T-D0060", "SRT", "Organ"),
                                                               anatomic_region=Code("T-62000", "SRT", "Liver"))
 
 
@@ -636,7 +636,7 @@ def test_scale(group_count: int, tmp_path: Path, volume: Volume, seg_dataset: py
 def test_write_sr_is_byte_identical_to_plain_pydicom(tmp_path: Path, sr_path: Path, volume: Volume,
                                                      seg_dataset: pydicom.Dataset, table: MeasurementTable,
                                                      variant: str) -> None:
-    """writeSr encodes each shared code sequence once (sr._sharedSequencesEncodedOnce): the same bytes as
+    """writeSr encodes each shared code sequence once (sr._fast.sharedSequencesEncodedOnce): the same bytes as
     pydicom's save_as, and the dataset written is left as it was."""
     if variant == "read from file":
         dataset = pydicom.dcmread(sr_path)  # raw elements: written as it is
@@ -648,7 +648,7 @@ def test_write_sr_is_byte_identical_to_plain_pydicom(tmp_path: Path, sr_path: Pa
     expected = _written(dataset)
     before = _elementLines(dataset)
     if variant == "plain":
-        assert sr._sharedSequencesEncodedOnce(dataset) is not None  # the fast path is taken
+        assert sr._fast.sharedSequencesEncodedOnce(dataset) is not None  # the fast path is taken
     path = sr.writeSr(dataset, tmp_path / "sr.dcm")
     assert path.read_bytes() == expected
     assert _elementLines(dataset) == before

@@ -49,8 +49,9 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
-from .database import DicomDatabase, malformedInput, readDicomHeader
-from .errors import InvalidInputError, NotFoundError, QuantReportError
+from .database import DicomDatabase
+from .dicomio.reading import readDicomHeader
+from .errors import InvalidInputError, NotFoundError, QuantReportError, malformedInput
 from .model import Volume
 
 SEG_SOP_CLASS_UIDS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")

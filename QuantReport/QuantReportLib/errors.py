@@ -7,7 +7,10 @@ and the Slicer module can show it unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
+from collections.abc import Iterator
 
 
 class QuantReportError(Exception):
@@ -41,3 +44,35 @@ class NotFoundError(QuantReportError):
 
 class UnsupportedError(QuantReportError):
     """The input is valid DICOM but uses something QuantReport does not support."""
+
+
+# Exceptions that pydicom, highdicom and numpy raise on malformed content (wrong types, missing
+# attributes, unparsable values, short buffers, unknown VRs) rather than on programming errors
+# of their callers; pydicom's own (InvalidDicomError, BytesLengthException) are added where it is
+# imported, so that importing this module stays light.
+_MALFORMED_CONTENT_ERRORS: tuple[type[BaseException], ...] = (
+    AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError, struct.error, NotImplementedError,
+    EOFError, OSError, RecursionError)
+
+
+@contextlib.contextmanager
+def malformedInput(source: str | os.PathLike, what: str) -> Iterator[None]:
+    """Turn a reader's failure on malformed file content into one :class:`InvalidInputError` line.
+
+    Wrap the parsing of a file a user gave (``with malformedInput(path,
+    "SEG"): readSeg(path)``): pydicom converts values lazily, so a damaged
+    value surfaces as whatever exception the code touching it raises.
+    Errors that QuantReport raises on purpose pass through, given ``source``
+    when they name no file (model checks such as a bad Segment Algorithm Type).
+    """
+    from pydicom.errors import BytesLengthException, InvalidDicomError
+
+    try:
+        yield
+    except QuantReportError as error:
+        if error.source is not None:
+            raise
+        raise type(error)(error.message, source=source) from error
+    except (*_MALFORMED_CONTENT_ERRORS, InvalidDicomError, BytesLengthException) as error:
+        detail = " ".join(str(error).split())[:300]
+        raise InvalidInputError(f"malformed {what}: {type(error).__name__}: {detail}", source=source) from error

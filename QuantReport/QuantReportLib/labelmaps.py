@@ -28,8 +28,8 @@ from typing import Any
 import nrrd
 import numpy as np
 
+from .dicomio.writing import atomicOutput
 from .errors import InvalidInputError, NotFoundError, QuantReportError, UnsupportedError
-from .files import atomicOutput
 from .model import Geometry, Segment, Segmentation, labelValues, undescribedLabels
 from .terminology import (
     DEFAULT_TERMINOLOGY,

@@ -19,10 +19,11 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from . import check, measurements, seg, series, sr
-from .database import DicomDatabase, EmbeddedDicomDatabase, ctkStoragePath, malformedInput, readDicomHeader
-from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
+from .database import DicomDatabase, EmbeddedDicomDatabase, ctkStoragePath
+from .dicomio.reading import readDicomHeader
+from .dicomio.uids import checkUid
+from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
 from .model import MeasurementTable, Segmentation, Volume
-from .uids import checkUid
 
 SEG_SOP_CLASS_UIDS = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",

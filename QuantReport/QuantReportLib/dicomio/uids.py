@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import InvalidInputError
+from ..errors import InvalidInputError
 
 # PS3.5 9.1: components of digits separated by dots, at most 64 characters.  The standard also
 # forbids leading zeros in a component, but real archives hold such UIDs and users must be able to

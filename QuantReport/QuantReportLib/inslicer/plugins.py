@@ -2,8 +2,9 @@
 
 Thin by design: which files are loadable, under what name and with which
 confidence is decided by :mod:`QuantReportLib.examine` (pure, tested
-headless); loading and exporting are handed to ``QuantReportLogic``, which
-converts through :mod:`QuantReportLib.report` and :mod:`QuantReportLib.mrml`.
+headless); loading and exporting are handed to one
+:class:`~.host.SlicerReportLogic` per plugin, which
+converts through :mod:`QuantReportLib.report` and :mod:`.nodes`.
 The classes are registered in ``slicer.modules.dicomPlugins`` by the hidden
 hook module ``QuantReportDICOMPlugins`` under :data:`SEG_PLUGIN_KEY` and
 :data:`SR_PLUGIN_KEY`, keys distinct from Slicer's own ``DICOMSegmentationPlugin``
@@ -23,7 +24,7 @@ import slicer
 from DICOMLib import DICOMLoadable, DICOMPlugin
 from slicer.i18n import tr as _
 
-from .errors import QuantReportError
+from ..errors import QuantReportError
 
 SEG_PLUGIN_KEY = "QuantReportSEGPlugin"
 SR_PLUGIN_KEY = "QuantReportSRPlugin"
@@ -37,13 +38,25 @@ class _QuantReportPlugin(DICOMPlugin):
 
     kind = ""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._logic: Any = None
+
+    def logic(self) -> Any:
+        """The plugin's report logic on Slicer's scene and DICOM database, made on first use."""
+        if self._logic is None:
+            from .host import SlicerReportLogic
+
+            self._logic = SlicerReportLogic()
+        return self._logic
+
     def examineForImport(self, fileLists: list[list[str]]) -> list[DICOMLoadable]:
         """One loadable per SEG or TID 1500 SR file (``DICOMPlugin.examineForImport``), cached per file list.
 
         Overridden whole (not ``examineFiles``) because Slicer 5.10's base class
         has no ``examineFiles`` hook.
         """
-        from .examine import examineFiles
+        from ..examine import examineFiles
 
         loadables = []
         for files in fileLists:
@@ -70,12 +83,12 @@ class _QuantReportPlugin(DICOMPlugin):
         return loadable
 
     def load(self, loadable: DICOMLoadable) -> bool:
-        """Load through ``QuantReportLogic.loadReport``; log the reason and return False on failure."""
-        from QuantReport import QuantReportLogic, ensureDependencies
+        """Load through ``ReportLogic.loadReport``; log the reason and return False on failure."""
+        from .host import ensureDependencies
 
         try:
             ensureDependencies(self.loadType)
-            segmentationNode, tableNode = QuantReportLogic().loadReport(loadable.files[0])
+            segmentationNode, tableNode = self.logic().loadReport(loadable.files[0])
         except QuantReportError as error:
             logging.error(f"QuantReport could not load {loadable.name}: {error}")
             return False
@@ -97,20 +110,18 @@ class QuantReportSEGPlugin(_QuantReportPlugin):
 
     def examineForExport(self, subjectHierarchyItemID: int) -> list[Any]:
         """A segmentation whose reference volume is a DICOM series can be exported as SEG + SR."""
-        from QuantReport import QuantReportLogic
-
         shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
         node = shNode.GetItemDataNode(subjectHierarchyItemID)
         if node is None or not node.IsA("vtkMRMLSegmentationNode"):
             return []
-        if QuantReportLogic().sourceSeriesUid(node) is None:
+        if self.logic().sourceSeriesUid(node) is None:
             return []
         exportable = slicer.qSlicerDICOMExportable()
         exportable.name = _("QuantReport SEG + measurements SR")
         exportable.tooltip = _("DICOM segmentation and TID 1500 measurement report, written with highdicom")
         exportable.subjectHierarchyItemID = subjectHierarchyItemID
         # The export dialog looks the plugin up by this key: core uses self.__module__, which here is
-        # "QuantReportLib.plugins", not a registry key.
+        # "QuantReportLib.inslicer.plugins", not a registry key.
         exportable.pluginClass = SEG_PLUGIN_KEY
         exportable.confidence = EXPORT_CONFIDENCE
         exportable.setTag("SeriesDescription", node.GetName())
@@ -119,13 +130,13 @@ class QuantReportSEGPlugin(_QuantReportPlugin):
 
     def export(self, exportables: list[Any]) -> str:
         """Write SEG + SR for each exportable into its directory; return an error message or ``""``."""
-        from QuantReport import QuantReportLogic, ensureDependencies
+        from .host import ensureDependencies
 
         try:
             ensureDependencies(self.loadType)
         except QuantReportError as error:
             return str(error)
-        logic = QuantReportLogic()
+        logic = self.logic()
         shNode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
         for exportable in exportables:
             segmentationNode = shNode.GetItemDataNode(exportable.subjectHierarchyItemID)

@@ -2,7 +2,7 @@
 
 One scenario, two runners: inside Slicer the context holds ``QuantReportLogic``,
 a temporary ``slicer.dicomDatabase`` and a driver of the real Segment Editor
-widget's effects; under pytest it holds :class:`QuantReportLib.mrml.ReportLogic`
+widget's effects; under pytest it holds :class:`QuantReportLib.inslicer.logic.ReportLogic`
 on trame-slicer's headless ``SlicerApp`` scene, the embedded database and a
 driver of the same effects through trame-slicer.  The scenario itself only
 talks to the logic, the driver and MRML node methods, and asserts plain values.
@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .demo import SAMPLE_LESIONS, SAMPLE_SERIES
+from ..demo import SAMPLE_LESIONS, SAMPLE_SERIES
 
 
 class SegmentEditorDriver(Protocol):
@@ -42,7 +42,7 @@ class SegmentEditorDriver(Protocol):
 class ScenarioContext:
     """What a runner provides.
 
-    ``logic`` has the :class:`QuantReportLib.mrml.ReportLogic` API;
+    ``logic`` has the :class:`QuantReportLib.inslicer.logic.ReportLogic` API;
     ``importFolder`` indexes a folder into the logic's database by link;
     ``clearScene`` empties the MRML scene.
     """
@@ -62,7 +62,7 @@ def segmentSampleNodule(context: ScenarioContext, volumeNode: Any, segmentationN
     island; the region is removed afterwards.  An empty "Lesion 2" segment is
     added too: empty segments must survive the round trip.
     """
-    from .mrml import addSphereSegment
+    from .nodes import addSphereSegment
 
     lesion = SAMPLE_LESIONS[0]
     segmentation = segmentationNode.GetSegmentation()
@@ -94,8 +94,8 @@ def _tableValues(table) -> dict:
 
 def runFullScenario(context: ScenarioContext) -> dict:
     """The tutorial end to end on the real Slicer libraries; returns figures for the log."""
-    from . import autoseg, measurements, report, sr
-    from .mrml import measurementTableFromTableNode
+    from .. import autoseg, measurements, report, sr
+    from .nodes import measurementTableFromTableNode
 
     logic = context.logic
     context.log("Import the sample CT by link")

@@ -1,4 +1,6 @@
-"""Chosen elements of encoded sequence items, read with pydicom's data element generator.
+"""Encoded data elements: chosen elements of encoded sequence items read, sequences encoded once.
+
+Reading.
 
 pydicom turns a sequence into one :class:`~pydicom.dataset.Dataset` per item
 the first time it is used, every element of every item included.  For the
@@ -8,6 +10,12 @@ elements QuantReport needs.  A sequence pydicom has not parsed yet is a raw
 element holding its encoded value (PS3.5 7.5); this module cuts that value
 into its items and lets pydicom's own generator read only the wanted elements
 of them, as raw elements to be converted by pydicom when used.
+
+Writing.  A sequence that occurs many times with the same value (the nested
+sequences of SEG functional groups, the code sequences of SR content items)
+is encoded once by pydicom (:func:`encodedSequence`) and handed back to
+pydicom's writer as a raw element, which it writes as it is, inside a view
+of the dataset declared to be in the file's encoding (:func:`declareEncoded`).
 """
 
 from __future__ import annotations
@@ -18,8 +26,12 @@ import itertools
 import struct
 from collections.abc import Iterable, Sequence
 
-from pydicom.dataelem import RawDataElement
+import pydicom
+from pydicom.charset import convert_encodings, default_encoding
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
+from pydicom.filewriter import write_sequence
 
 #: Value length of a sequence or item of undefined length (PS3.5 7.5.1).
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -87,3 +99,59 @@ def itemElements(items: Sequence[bytes], tags: Iterable[int], implicit_vr: bool,
             item += 1
         found[item][int(raw.tag)] = raw
     return found
+
+
+def itemCharacterSets(dataset: pydicom.Dataset) -> str | list[str]:
+    """The character sets pydicom's writer hands down to the items of ``dataset``.
+
+    ``write_dataset`` passes the Specific Character Set (or the default
+    repertoire) down and ``write_data_element`` converts what it is handed at
+    every level.  Conversion is a fixpoint for every valid character set; then
+    the DICOM terms are handed over instead of Python codec names, which
+    pydicom converts by a table lookup rather than by re-validating each name
+    for every element.
+    """
+    declared = dataset.get("SpecificCharacterSet", default_encoding) or [default_encoding]
+    inherited = convert_encodings(declared)
+    nested = convert_encodings(inherited)
+    return declared if nested == inherited else nested
+
+
+def encodedSequence(element: DataElement, encoding: tuple[bool, bool], character_sets: str | list[str]
+                    ) -> RawDataElement:
+    """A sequence element encoded by pydicom (``write_sequence``), as a raw element pydicom writes as it is.
+
+    ``encoding`` is (implicit VR, little endian) of the file it goes into,
+    ``character_sets`` what its parent hands down (:func:`itemCharacterSets`).
+    """
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = encoding
+    write_sequence(buffer, element, character_sets)
+    value = buffer.getvalue()
+    length = UNDEFINED_LENGTH if element.is_undefined_length else len(value)
+    return RawDataElement(element.tag, "SQ", length, value, 0, *encoding)
+
+
+def fileEncoding(dataset: pydicom.Dataset) -> tuple[bool, bool] | None:
+    """(implicit VR, little endian) of the file ``dataset`` is written to, from its Transfer Syntax UID;
+    ``None`` without a public one (pydicom's writer then decides)."""
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if syntax is None or syntax.is_private or not syntax.is_transfer_syntax:
+        return None
+    return syntax.is_implicit_VR, syntax.is_little_endian
+
+
+def declareEncoded(view: pydicom.Dataset, dataset: pydicom.Dataset, encoding: tuple[bool, bool]) -> pydicom.Dataset:
+    """``view``, a copy of ``dataset`` holding elements encoded beforehand, ready to be written in its place.
+
+    It gets the file meta information and preamble of ``dataset`` and is
+    declared to be in the file's encoding and its own character set
+    (``Dataset.set_original_encoding``), so that pydicom writes its raw
+    elements as they are and walks it no more for ambiguous VRs.
+    """
+    view.file_meta = dataset.file_meta
+    if hasattr(dataset, "preamble"):
+        view.preamble = dataset.preamble
+    charset = view.get("SpecificCharacterSet")
+    view.set_original_encoding(*encoding, convert_encodings(charset) if charset else default_encoding)
+    return view

@@ -1,0 +1,500 @@
+"""Importing files into the embedded database: folder walks, DICOMDIRs, header reading in worker processes.
+
+:class:`CtkIndexing` is the import half of
+:class:`~QuantReportLib.database.ctk.EmbeddedDicomDatabase` (a mixin: the
+database class supplies the connection, its paths and the CTK row rules).
+Folders are walked by :func:`~QuantReportLib.dicomio.walk.walkFiles` rules,
+a DICOMDIR is replaced by the files it references, headers are read by the
+strict reader of :mod:`QuantReportLib.dicomio.reading` (in forked worker
+processes for large imports) and every batch of files is one SQLite
+transaction, so an interrupted import leaves a consistent database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import shutil
+import sqlite3
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import Tag
+
+from ..dicomio.reading import HeaderProblem, firstText, mediaStorageSopClass, readHeader
+from ..dicomio.uids import isValidUid
+from ..dicomio.writing import atomicOutput
+from ..errors import InvalidInputError
+from .results import DuplicateFile, ImportResult, SkippedFile
+
+ProgressCallback = Callable[[int, int], Any]
+
+_DIRECTORY_STORAGE_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (PS3.4 Annex F)
+
+
+# The attributes ctkDICOMDatabasePrivate::insert and the displayed-field rules read; nothing else
+# is parsed during import (pydicom ``specific_tags``), which keeps indexing fast.
+_INDEXED_KEYWORDS = (
+    "SpecificCharacterSet", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
+    "PatientID", "PatientName", "PatientBirthDate", "PatientBirthTime", "PatientSex", "PatientComments",
+    "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "InstitutionName",
+    "PerformingPhysicianName", "ReferringPhysicianName", "StudyDescription",
+    "SeriesDate", "SeriesTime", "SeriesDescription", "Modality", "BodyPartExamined", "FrameOfReferenceUID",
+    "ContrastBolusAgent", "ScanningSequence", "SeriesNumber", "AcquisitionNumber", "EchoNumbers",
+    "TemporalPositionIdentifier", "Rows", "Columns",
+)
+
+
+_INDEXED_TAGS = [Tag(keyword) for keyword in _INDEXED_KEYWORDS]
+
+
+@dataclass(frozen=True)
+class _FileHeader:
+    """What indexing needs of one file: its header and essential UIDs, or why it is skipped."""
+
+    dataset: Dataset | None
+    uids: tuple[str, str, str] | None
+    problem: str | None
+
+
+def _readFileHeader(path: str, size: int) -> _FileHeader:
+    try:
+        dataset = readHeader(path, size, _INDEXED_TAGS)
+        return _FileHeader(dataset, _essentialUids(dataset), None)
+    except HeaderProblem as skip:
+        return _FileHeader(None, None, str(skip))
+
+
+def _readFileHeaderInWorker(job: tuple[str, int]) -> _FileHeader:
+    """:func:`_readFileHeader` in a worker process: the dataset goes back pickled, without its closed file."""
+    header = _readFileHeader(*job)
+    if header.dataset is not None:
+        header.dataset.buffer = None
+    return header
+
+
+#: Header reads worth a process pool: below this many files, starting the workers costs more than it saves.
+_PARALLEL_MIN_FILES = 200
+
+
+@contextlib.contextmanager
+def _fileHeaderReader(workers: int, files: int) -> Iterator[Callable[[list[tuple[str, int]]], Iterable[_FileHeader]]]:
+    """A function reading the headers of ``(path, size)`` jobs in order: in ``workers`` processes when that pays.
+
+    Parsing headers is pure Python (the GIL allows no threads to help), so a
+    large import splits it over processes while this one writes the database.
+    Worker processes are forked (Linux): they start in milliseconds with
+    pydicom already imported, which spawned processes would not.
+    """
+    import multiprocessing
+
+    if workers <= 1 or files < _PARALLEL_MIN_FILES or "fork" not in multiprocessing.get_all_start_methods():
+        yield lambda jobs: (_readFileHeader(*job) for job in jobs)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        pool.submit(os.getpid).result()  # fork the workers now, before the caller starts threads (progress bar)
+        yield lambda jobs: pool.map(_readFileHeaderInWorker, jobs,
+                                    chunksize=max(1, min(64, len(jobs) // (4 * workers))))
+
+
+def _importWorkers(workers: int | None) -> int:
+    """Header-reading processes for an import: as asked, else one per usable CPU core (at most 4).
+
+    Inside the Slicer application (a Qt process with many threads, which a
+    fork must not copy) the default is to read in this process.
+    """
+    if workers is not None:
+        return max(1, int(workers))
+    if "slicer" in sys.modules:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(4, cores)
+
+
+class ImportBatch:
+    """Patients, studies and series touched by one transaction (caches valid until it ends)."""
+
+    def __init__(self) -> None:
+        self.patients: dict[tuple[str, str], int] = {}
+        self.studies: set[str] = set()
+        self.series: dict[str, str | None] = {}  # SeriesInstanceUID -> DisplayedSize
+        self.allSeries: set[str] = set()  # every series indexed into, across batches
+
+    def clear(self) -> None:
+        self.patients.clear()
+        self.studies.clear()
+        self.series.clear()
+
+
+def _essentialUids(dataset: Dataset) -> tuple[str, str, str]:
+    """SOP Instance, Study Instance and Series Instance UID; :class:`HeaderProblem` when one is missing or invalid."""
+    if mediaStorageSopClass(dataset) == _DIRECTORY_STORAGE_SOP_CLASS:
+        raise HeaderProblem("a DICOMDIR (file-set directory) is not an image; name it DICOMDIR to index its files")
+    uids = []
+    for keyword, name in (("SOPInstanceUID", "SOP Instance UID (0008,0018)"),
+                          ("StudyInstanceUID", "Study Instance UID (0020,000D)"),
+                          ("SeriesInstanceUID", "Series Instance UID (0020,000E)")):
+        value = firstText(dataset, keyword)
+        if value is None:
+            raise HeaderProblem(f"missing {name}")
+        if not isValidUid(value):
+            raise HeaderProblem(f"invalid {name} {value!r}: a UID is digits and dots, at most 64 characters "
+                        "(PS3.5 section 9.1)")
+        uids.append(value)
+    return uids[0], uids[1], uids[2]
+
+
+def _copyFile(source: str, target: str) -> None:
+    """Copy ``source`` to ``target`` through a temporary file beside it, so no partial file is left."""
+    with atomicOutput(target, suffix=".tmp") as temporary, open(source, "rb") as reader, \
+            open(temporary, "wb") as writer:
+        shutil.copyfileobj(reader, writer, 1 << 20)
+
+
+def _timestamp() -> str:
+    """Now, as Qt's SQLite driver stores ``QDateTime::currentDateTime()``: local time with milliseconds."""
+    return datetime.datetime.now().isoformat(timespec="milliseconds")
+
+
+class CtkIndexing:
+    """Indexing files into the database: the import half of :class:`~.ctk.EmbeddedDicomDatabase`."""
+
+    if TYPE_CHECKING:  # provided by EmbeddedDicomDatabase
+        _folder: str
+
+        @property
+        def _db(self) -> sqlite3.Connection: ...
+
+        def _ownFiles(self) -> set[str]: ...
+
+        def storagePath(self, studyInstanceUID: str, seriesInstanceUID: str, sopInstanceUID: str) -> str: ...
+
+        def _internalPath(self, path: str) -> str: ...
+
+        def _absolutePath(self, stored: str) -> str: ...
+
+        @staticmethod
+        def _upToDate(path: str, insertTimestamp: str | None, stat: os.stat_result | None = None) -> bool: ...
+
+        def _transaction(self) -> contextlib.AbstractContextManager[None]: ...
+
+        def _insertInstance(self, dataset: Dataset, filename: str, sopUID: str, studyUID: str, seriesUID: str,
+                            timestamp: str, batch: ImportBatch) -> None: ...
+
+        def _updateDisplayedFields(self, batch: ImportBatch) -> None: ...
+
+    def insert(self, filePath: str, storeFile: bool = True, generateThumbnail: bool = True) -> str:
+        """Index one file, copying it into the folder when ``storeFile`` (CTK ``insert``).
+
+        ``generateThumbnail`` is accepted for compatibility and ignored (no
+        thumbnails are written).  Unlike CTK, which only logs, a file that
+        cannot be indexed raises.
+
+        Returns
+        -------
+        str
+            The SOP Instance UID.
+
+        Raises
+        ------
+        InvalidInputError
+            The file is unreadable, not DICOM, truncated, lacks a UID, or its
+            SOP Instance UID is already indexed for another existing file.
+        """
+        path = os.path.abspath(os.fspath(filePath))
+        result = ImportResult()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with self._transaction():
+                batch = ImportBatch()
+                uid = self._importFile(path, storeFile, _timestamp(), {}, batch, result)
+                self._updateDisplayedFields(batch)
+        if result.skipped:
+            raise InvalidInputError(result.skipped[0].reason, source=path)
+        if result.duplicate_files:
+            duplicate = result.duplicate_files[0]
+            raise InvalidInputError(f"SOP Instance UID {duplicate.sop_instance_uid} is already indexed for "
+                                    f"{duplicate.kept_path}", source=path)
+        assert uid is not None
+        return uid
+
+    def addFile(self, path: str | os.PathLike) -> str:
+        """Index a file just written (e.g. our SEG or SR) in place; returns its SOP Instance UID.
+
+        Raises
+        ------
+        InvalidInputError
+            As :meth:`insert`.
+        """
+        return self.insert(os.fspath(path), storeFile=False, generateThumbnail=False)
+
+    def insertFiles(self, paths: Sequence[str | os.PathLike]) -> list[str]:
+        """Index files just written (e.g. a SEG and its SR) in place, in one transaction: all or none.
+
+        Returns
+        -------
+        list of str
+            Their SOP Instance UIDs.
+
+        Raises
+        ------
+        InvalidInputError
+            As :meth:`insert`, for the first file that cannot be indexed; the
+            database is then left as it was.
+        """
+        uids = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with self._transaction():
+                batch = ImportBatch()
+                timestamp = _timestamp()
+                for path in (os.path.abspath(os.fspath(path)) for path in paths):
+                    result = ImportResult()
+                    uid = self._importFile(path, False, timestamp, {}, batch, result)
+                    if result.skipped:
+                        raise InvalidInputError(result.skipped[0].reason, source=path)
+                    if result.duplicate_files:
+                        raise InvalidInputError(f"SOP Instance UID {result.duplicate_files[0].sop_instance_uid} is "
+                                                f"already indexed for {result.duplicate_files[0].kept_path}",
+                                                source=path)
+                    uids.append(uid)
+                self._updateDisplayedFields(batch)
+        return uids
+
+    def importPaths(self, paths: Iterable[str | os.PathLike], copy: bool = False,
+                    progress: bool | ProgressCallback = True, batchSize: int = 1000,
+                    workers: int | None = None) -> ImportResult:
+        """Index DICOM files and folders (recursively); never aborts on a bad file.
+
+        Parameters
+        ----------
+        paths:
+            Files and folders.  Folders are walked recursively, following
+            symbolic links but each real folder and file once (so loops end).
+            A file named ``DICOMDIR`` (PS3.10 section 8.6) is followed: the
+            files it references, resolved inside its own folder only, are
+            indexed; the DICOMDIR itself is not.
+        copy:
+            False ("add link"): index the files where they are; they are never
+            modified.  True: copy them into :meth:`storagePath` first.
+        progress:
+            True for a tqdm bar on stderr, False for none, or a callable
+            ``progress(done, total)`` called after every file.
+        batchSize:
+            Files per SQLite transaction.  An interrupted import keeps the
+            committed batches and a consistent database; importing again
+            completes it (committed files then count as unchanged).
+        workers:
+            Processes reading file headers in parallel while this one writes
+            the database (Linux; used from :data:`_PARALLEL_MIN_FILES` files
+            on).  ``None``: one per CPU core, at most 4; 1: read here.
+
+        Returns
+        -------
+        ImportResult
+            Files indexed, unchanged (same path, not modified since its
+            ``InsertTimestamp``), duplicates (a different file with an indexed
+            SOP Instance UID; the first stays) and skipped with reasons.
+        """
+        started = time.perf_counter()
+        result = ImportResult()
+        candidates = self._collectFiles([os.path.abspath(os.fspath(path)) for path in paths], result.skipped)
+        result.files_seen = len(candidates)
+        insertTimestamp = _timestamp()
+        indexed = dict(self._db.execute("SELECT Filename, InsertTimestamp FROM Images"))
+        with _fileHeaderReader(_importWorkers(workers), len(candidates)) as readHeaders:
+            bar = None
+            if progress is True:
+                from tqdm import tqdm
+
+                bar = tqdm(total=len(candidates), unit="file", desc="Indexing DICOM", leave=False)
+            done = 0
+
+            def advance() -> None:
+                nonlocal done
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                elif callable(progress):
+                    progress(done, len(candidates))
+
+            batch = ImportBatch()
+            try:
+                with warnings.catch_warnings():
+                    # pydicom warns about every non-conformant value; the import reports per file instead.
+                    warnings.simplefilter("ignore")
+                    for start in range(0, len(candidates), max(1, batchSize)):
+                        with self._transaction():
+                            batch.clear()
+                            pending = []
+                            for path in candidates[start:start + batchSize]:
+                                stat = self._changedFileStat(path, indexed, result)
+                                if stat is None:
+                                    advance()
+                                else:
+                                    pending.append((path, stat))
+                            headers = readHeaders([(path, stat.st_size) for path, stat in pending])
+                            for (path, stat), header in zip(pending, headers, strict=True):
+                                self._indexFile(path, stat, header, copy, insertTimestamp, batch, result)
+                                advance()
+                            self._updateDisplayedFields(batch)
+            finally:
+                if bar is not None:
+                    bar.close()
+                result.elapsed_seconds = time.perf_counter() - started
+        return result
+
+    def _collectFiles(self, paths: list[str], skipped: list[SkippedFile]) -> list[str]:
+        """Candidate files in walk order: each real file once, DICOMDIRs replaced by their references."""
+        ownFiles = self._ownFiles()
+        seenFiles: set[str] = set()
+        seenFolders: set[str] = set()
+        files: list[str] = []
+
+        def addFile(path: str) -> None:
+            real = os.path.realpath(path)
+            if real in seenFiles or real in ownFiles:
+                return
+            seenFiles.add(real)
+            if os.path.basename(path).upper() == "DICOMDIR":
+                for reference in self._dicomdirReferences(path, skipped):
+                    addFile(reference)
+            else:
+                files.append(path)
+
+        for path in paths:
+            if os.path.isfile(path):
+                addFile(path)
+            elif os.path.isdir(path):
+                for found in self._walk(path, seenFolders, skipped):
+                    addFile(found)
+            else:
+                skipped.append(SkippedFile(path, "no such file or folder (or a broken link)"))
+        return files
+
+    @staticmethod
+    def _walk(root: str, seenFolders: set[str], skipped: list[SkippedFile]) -> Iterator[str]:
+        """Files under ``root`` in sorted order, following links, each real folder once."""
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            real = os.path.realpath(folder)
+            if real in seenFolders:
+                continue
+            seenFolders.add(real)
+            try:
+                with os.scandir(folder) as iterator:
+                    entries = sorted(iterator, key=lambda entry: entry.name)
+            except OSError as error:
+                skipped.append(SkippedFile(folder, f"cannot list folder: {error.strerror or error}"))
+                continue
+            subfolders = []
+            for entry in entries:
+                try:
+                    if entry.is_dir():
+                        subfolders.append(entry.path)
+                    elif entry.is_file():
+                        yield entry.path
+                    else:
+                        skipped.append(SkippedFile(entry.path, "not a regular file (broken link or special file)"))
+                except OSError as error:
+                    skipped.append(SkippedFile(entry.path, f"cannot access: {error.strerror or error}"))
+            stack.extend(reversed(subfolders))
+
+    @staticmethod
+    def _dicomdirReferences(path: str, skipped: list[SkippedFile]) -> list[str]:
+        """The files a DICOMDIR references (Referenced File ID, PS3.3 F.3.2.2), inside its folder only."""
+        try:
+            dataset = readHeader(path, os.path.getsize(path), None)
+        except HeaderProblem as skip:
+            skipped.append(SkippedFile(path, f"DICOMDIR: {skip}"))
+            return []
+        if mediaStorageSopClass(dataset) != _DIRECTORY_STORAGE_SOP_CLASS:
+            skipped.append(SkippedFile(path, "named DICOMDIR but not a Media Storage Directory (PS3.10 section 8.6)"))
+            return []
+        root = os.path.dirname(path)
+        realRoot = os.path.realpath(root)
+        references = []
+        for record in dataset.get("DirectoryRecordSequence", []):
+            fileID = record.get("ReferencedFileID")
+            if fileID is None:
+                continue
+            components = [str(component) for component in
+                          (fileID if isinstance(fileID, MultiValue | list) else [fileID])]
+            reference = os.path.join(root, *components)
+            unsafe = any(part in ("", ".", "..") or "/" in part or "\\" in part or os.path.isabs(part)
+                         for part in components)
+            if unsafe or os.path.commonpath([realRoot, os.path.realpath(reference)]) != realRoot:
+                fileIDText = "\\".join(components)
+                skipped.append(SkippedFile(path, f"DICOMDIR reference {fileIDText!r} leaves its folder"))
+            elif not os.path.isfile(reference):
+                skipped.append(SkippedFile(reference, "referenced by DICOMDIR but missing"))
+            else:
+                references.append(reference)
+        return references
+
+    def _importFile(self, path: str, copy: bool, insertTimestamp: str, indexed: dict[str, str],
+                    batch: ImportBatch, result: ImportResult) -> str | None:
+        """Index one file into the open transaction; returns its SOP Instance UID unless skipped or duplicate."""
+        stat = self._changedFileStat(path, indexed, result)
+        if stat is None:
+            return None
+        return self._indexFile(path, stat, _readFileHeader(path, stat.st_size), copy, insertTimestamp, batch, result)
+
+    def _changedFileStat(self, path: str, indexed: dict[str, str], result: ImportResult) -> os.stat_result | None:
+        """The file's status when it needs indexing; None (counted in ``result``) when unreadable or unchanged."""
+        try:
+            stat = os.stat(path)
+        except OSError as error:
+            result.skipped.append(SkippedFile(path, f"cannot access: {error.strerror or error}"))
+            return None
+        internal = self._internalPath(path)
+        if internal in indexed and self._upToDate(path, indexed[internal], stat):
+            result.unchanged += 1
+            return None
+        return stat
+
+    def _indexFile(self, path: str, stat: os.stat_result, header: _FileHeader, copy: bool, insertTimestamp: str,
+                   batch: ImportBatch, result: ImportResult) -> str | None:
+        """Index a file whose header has been read; returns its SOP Instance UID unless skipped or duplicate."""
+        if header.problem is not None:
+            result.skipped.append(SkippedFile(path, header.problem))
+            return None
+        dataset = header.dataset
+        sopUID, studyUID, seriesUID = header.uids
+        target = self.storagePath(studyUID, seriesUID, sopUID) if copy else path
+        row = self._db.execute("SELECT Filename FROM Images WHERE SOPInstanceUID = ?", (sopUID,)).fetchone()
+        if row is not None:
+            existing = self._absolutePath(row[0])
+            if copy and existing == target != path and os.path.isfile(target) \
+                    and os.path.getsize(target) == stat.st_size:
+                result.unchanged += 1  # already copied in
+                return sopUID
+            if existing not in (path, target) and os.path.isfile(existing):
+                result.duplicate_files.append(DuplicateFile(path, sopUID, existing))
+                return None
+            # The same file modified since, or the indexed file is gone: index this one instead (as CTK).
+            self._db.execute("DELETE FROM Images WHERE SOPInstanceUID = ?", (sopUID,))
+        timestamp = insertTimestamp
+        if target != path:
+            try:
+                _copyFile(path, target)
+            except OSError as error:
+                result.skipped.append(SkippedFile(path, f"cannot copy into the database: {error.strerror or error}"))
+                return None
+            timestamp = _timestamp()  # the copy is newer than the import's start
+        self._insertInstance(dataset, self._internalPath(target), sopUID, studyUID, seriesUID, timestamp, batch)
+        result.indexed += 1
+        if seriesUID not in batch.allSeries:
+            batch.allSeries.add(seriesUID)
+            result.series_instance_uids.append(seriesUID)
+        return sopUID

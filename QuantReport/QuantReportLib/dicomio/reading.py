@@ -1,0 +1,256 @@
+"""Reading DICOM headers strictly: the one reader every part of QuantReport uses for files it is given.
+
+pydicom ends a dataset silently where a file is cut off and reads the header
+of a file whose pixel data is missing; a database import, a series load and
+a command naming a file must all refuse such files with the same one-line
+reason.  :func:`readHeader` is that reader (a file's header up to its pixel
+data, truncation and non-DICOM files refused with :class:`HeaderProblem`),
+:func:`readDicomHeader` the same for files a user names
+(:class:`~QuantReportLib.errors.InvalidInputError`), and
+:func:`checkPixelDataClaim` bounds what a header may claim before any pixel
+array is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+
+from ..errors import InvalidInputError
+from .rawitems import UNDEFINED_LENGTH
+
+_PIXEL_DATA_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float, Double Float and (plain) Pixel Data
+_LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+class HeaderProblem(Exception):
+    """A file whose header cannot be read (empty, not DICOM, truncated, unreadable); the message is the one-line
+    reason."""
+
+
+class _ShortReadDetector:
+    """File wrapper counting reads that return fewer bytes than asked.
+
+    pydicom ends a dataset silently at end of file, so a truncated header is
+    otherwise indistinguishable from a complete one.  A complete file has at
+    most one short read: the empty read of the next element header at the
+    end of the file.  Reads are capped at the bytes left in the file: Python
+    allocates the buffer for the size asked, so a corrupt length of 4 GiB
+    would otherwise allocate 4 GiB for a file of a few kilobytes.
+    """
+
+    def __init__(self, file: Any, size: int):
+        self._file = file
+        self._read = file.read
+        self._size = size
+        self.emptyReads = 0
+        self.partialReads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self._file.tell()) + 1)  # +1: still a short read
+        data = self._read(size)
+        if size is not None and 0 <= size and len(data) < size:
+            if data:
+                self.partialReads += 1
+            else:
+                self.emptyReads += 1
+        return data
+
+    @property
+    def truncated(self) -> bool:
+        return self.partialReads > 0 or self.emptyReads > 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+
+def readHeader(path: str, size: int, specificTags: list[Any] | None) -> Dataset:
+    """The header of one DICOM file, up to its pixel data; raises :class:`HeaderProblem`.
+
+    Files without the PS3.10 preamble are read only when they start like a
+    little-endian group 0002 or 0008 element (old raw datasets, which CTK's
+    DCMTK reader also accepts); anything else is not DICOM.
+    """
+    if size == 0:
+        raise HeaderProblem("empty file")
+    reader = None
+    try:
+        with open(path, "rb") as file:
+            reader = _ShortReadDetector(file, size)
+            try:
+                dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=specificTags)
+            except InvalidDicomError:
+                file.seek(0)
+                if file.read(2) not in (b"\x02\x00", b"\x08\x00"):
+                    raise HeaderProblem("not a DICOM file (no 'DICM' prefix, PS3.10 section 7.1)") from None
+                file.seek(0)
+                reader = _ShortReadDetector(file, size)
+                dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=specificTags, force=True)
+            # pydicom seeks over the values of attributes not asked for: past the end means truncated too.
+            if reader.truncated or file.tell() > size:
+                raise HeaderProblem(f"truncated file: it ends inside a data element ({size} bytes)")
+            _checkPixelDataLength(file, dataset, size)
+    except HeaderProblem:
+        raise
+    except Exception as error:
+        if reader is not None and (reader.partialReads or reader.emptyReads) \
+                and not (isinstance(error, OSError) and error.errno):
+            # Failing after reaching the end of the file: it ends inside a sequence or element.
+            raise HeaderProblem(f"truncated file: it ends inside a data element ({size} bytes)") from None
+        _raiseUnreadable(error)
+    return dataset
+
+
+def _raiseUnreadable(error: Exception) -> None:
+    """Raise :class:`HeaderProblem` with the reason for an error reading a file that is not cut short."""
+    detail = " ".join(str(error).split())
+    if isinstance(error, OSError) and error.errno is not None:
+        raise HeaderProblem(f"cannot read: {error.strerror or error}") from None
+    if isinstance(error, OSError):  # pydicom's OSError without errno: structure it cannot parse
+        raise HeaderProblem(f"unreadable DICOM: {detail}") from None
+    raise HeaderProblem(f"unreadable DICOM: {type(error).__name__}: {detail}") from None
+
+
+def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
+    """Raise :class:`HeaderProblem` when the pixel data element is longer than the rest of the file.
+
+    pydicom stops before the pixel data with the file positioned at its tag;
+    a defined length (native pixel data, PS3.5 section 8.1.1) must fit in the
+    file.  Encapsulated pixel data (undefined length) is not followed.
+    """
+    position = file.tell()
+    header = file.read(12)
+    if len(header) < 8:
+        return
+    implicit, little = dataset.original_encoding
+    order = "<" if little else ">"
+    group, element = struct.unpack(order + "HH", header[:4])
+    if (group << 16 | element) not in _PIXEL_DATA_TAGS:
+        return
+    if implicit:
+        headerLength, length = 8, struct.unpack(order + "I", header[4:8])[0]
+    elif header[4:6] in _LONG_LENGTH_VRS and len(header) == 12:
+        headerLength, length = 12, struct.unpack(order + "I", header[8:12])[0]
+    else:
+        headerLength, length = 8, struct.unpack(order + "H", header[6:8])[0]
+    if length != UNDEFINED_LENGTH and position + headerLength + length > size:
+        raise HeaderProblem(f"truncated file: pixel data needs {position + headerLength + length} bytes, "
+                    f"the file has {size}")
+
+
+def readDicomHeader(path: str | os.PathLike) -> Dataset:
+    """The header of a DICOM file (up to its pixel data), read strictly; for files a user names.
+
+    Unlike a plain ``pydicom.dcmread``, which ends a dataset silently where a
+    file is cut off, this refuses truncated files (also when the pixel data
+    is longer than the rest of the file) and non-DICOM files, with the same
+    one-line reasons an import reports.
+
+    Raises
+    ------
+    InvalidInputError
+        The file cannot be read, is empty, not DICOM (PS3.10 section 7.1) or truncated.
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as error:
+        raise InvalidInputError(f"cannot read: {error.strerror or error}", source=path) from None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return readHeader(path, size, None)
+    except HeaderProblem as skip:
+        raise InvalidInputError(str(skip), source=path) from None
+
+
+# Compression ratio beyond which encapsulated pixel data is not believed to hold the frames its
+# header claims.  Lossless codecs on real images stay far below it (RLE cannot exceed 64:1 per
+# byte plane, deflate 1032:1); only constant frames in JPEG-LS or JPEG 2000 come near.
+_MAXIMUM_COMPRESSION_RATIO = 10_000
+
+
+# Claims up to this size are never refused for encapsulated data (tiny files of empty frames).
+_UNCHECKED_CLAIM_BYTES = 64 << 20
+
+
+def checkPixelDataClaim(dataset: Dataset, available: int, source: str | os.PathLike) -> int:
+    """Check that ``available`` bytes of pixel data can hold the frames the header claims.
+
+    Call it before allocating an array for the frames, so that memory is
+    bounded by the real data and never by header values alone (a header
+    claiming 65535 x 65535 pixels in a few kilobytes is refused here).
+    Native pixel data (PS3.5 section 8.1.1) must hold Rows x Columns x
+    Samples per Pixel x Number of Frames x Bits Allocated bits; encapsulated
+    pixel data (PS3.5 section 8.2) can hold no more than
+    ``_MAXIMUM_COMPRESSION_RATIO`` times its own size.
+
+    Parameters
+    ----------
+    dataset:
+        The header (pixel data not needed).
+    available:
+        Bytes of pixel data present: the Pixel Data value length, or the file
+        size when only that is known (an upper bound).
+    source:
+        The file, for the error message.
+
+    Returns
+    -------
+    int
+        The claimed size of the decoded frames in bytes.
+
+    Raises
+    ------
+    InvalidInputError
+        A dimension is missing, not a positive integer, or the claim does not fit.
+    """
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        frames = int(dataset.get("NumberOfFrames") or 1)
+        samples = int(dataset.get("SamplesPerPixel") or 1)
+        bits = int(dataset.get("BitsAllocated") or 0)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise InvalidInputError(f"invalid image dimensions: {error}", source=source) from None
+    if min(rows, columns, frames, samples, bits) < 1:
+        raise InvalidInputError(f"invalid image dimensions: {rows} rows, {columns} columns, {frames} frames, "
+                                f"{samples} samples per pixel, {bits} bits allocated", source=source)
+    claimed = (rows * columns * samples * frames * bits + 7) // 8
+    fileMeta = getattr(dataset, "file_meta", None)
+    syntax = fileMeta.get("TransferSyntaxUID") if fileMeta is not None else None
+    # A deflated file is compressed as a whole, so its pixel data claim is bounded like an encapsulated one.
+    encapsulated = syntax is not None and (getattr(syntax, "is_encapsulated", False)
+                                           or getattr(syntax, "is_deflated", False))
+    limit = max(available * _MAXIMUM_COMPRESSION_RATIO, _UNCHECKED_CLAIM_BYTES) if encapsulated else available
+    if claimed > limit:
+        raise InvalidInputError(
+            f"the header claims {frames} frame(s) of {rows} x {columns} pixels ({claimed} bytes decoded), "
+            f"but the file holds only {available} bytes of pixel data", source=source)
+    return claimed
+
+
+def mediaStorageSopClass(dataset: Dataset) -> str:
+    fileMeta = getattr(dataset, "file_meta", None)
+    return str(fileMeta.get("MediaStorageSOPClassUID", "")) if fileMeta is not None else ""
+
+
+def firstText(dataset: Dataset, keyword: str) -> str | None:
+    """The first value as a string, None when absent or empty (``ctkDICOMItem::GetElementAsString``)."""
+    try:
+        value = dataset.get(keyword)
+    except Exception:  # a malformed value (pydicom converts lazily) counts as absent, as in DCMTK
+        return None
+    if isinstance(value, MultiValue):
+        value = value[0] if len(value) else None
+    if value is None or value == "":
+        return None
+    text = str(value).strip(" \0")
+    return text or None

@@ -1,0 +1,444 @@
+"""Reading a DICOM Segmentation (SEG) onto a voxel grid: any SEG, from any tool.
+
+:func:`readSeg` decodes the frames of a SEG (BINARY, FRACTIONAL or LABELMAP,
+PS3.3 C.8.20.2) one at a time and places each frame on a reference grid
+(:mod:`.placement`), so that no ``(frames, rows, columns, segments)`` array
+is ever built.  Per-frame functional groups and native pixel data are read
+by the accelerators of :mod:`._fast` (same values as pydicom's datasets and
+decoders).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from ..dicomio.pixels import checkDecodable, iterFrames
+from ..dicomio.reading import checkPixelDataClaim
+from ..errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
+from ..model import Code, Geometry, Segment, Segmentation, Terminology, Volume
+from ._fast import FrameGroups, NestedValues, inBox, nativeFrames, pixelDataLength
+from .placement import SegFrame, coordinates, placeFrames, referencesOf
+from .write import LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE
+
+# Values at least this large (the pixel data) are read from the file only when used.
+_DEFER_BYTES = 1 << 20
+_SEGMENT_IDENTIFICATION_TAG = 0x0062000A
+_PLANE_POSITION_TAG = 0x00209113
+_DERIVATION_IMAGE_TAG = 0x00089124
+_REFERENCED_SEGMENT_NUMBER_TAG = 0x0062000B
+_IMAGE_POSITION_TAG = 0x00200032
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedSeg:
+    """A SEG read by :func:`readSeg`.
+
+    ``segmentation`` is on the reference grid when one was given, otherwise on
+    the grid spanned by the SEG's own frames.  ``voxel_counts`` maps segment
+    number to the number of segmented pixels over all frames of the SEG,
+    counted before placement (for checks against the file).
+
+    FRACTIONAL SEGs (PS3.3 C.8.20.2.3) carry ``fractional_type``
+    (``"PROBABILITY"`` or ``"OCCUPANCY"``) and ``maximum_fractional_value``;
+    when read with ``fractional=True``, ``fractional_values`` maps segment
+    number to its stored values on the grid (``uint8``, one byte per voxel:
+    a quarter of the memory of float32, and exact), and :meth:`fraction`
+    gives them as float32 0..1.  ``warnings`` lists irregularities that were
+    tolerated (one line each).
+    """
+
+    dataset: Dataset
+    segmentation_type: str
+    segmentation: Segmentation
+    voxel_counts: Mapping[int, int]
+    referenced_series_uids: tuple[str, ...]
+    fractional_type: str | None = None
+    maximum_fractional_value: int | None = None
+    fractional_values: Mapping[int, np.ndarray] | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return str(self.dataset.SOPInstanceUID)
+
+    @property
+    def series_instance_uid(self) -> str:
+        return str(self.dataset.SeriesInstanceUID)
+
+    @property
+    def study_instance_uid(self) -> str:
+        return str(self.dataset.StudyInstanceUID)
+
+    def fraction(self, number: int) -> np.ndarray:
+        """Segment ``number`` as float32 0..1 on the grid.
+
+        The stored fractional values divided by the Maximum Fractional Value
+        when they were kept (``readSeg(..., fractional=True)`` of a FRACTIONAL
+        SEG), else the segment's mask as 0.0/1.0.
+        """
+        if self.fractional_values is not None and number in self.fractional_values:
+            return self.fractional_values[number].astype(np.float32) / np.float32(self.maximum_fractional_value)
+        return self.segmentation.mask(number).astype(np.float32)
+
+
+def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | None = None, *,
+            fractional: bool = False, segment_numbers: Iterable[int] | None = None) -> LoadedSeg:
+    """Read a DICOM Segmentation and place its frames on a voxel grid.
+
+    Parameters
+    ----------
+    source:
+        Path of a SEG file, or a SEG dataset.  Any transfer syntax that
+        :func:`~QuantReportLib.dicomio.pixels.checkDecodable` accepts (native, Big
+        Endian, Deflated, RLE, JPEG 2000, JPEG-LS), BINARY frames included.
+    reference:
+        The grid to place frames on.  With a :class:`Volume`, each frame goes
+        to the slice whose source image is at the frame's plane position
+        (the image's own Image Position (Patient), so unevenly spaced series
+        work), or, for a frame without plane position, to the slice of its
+        referenced source image (and frame); with a :class:`Geometry`, always
+        by plane position.  ``None`` builds the grid from the SEG's own frames
+        (the plane positions of all its frames, the Spacing Between Slices or
+        the position steps), so a subset of segments lands on the same grid
+        as the whole SEG.
+    fractional:
+        Keep the stored values of a FRACTIONAL SEG (see :class:`LoadedSeg`).
+    segment_numbers:
+        Read only these segments (``None``: all).  Only their frames are
+        decoded: from a file with native (uncompressed) pixel data, only their
+        bytes are read.  The result is voxel-exact the same as these segments
+        of a full read.
+
+    Returns
+    -------
+    LoadedSeg
+        Segment numbers as in the file (they may skip, as BINARY SEGs in the
+        wild do).  Overlapping segments end up in separate labelmap layers.
+        FRACTIONAL pixels count as segmented when at least half the Maximum
+        Fractional Value (PS3.3 C.8.20.2.3).  ``voxel_counts`` covers the
+        segments read.
+
+    Raises
+    ------
+    InvalidInputError
+        Not a SEG, inconsistent content, or damaged pixel data.
+    GeometryError
+        A frame does not fit the reference grid, or frames do not form a
+        regular grid.
+    NotFoundError
+        A segment of ``segment_numbers`` is not in the SEG.
+    UnsupportedError
+        An unknown segmentation type or a transfer syntax without decoder.
+    """
+    name = os.fspath(source) if not isinstance(source, Dataset) else None
+    try:
+        # Large values (the pixel data) stay in the file until used (pydicom's deferred read), so that
+        # reading a subset of segments reads only the bytes of their frames.
+        dataset = source if isinstance(source, Dataset) else pydicom.dcmread(name, defer_size=_DEFER_BYTES)
+    except Exception as error:
+        raise InvalidInputError(f"not a readable DICOM file ({error})", name) from error
+    name = name or str(dataset.get("SOPInstanceUID", "SEG dataset"))
+    if dataset.get("SOPClassUID") not in (SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE):
+        raise InvalidInputError(f"not a DICOM Segmentation (SOP Class {dataset.get('SOPClassUID')})", name)
+    checkDecodable(dataset, name)
+    checkPixelDataClaim(dataset, pixelDataLength(dataset), name)  # before any per-frame allocation
+    segmentation_type = str(dataset.get("SegmentationType", ""))
+    if segmentation_type not in ("BINARY", "FRACTIONAL", "LABELMAP"):
+        raise UnsupportedError(f"segmentation type {segmentation_type!r}", name)
+
+    warnings: list[str] = []
+    with _foreignData(name, "Segment Sequence"):
+        # Segment number 0 is the background of a LABELMAP SEG (as dcmqi writes
+        # it), not a segment.
+        items = [(int(item.SegmentNumber), item) for item in dataset.SegmentSequence]
+        items = [(number, item) for number, item in items if number != 0]
+    numbers = {number for number, _ in items}
+    if len(numbers) != len(items):
+        raise InvalidInputError(f"duplicate segment numbers {sorted(number for number, _ in items)}", name)
+    wanted = None
+    if segment_numbers is not None:
+        wanted = {int(number) for number in segment_numbers}
+        missing = sorted(wanted - numbers)
+        if missing:
+            raise NotFoundError(f"segment(s) {missing} are not in this SEG (it has {sorted(numbers)})", name)
+    with _foreignData(name, "Segment Sequence"):
+        # Only the segments read are described: a few of a large SEG cost a fraction of all.
+        segments = [_segmentFromItem(item, name, warnings) for number, item in items
+                    if wanted is None or number in wanted]
+    if segmentation_type != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
+        # PS3.3 C.8.20.2.3 wants 1..N; files in the wild skip numbers, and the numbers are what SRs reference.
+        warnings.append(f"segment numbers {sorted(numbers)} are not 1..{len(numbers)}; kept as they are")
+    with _foreignData(name, "frame functional groups"):
+        frames, all_positions = _frameInfo(dataset, segmentation_type, numbers, wanted, reference, name)
+        geometry, slice_of_frame = placeFrames(dataset, frames, all_positions, reference, name)
+        maximum = int(dataset.MaximumFractionalValue) if segmentation_type == "FRACTIONAL" else None
+        fractional_type = str(dataset.SegmentationFractionalType) if segmentation_type == "FRACTIONAL" else None
+    if maximum is not None and maximum < 1:
+        raise InvalidInputError(f"Maximum Fractional Value {maximum} must be at least 1", name)
+
+    dtype = np.uint8 if max(numbers, default=0) < 256 else np.uint16
+    counts = {segment.number: 0 for segment in sorted(segments, key=lambda s: s.number)}
+    values: dict[int, np.ndarray] | None = {} if fractional and maximum is not None else None
+    pixels_of = _decodedFrames(dataset, name, [frame.index for frame in frames])
+    if segmentation_type == "LABELMAP":
+        labelmap = np.zeros(geometry.shape, dtype=dtype)
+        keep = None
+        if wanted is not None:
+            keep = np.zeros(max(numbers, default=0) + 1, dtype=dtype)
+            keep[sorted(wanted)] = sorted(wanted)
+        for frame, k, (box, pixels) in zip(frames, slice_of_frame, pixels_of, strict=True):
+            histogram = np.bincount(pixels.ravel())
+            for value in np.flatnonzero(histogram[1:]) + 1:
+                if int(value) not in numbers:
+                    raise InvalidInputError(f"frame {frame.index + 1} has pixel value {value} without a segment",
+                                            name)
+                if int(value) in counts:
+                    counts[int(value)] += int(histogram[value])
+            if keep is not None:
+                pixels = keep[pixels]
+            np.copyto(labelmap[(k, *box)], pixels, casting="unsafe", where=pixels > 0)
+        # Every stored value was checked against the Segment Sequence above; background 0 stays 0.
+        result = Segmentation(geometry, tuple(segments), (labelmap,), tuple((0, s.number) for s in segments))
+    else:
+        threshold = 1 if maximum is None else int(np.ceil(maximum / 2))
+        layers = _SegmentLayers(geometry.shape, dtype)
+        for frame, k, (box, pixels) in zip(frames, slice_of_frame, pixels_of, strict=True):
+            if maximum is not None and int(pixels.max(initial=0)) > maximum:
+                raise InvalidInputError(f"frame {frame.index + 1} has values above the Maximum Fractional Value "
+                                        f"{maximum}", name)
+            present = pixels >= threshold
+            voxels = int(np.count_nonzero(present))
+            counts[frame.segment_number] += voxels
+            if voxels:
+                layers.add(frame.segment_number, k, box, present)
+            if values is not None and pixels.size:
+                layer = values.setdefault(frame.segment_number, np.zeros(geometry.shape, dtype=np.uint8))
+                np.maximum(layer[(k, *box)], pixels, out=layer[(k, *box)])
+        result = layers.segmentation(geometry, segments)
+        if values is not None:
+            for segment in segments:
+                values.setdefault(segment.number, np.zeros(geometry.shape, dtype=np.uint8))
+
+    referenced = tuple(str(item.SeriesInstanceUID) for item in dataset.get("ReferencedSeriesSequence", [])
+                       if "SeriesInstanceUID" in item)
+    return LoadedSeg(dataset, segmentation_type, result, counts, referenced, fractional_type, maximum,
+                     values, tuple(warnings))
+
+
+@contextlib.contextmanager
+def _foreignData(name: str, part: str) -> Iterator[None]:
+    """Report attributes missing from, or malformed in, a file as one line about the file.
+
+    Used only around code that reads the dataset, so that what pydicom raises
+    for absent or unparsable values becomes an :class:`InvalidInputError`.
+    """
+    try:
+        yield
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
+        raise InvalidInputError(f"malformed {part} ({type(error).__name__}: {error})", name) from error
+
+
+def _decodedFrames(dataset: Dataset, name: str, indices: Sequence[int]
+                   ) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+    """The frames at ``indices`` (ascending frame indices, 0-based), each as the
+    bounding box (rows, columns) of its non-zero pixels and the pixels in it.
+
+    Segments are mostly small against a frame, so everything after decoding
+    works on the box only (an empty frame has an empty box).  Native Little
+    Endian frames are sliced out of the pixel data bytes
+    (:func:`~._fast.nativeFrames`); every other encoding is decoded by
+    pydicom frame by frame (:func:`~QuantReportLib.dicomio.pixels.iterFrames`),
+    skipping frames not asked for.  BINARY frames come as ``uint8`` 0/1.
+    """
+    native = nativeFrames(dataset, name, indices)
+    if native is not None:
+        yield from native
+        return
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    count = int(dataset.get("NumberOfFrames", 1))
+    wanted = iter(indices)
+    following = next(wanted, None)
+    for index, pixels in enumerate(iterFrames(dataset, name, raw=True)):
+        if index >= count:
+            raise InvalidInputError(f"more frames in the pixel data than the {count} described", name)
+        if index == following:
+            yield inBox(pixels.reshape(rows, columns))
+            following = next(wanted, None)
+    if following is not None:
+        raise InvalidInputError(f"frame {following + 1} is missing from the pixel data "
+                                f"(Number of Frames is {count})", name)
+
+class _SegmentLayers:
+    """Labelmap layers filled frame by frame, each segment in one layer (as Slicer's shared layers).
+
+    A segment goes into the first layer; when one of its frames covers a voxel
+    of another segment there, the whole segment moves to the first layer
+    where all its voxels are free (overlap is rare, so this is cheap).  No
+    per-segment volume is ever allocated.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], dtype: type):
+        self._shape = shape
+        self._dtype = dtype
+        self._layers: list[np.ndarray] = []
+        self._layer_of: dict[int, int] = {}
+        self._slices_of: dict[int, set[int]] = {}
+
+    def _layer(self, index: int) -> np.ndarray:
+        while index >= len(self._layers):
+            self._layers.append(np.zeros(self._shape, dtype=self._dtype))
+        return self._layers[index]
+
+    def add(self, number: int, k: int, box: tuple[slice, slice], present: np.ndarray) -> None:
+        """Paint segment ``number``'s (non-empty) frame onto slice ``k``: ``present`` within ``box``."""
+        index = self._layer_of.setdefault(number, 0)
+        covered = self._layer(index)[(k, *box)][present]
+        if covered.any() and np.any((covered != 0) & (covered != number)):
+            index = self._move(number, index, k, box, present)
+        self._layers[index][(k, *box)][present] = number
+        self._slices_of.setdefault(number, set()).add(k)
+
+    def _move(self, number: int, index: int, k: int, box: tuple[slice, slice], present: np.ndarray) -> int:
+        """Move segment ``number`` (and its new frame on slice ``k``) to a layer where it fits."""
+        masks = {j: self._layers[index][j] == number for j in self._slices_of.get(number, ())}
+        needed = dict(masks)
+        needed[k] = masks[k].copy() if k in masks else np.zeros(self._shape[1:], dtype=bool)
+        needed[k][box] |= present
+        target = next(i for i in range(len(self._layers) + 1)
+                      if i != index and not any(self._layer(i)[j][mask].any() for j, mask in needed.items()))
+        for j, mask in masks.items():
+            self._layers[index][j][mask] = 0
+        for j, mask in masks.items():
+            self._layers[target][j][mask] = number
+        self._layer_of[number] = target
+        return target
+
+    def segmentation(self, geometry: Geometry, segments: Sequence[Segment]) -> Segmentation:
+        self._layer(0)  # empty segments still need a layer to point at
+        placement = tuple((self._layer_of.get(segment.number, 0), segment.number) for segment in segments)
+        return Segmentation(geometry, tuple(segments), tuple(self._layers), placement)
+
+
+def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
+    """A :class:`Segment` from one Segment Sequence item (PS3.3 C.8.20.2).
+
+    Tolerated irregularities are appended to ``warnings``.
+    """
+    number = int(item.SegmentNumber)
+    if number < 1:
+        raise InvalidInputError(f"segment number {number} is not positive", name)
+    try:
+        type_item = item.SegmentedPropertyTypeCodeSequence[0]
+        modifiers = type_item.get("SegmentedPropertyTypeModifierCodeSequence") or [None]
+        regions = item.get("AnatomicRegionSequence") or [None]
+        region_modifiers = (regions[0].get("AnatomicRegionModifierSequence") if regions[0] else None) or [None]
+        terminology = Terminology(
+            category=Code.fromDataset(item.SegmentedPropertyCategoryCodeSequence[0]),
+            type=Code.fromDataset(type_item),
+            type_modifier=Code.fromDataset(modifiers[0]) if modifiers[0] else None,
+            anatomic_region=Code.fromDataset(regions[0]) if regions[0] else None,
+            anatomic_region_modifier=Code.fromDataset(region_modifiers[0]) if region_modifiers[0] else None,
+        )
+    except (AttributeError, IndexError) as error:
+        raise InvalidInputError(f"segment {number}: incomplete segmented property codes ({error})", name) from error
+    algorithm_type = str(item.get("SegmentAlgorithmType", "MANUAL"))
+    algorithm_name = item.get("SegmentAlgorithmName")
+    identification = item.get("SegmentationAlgorithmIdentificationSequence")
+    if not algorithm_name and identification:
+        algorithm_name = identification[0].get("AlgorithmName")
+    if algorithm_type not in ("MANUAL", "SEMIAUTOMATIC", "AUTOMATIC"):
+        warnings.append(f"segment {number}: unknown Segment Algorithm Type {algorithm_type!r} read as MANUAL")
+        algorithm_type = "MANUAL"
+    if algorithm_type != "MANUAL" and not algorithm_name:
+        # Type 1C in PS3.3 C.8.20.2, but missing in files in the wild; the segment is still usable.
+        warnings.append(f"segment {number}: {algorithm_type} segment without Segment Algorithm Name")
+        algorithm_name = "unknown"
+    color = None
+    if "RecommendedDisplayCIELabValue" in item:
+        rgb = hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in item.RecommendedDisplayCIELabValue)).to_rgb()
+        color = tuple(min(max(round(float(c)), 0), 255) for c in rgb)
+    return Segment(
+        number=number,
+        label=str(item.get("SegmentLabel", "")),
+        terminology=terminology,
+        color=color,
+        algorithm_type=algorithm_type,
+        algorithm_name=str(algorithm_name) if algorithm_name else None,
+        description=str(item.SegmentDescription) if item.get("SegmentDescription") else None,
+        tracking_id=str(item.TrackingID) if item.get("TrackingID") else None,
+        tracking_uid=str(item.TrackingUID) if item.get("TrackingUID") else None,
+    )
+
+
+def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], wanted: set[int] | None,
+               reference: Volume | Geometry | None, name: str) -> tuple[list[SegFrame], np.ndarray | None]:
+    """The frames to read (those of the ``wanted`` segments, or all) and, without a
+    reference grid, the plane positions of all frames (the grid they span).
+
+    Parsing thousands of per-frame functional group items is what reading a
+    large SEG costs in pydicom, and their nested sequences repeat: every frame
+    of a segment has the same Segment Identification, every frame of a slice
+    the same Plane Position.  So only the nested sequences needed are taken
+    from the items (:class:`FrameGroups`): the segment numbers first, the
+    positions only of the frames read (or of all, for the grid), the source
+    image references only of a frame without position placed on a
+    :class:`Volume`; and each distinct encoding of one is parsed once
+    (:class:`NestedValues`).
+    """
+    count = int(dataset.get("NumberOfFrames", 1))
+    groups = FrameGroups(dataset, count, name)
+    shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
+    nested = NestedValues(dataset.original_character_set, name)
+    # Referenced Segment Number (PS3.3 C.8.20.3.1) and Image Position (Patient) (C.7.6.16.2.3).
+    shared_number = nested.first(shared.get_item(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int)
+    shared_position = nested.first(shared.get_item(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, coordinates)
+    shared_references = nested.get(shared.get_item(_DERIVATION_IMAGE_TAG), referencesOf)
+    positions = [] if reference is None else None
+    # One pass over the items when the positions of (nearly) all frames are needed; a subset placed on
+    # a reference grid needs only the segment numbers of most frames.
+    first = {_SEGMENT_IDENTIFICATION_TAG}
+    if wanted is None or positions is not None:
+        first.add(_PLANE_POSITION_TAG)
+    per_frame = groups.elements(first)
+    segment_of: list[int | None] = [None] * count  # LABELMAP frames hold every segment
+    if segmentation_type != "LABELMAP":
+        for index, elements in enumerate(per_frame):
+            number = nested.first(elements.get(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int) \
+                or shared_number
+            if number is None:
+                raise InvalidInputError(f"frame {index + 1} has no Referenced Segment Number", name)
+            if number not in numbers:
+                raise InvalidInputError(f"frame {index + 1} refers to undescribed segment {number}", name)
+            segment_of[index] = number
+    read = [wanted is None or number is None or number in wanted for number in segment_of]
+    located: Mapping[int, Mapping[int, Any]] | list[Mapping[int, Any]] = per_frame
+    if _PLANE_POSITION_TAG not in first:
+        indices = [index for index in range(count) if read[index]]
+        located = dict(zip(indices, groups.elements({_PLANE_POSITION_TAG}, indices), strict=True))
+    frames = []
+    for index in range(count):
+        if not read[index] and positions is None:
+            continue
+        position = nested.first(located[index].get(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, coordinates) \
+            or shared_position
+        if positions is not None:
+            positions.append(position)
+        if not read[index]:
+            continue
+        references = ()
+        if position is None and isinstance(reference, Volume):
+            derivation = groups.elements({_DERIVATION_IMAGE_TAG}, [index])[0].get(_DERIVATION_IMAGE_TAG)
+            references = nested.get(derivation, referencesOf) or shared_references or ()
+        frames.append(SegFrame(index, segment_of[index], None if position is None else np.array(position), references))
+    if positions is not None and any(position is None for position in positions):
+        raise GeometryError("SEG frames without plane positions need a reference geometry", name)
+    return frames, None if positions is None else np.array(positions, dtype=float).reshape(-1, 3)

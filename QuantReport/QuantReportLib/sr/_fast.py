@@ -1,0 +1,398 @@
+"""Private accelerators of SR writing and reading: same bytes, same values as the plain path, faster.
+
+Each function here does what a plain call of highdicom or pydicom would do,
+for a case those libraries handle slowly on large reports (thousands of
+content items), and states its contract and the upstream limitation it
+works around.  The SR tests hold every one to its contract (byte-identical
+files, the same groups as highdicom's parsing); when highdicom or pydicom
+lifts a limitation, the function goes and its caller makes the plain call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import highdicom as hd
+import pydicom
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.valuerep import AMBIGUOUS_VR
+
+from ..dicomio.rawitems import (
+    UNDEFINED_LENGTH,
+    declareEncoded,
+    encodedItems,
+    encodedSequence,
+    fileEncoding,
+    itemCharacterSets,
+    itemElements,
+)
+from ..errors import InvalidInputError
+from ..model import Code, Measurement, Quantity
+from .content import FINDING_CATEGORY, MeasurementGroup, SegmentReference, conceptName
+
+
+def srDocument(report: hd.sr.MeasurementReport, **attributes) -> Dataset:
+    """The Comprehensive 3D SR (PS3.3 A.35.13) of ``report``: highdicom's document attributes around its content.
+
+    Given the content, ``highdicom.sr.Comprehensive3DSR`` deep-copies the
+    whole tree to parse the copy into its ``content`` view and walks the tree
+    again, making a content item object per item, for the references to check
+    against the evidence (highdicom ``sr/sop.py`` ``_SR.__init__``,
+    ``sr/utils.py`` ``collect_evidence``); yet it writes the tree it was given.
+    For a large report that is most of the export.  So highdicom makes the
+    document around the root item without its children (patient, study,
+    series, equipment, SR document general module, the evidence sequences,
+    which list all ``evidence``), and the root's Content Sequence is added to
+    the document as highdicom would add it.  The references are checked by
+    construction and by :func:`~.write._checkEvidence`.
+
+    The content items are marked as already in the encoding the SR is
+    written in (explicit VR little endian, :func:`_markEncoded`).
+    """
+    root = report[0]
+    stem = Dataset()
+    for element in root:
+        if element.keyword != "ContentSequence":
+            stem.add(element)
+    stem.ContentSequence = []
+    document = hd.sr.Comprehensive3DSR(content=stem, **attributes)
+    # A plain dataset: the highdicom object's content view would be the stem's.
+    dataset = Dataset()
+    dataset.preamble = document.preamble
+    dataset.file_meta = document.file_meta
+    for element in document:
+        dataset.add(element)
+    dataset.add(root["ContentSequence"])
+    _markEncoded(root.ContentSequence)
+    return dataset
+
+
+def _markEncoded(items: Sequence[Dataset]) -> None:
+    """Mark content items built in memory as encoded in explicit VR little endian, their transfer syntax.
+
+    pydicom corrects ambiguous VRs (PS3.5 6.2.2: US or SS, OB or OW) of the
+    whole subtree of every dataset it writes that was not read in the
+    encoding it is written in: once for the SR and again for each item
+    below it, so an item at depth ``d`` is walked ``d`` times (pydicom
+    ``filewriter.write_dataset``).  The SR itself stays unmarked, so the
+    first walk still covers every item, and an item marked as in its own
+    encoding (``Dataset.set_original_encoding``) is then written without
+    another walk.  The items hold no raw elements (highdicom made them), and
+    written in another transfer syntax they are corrected as before.
+    """
+    for item in items:
+        item.set_original_encoding(False, True, pydicom.charset.default_encoding)
+        for element in item.elements():
+            if element.VR == "SQ":
+                _markEncoded(element.value)
+
+
+def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
+    """A view of ``dataset`` that pydicom writes to the same bytes, with each sequence of code-like
+    items (items without nested sequences) that occurs more than once encoded once; ``None`` if not
+    applicable.
+
+    Two occurrences are the same when they hold the same item objects, which
+    encode to the same bytes in the same file.  The encoded sequences are raw
+    elements (:func:`~QuantReportLib.files.encodedSequence`), which pydicom
+    writes as they are; every dataset of the view is declared to be in the
+    file's encoding, so none is walked again for ambiguous VRs (there are
+    none: a tree holding one, or a raw element, or an item with its own
+    Specific Character Set, is written as it is).
+    """
+    encoding = fileEncoding(dataset)
+    if encoding is None:
+        return None
+    keys: dict[int, tuple | None] = {}  # by id of the sequence element
+    occurrences: dict[tuple, int] = {}
+
+    def writable(item: Dataset) -> bool:
+        """Count the leaf sequences below ``item``; False if the tree must be written as it is."""
+        if item is not dataset and _SPECIFIC_CHARACTER_SET in item:
+            return False
+        for element in item.elements():
+            if isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
+                return False
+            if element.VR == "SQ":
+                key = keys[id(element)] = _leafSequenceKey(element)
+                if key is not None:
+                    occurrences[key] = occurrences.get(key, 0) + 1
+                if not all(writable(child) for child in element.value):
+                    return False
+        return True
+
+    if not writable(dataset):
+        return None
+    encoded: dict[tuple, RawDataElement] = {}
+    character_sets = itemCharacterSets(dataset)
+
+    def viewOf(item: Dataset) -> Dataset:
+        """``item`` itself when nothing below it is shared, else a copy holding the encoded sequences."""
+        elements = {}
+        changed = False
+        for tag, element in item.items():
+            if element.VR == "SQ":
+                key = keys[id(element)]
+                if key is None:
+                    children = [viewOf(child) for child in element.value]
+                    if any(view is not child for view, child in zip(children, element.value, strict=True)):
+                        element = DataElement(tag, "SQ", children, is_undefined_length=element.is_undefined_length)
+                        changed = True
+                elif occurrences[key] > 1:
+                    if key not in encoded:
+                        encoded[key] = encodedSequence(element, encoding, character_sets)
+                    element = encoded[key]
+                    changed = True
+            elements[tag] = element
+        if not changed and item is not dataset:
+            return item
+        view = Dataset(elements)
+        view.set_original_encoding(*encoding, pydicom.charset.default_encoding)
+        return view
+
+    return declareEncoded(viewOf(dataset), dataset, encoding)
+
+
+def _leafSequenceKey(element: DataElement) -> tuple | None:
+    """Identity of a sequence whose items hold no sequences (codes, measured values), else ``None``."""
+    items = element.value
+    if not items or any(nested.VR == "SQ" for item in items for nested in item.elements()):
+        return None
+    return element.tag, element.is_undefined_length, tuple(id(item) for item in items)
+
+
+# The rows of a plain TID 1411 group: (relationship, value type, concept) -> what it is, and the rows a
+# NUM may have below it (TID 1419 / TID 300 Measurement Method and Derivation).
+_PLAIN_1411_ROWS = {
+    ("HAS OBS CONTEXT", "TEXT", ("112039", "DCM")): "tracking_identifier",
+    ("HAS OBS CONTEXT", "UIDREF", ("112040", "DCM")): "tracking_uid",
+    ("CONTAINS", "CODE", FINDING_CATEGORY): "finding_category",
+    ("CONTAINS", "CODE", ("121071", "DCM")): "finding",
+    ("HAS CONCEPT MOD", "CODE", ("363698007", "SCT")): "finding_site",
+    ("HAS CONCEPT MOD", "CODE", ("370129005", "SCT")): "method",
+    ("CONTAINS", "IMAGE", ("121191", "DCM")): "segment",
+    ("CONTAINS", "UIDREF", ("121232", "DCM")): "source_series",
+}
+
+
+_PLAIN_NUM_ROWS = {("HAS CONCEPT MOD", "CODE", ("370129005", "SCT")): "method",
+                   ("HAS CONCEPT MOD", "CODE", ("121401", "DCM")): "derivation"}
+
+
+_PLAIN_SITE_ROWS = {("HAS CONCEPT MOD", "CODE", ("272741003", "SCT")): "laterality",
+                    ("HAS CONCEPT MOD", "CODE", ("106233006", "SCT")): "modifier"}
+
+
+# Tags of the content item attributes the plain reader reads (PS3.3 C.17.3, C.18).
+_RELATIONSHIP_TYPE = 0x0040A010
+VALUE_TYPE = 0x0040A040
+CONCEPT_NAME_CODE_SEQUENCE = 0x0040A043
+_CONCEPT_CODE_SEQUENCE = 0x0040A168
+CONTENT_SEQUENCE = 0x0040A730
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_TEXT_VALUE = 0x0040A160
+_UID = 0x0040A124
+_REFERENCED_SOP_SEQUENCE = 0x00081199
+_MEASURED_VALUE_SEQUENCE = 0x0040A300
+_NUMERIC_VALUE = 0x0040A30A
+_FLOATING_POINT_VALUE = 0x0040A161
+_MEASUREMENT_UNITS_CODE_SEQUENCE = 0x004008EA
+CONTENT_TEMPLATE_SEQUENCE = 0x0040A504
+_READ_TAGS = (_RELATIONSHIP_TYPE, VALUE_TYPE, CONCEPT_NAME_CODE_SEQUENCE, _CONCEPT_CODE_SEQUENCE, CONTENT_SEQUENCE,
+              _TEXT_VALUE, _UID, _REFERENCED_SOP_SEQUENCE, _MEASURED_VALUE_SEQUENCE, _NUMERIC_VALUE,
+              _FLOATING_POINT_VALUE, _MEASUREMENT_UNITS_CODE_SEQUENCE)
+
+
+class EncodedValues:
+    """The values of a report's content items, each distinct encoding parsed by pydicom once.
+
+    A report repeats most of its content: every group has the same concept
+    names, units, measurement methods and derivations, and pydicom turning
+    their tens of thousands of elements into datasets is what reading a large
+    report costs.  An element pydicom has not parsed is a raw element holding
+    its encoded bytes (a sequence: all of it); equal bytes in the same
+    encoding parse to equal values, so :meth:`value` parses each distinct
+    encoding once (as ``seg._fast.NestedValues`` does for SEG functional groups),
+    and :meth:`items` cuts a sequence into its items' raw elements (only the
+    :data:`_READ_TAGS`, each item read by pydicom's data element generator,
+    which skips the other values) instead of letting pydicom make a dataset
+    of every item.  Elements already parsed (an undefined-length sequence, a
+    dataset built in memory) are read directly.  ``encoding`` is the
+    character set of the report.
+    """
+
+    def __init__(self, encoding: str | Sequence[str]) -> None:
+        self._encoding = encoding
+        self._values: dict[tuple, Any] = {}
+
+    def value(self, element: DataElement | RawDataElement | None, parse: Callable[[Any], Any]) -> Any:
+        """``parse`` of the element's value (a sequence: its items); ``None`` without element."""
+        if element is None:
+            return None
+        if not _isEncoded(element):
+            return parse(element.value)
+        key = (parse, element.tag, element.is_implicit_VR, element.is_little_endian, element.value)
+        if key not in self._values:
+            self._values[key] = parse(convert_raw_data_element(element, encoding=self._encoding).value)
+        return self._values[key]
+
+    def items(self, element: DataElement | RawDataElement | None
+              ) -> list[Mapping[int, DataElement | RawDataElement]]:
+        """The :data:`_READ_TAGS` elements of each item of a sequence element, by tag (``[]`` without it)."""
+        if element is None:
+            return []
+        if _isEncoded(element) and element.length != UNDEFINED_LENGTH:
+            encoding = (element.is_implicit_VR, element.is_little_endian)
+            try:
+                return itemElements(encodedItems(element.value, *encoding), _READ_TAGS, *encoding)
+            except ValueError:
+                pass  # not a sequence of items: pydicom parses it below and reports what is wrong
+        if isinstance(element, RawDataElement):
+            element = convert_raw_data_element(element, encoding=self._encoding)
+        return [{tag: item.get_item(tag) for tag in _READ_TAGS if tag in item} for item in element.value or []]
+
+    def rowKey(self, item: Mapping[int, DataElement | RawDataElement]) -> tuple:
+        """(relationship type, value type, concept name) of a content item, as :data:`_PLAIN_1411_ROWS` names rows."""
+        return (self.value(item.get(_RELATIONSHIP_TYPE), text), self.value(item.get(VALUE_TYPE), text),
+                self.value(item.get(CONCEPT_NAME_CODE_SEQUENCE), codeKey))
+
+
+def _isEncoded(element: DataElement | RawDataElement) -> bool:
+    return isinstance(element, RawDataElement) and isinstance(element.value, bytes)
+
+
+def text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def templateIdentifier(items: Sequence[Dataset]) -> str | None:
+    """Template Identifier of a Content Template Sequence (PS3.3 C.18.8)."""
+    return str(items[0].get("TemplateIdentifier", "")) if items else None
+
+
+def codeKey(items: Sequence[Dataset]) -> tuple[str, str] | None:
+    """(code value, scheme) of a code sequence, as :func:`conceptName` gives it."""
+    if not items:
+        return None
+    return str(items[0].get("CodeValue", "")), str(items[0].get("CodingSchemeDesignator", ""))
+
+
+def _firstCode(items: Sequence[Dataset]) -> Code:
+    return Code.fromDataset(items[0])
+
+
+def _rowKey(item: Dataset) -> tuple:
+    return item.get("RelationshipType"), item.get("ValueType"), conceptName(item)
+
+
+def _plainRows(items: Sequence, kinds: dict, key: Callable[[Any], tuple]) -> dict[str, Any] | None:
+    """The content items by kind when each is of a known kind and none repeats, else ``None``."""
+    rows: dict[str, Any] = {}
+    for child in items:
+        kind = kinds.get(key(child))
+        if kind is None or kind in rows:
+            return None
+        rows[kind] = child
+    return rows
+
+
+def _numberModifiers(items: Sequence[Dataset]) -> tuple[bool, Code | None, Code | None]:
+    """Whether a NUM's children are plain, and its Measurement Method and Derivation codes."""
+    rows = _plainRows(items, _PLAIN_NUM_ROWS, _rowKey)
+    if rows is None:
+        return False, None, None
+    method, derivation = rows.get("method"), rows.get("derivation")
+    return (True, None if method is None else Code.fromDataset(method.ConceptCodeSequence[0]),
+            None if derivation is None else Code.fromDataset(derivation.ConceptCodeSequence[0]))
+
+
+def _siteModifier(items: Sequence[Dataset]) -> tuple[bool, Code | None]:
+    """Whether a Finding Site's children are plain (at most one laterality or modifier), and that modifier."""
+    rows = _plainRows(items, _PLAIN_SITE_ROWS, _rowKey)
+    if rows is None or len(rows) > 1:
+        return False, None
+    modifier = rows.get("laterality") or rows.get("modifier")
+    return True, None if modifier is None else Code.fromDataset(modifier.ConceptCodeSequence[0])
+
+
+def _segmentOf(references: Sequence[Dataset]) -> SegmentReference | None:
+    """The SEG segment of a Referenced Segment's Referenced SOP Sequence, ``None`` unless exactly one."""
+    if len(references) != 1:
+        return None
+    numbers = references[0].ReferencedSegmentNumber
+    if isinstance(numbers, MultiValue):
+        return None
+    return SegmentReference(str(references[0].ReferencedSOPInstanceUID), int(numbers))
+
+
+def readPlainVolumetricGroup(item: Dataset, values: EncodedValues) -> MeasurementGroup | None:
+    """A TID 1411 group read from its encoded content items, or ``None`` when it is not plain.
+
+    Plain means: tracking identifier and UID, finding category, finding,
+    finding site (with laterality or topographical modifier), measurement
+    method, one Referenced Segment with its source series, and NUMs with a
+    value, a unit and at most a measurement method and a derivation; no other
+    row.  That is what QuantReport and dcmqi write, and it is read exactly as
+    highdicom's :class:`~highdicom.sr.VolumetricROIMeasurementsAndQualitativeEvaluations`
+    reads it (the same items, the same codes); anything else goes to highdicom.
+    Only the elements used are parsed, repeated encodings once (:class:`EncodedValues`).
+    """
+    try:
+        content = values.items(item.get_item(CONTENT_SEQUENCE))
+        kinds = [values.value(child.get(VALUE_TYPE), text) for child in content]
+        numbers = [child for child, kind in zip(content, kinds, strict=True) if kind == "NUM"]
+        rows = _plainRows([child for child, kind in zip(content, kinds, strict=True) if kind != "NUM"],
+                          _PLAIN_1411_ROWS, values.rowKey)
+        if rows is None or not {"tracking_identifier", "tracking_uid", "segment"} <= rows.keys():
+            return None
+        segment = values.value(rows["segment"][_REFERENCED_SOP_SEQUENCE], _segmentOf)
+        if segment is None:
+            return None
+        site = site_modifier = None
+        if "finding_site" in rows:
+            plain, site_modifier = values.value(rows["finding_site"].get(CONTENT_SEQUENCE), _siteModifier) \
+                or (True, None)
+            if not plain:
+                return None
+            site = values.value(rows["finding_site"][_CONCEPT_CODE_SEQUENCE], _firstCode)
+        group_method = values.value(rows["method"][_CONCEPT_CODE_SEQUENCE], _firstCode) \
+            if "method" in rows else None
+        measurements = []
+        for number in numbers:
+            plain, method, derivation = values.value(number.get(CONTENT_SEQUENCE), _numberModifiers) \
+                or (True, None, None)
+            measured = values.items(number.get(_MEASURED_VALUE_SEQUENCE))
+            if values.value(number.get(_RELATIONSHIP_TYPE), text) != "CONTAINS" or not plain or not measured:
+                return None
+            units = measured[0][_MEASUREMENT_UNITS_CODE_SEQUENCE]
+            # Floating Point Value (FD) when present: the exact value; else the Numeric Value (DS).
+            exact = measured[0].get(_FLOATING_POINT_VALUE)
+            if exact is None:
+                exact = measured[0][_NUMERIC_VALUE]
+            quantity = Quantity(
+                name=values.value(number[CONCEPT_NAME_CODE_SEQUENCE], _firstCode),
+                unit=values.value(units, _firstCode),
+                derivation=derivation,
+                method=group_method if method is None else method,
+            )
+            measurements.append(Measurement(quantity, values.value(exact, float)))
+        source_series = rows.get("source_series")
+        return MeasurementGroup(
+            tracking_identifier=values.value(rows["tracking_identifier"][_TEXT_VALUE], text) or "",
+            tracking_uid=values.value(rows["tracking_uid"][_UID], text) or "",
+            finding=values.value(rows["finding"][_CONCEPT_CODE_SEQUENCE], _firstCode)
+            if "finding" in rows else None,
+            finding_category=values.value(rows["finding_category"][_CONCEPT_CODE_SEQUENCE], _firstCode)
+            if "finding_category" in rows else None,
+            finding_site=site,
+            finding_site_modifier=site_modifier,
+            segment=segment,
+            source_series_uid=None if source_series is None else values.value(source_series[_UID], str),
+            measurements=tuple(measurements),
+            template_id="1411",
+        )
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, InvalidInputError):
+        return None  # highdicom decides, and says what is wrong
