@@ -50,11 +50,31 @@ def _loadVolume(args: argparse.Namespace):
         return loadSeriesFromDatabase(database, args.series)
 
 
+def _labelOptions(args: argparse.Namespace):
+    """The ``--terminology``, ``--allow-unmapped``, ``--label-names`` and ``--algorithm`` options."""
+    from .labelcodes import LabelOptions
+
+    return LabelOptions(terminology=args.terminology, allow_unmapped=args.allow_unmapped,
+                        label_names=args.label_names, algorithm=args.algorithm)
+
+
 def _loadSegmentation(args: argparse.Namespace, volume):
-    """The ``--labelmap`` file (with ``--segments`` metadata) on the volume's grid."""
+    """The ``--labelmap`` file or folder (with ``--segments`` metadata) on the volume's grid.
+
+    Findings on the label codes used are printed as ``warning:`` lines.
+    """
+    import warnings
+
+    from .labelcodes import LabelCodeWarning
     from .labelmaps import readSegmentationOnGrid
 
-    return readSegmentationOnGrid(args.labelmap, args.segments, volume.geometry)
+    with warnings.catch_warnings(record=True) as found:
+        warnings.simplefilter("always", LabelCodeWarning)
+        segmentation = readSegmentationOnGrid(args.labelmap, args.segments, volume.geometry, _labelOptions(args))
+    for warning in found:
+        if issubclass(warning.category, LabelCodeWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+    return segmentation
 
 
 def _labelmapNote(saved) -> str | None:
@@ -71,6 +91,23 @@ def _labelmapNote(saved) -> str | None:
 def _printJson(obj) -> None:
     json.dump(obj, sys.stdout, indent=None if not sys.stdout.isatty() else 2)
     sys.stdout.write("\n")
+
+
+def _addLabelArguments(parser: argparse.ArgumentParser) -> None:
+    """The options that read AI outputs: label names and their codes.
+
+    The values are checked by ``LabelOptions`` (imported when a command runs, not for ``--help``).
+    """
+    labels = parser.add_argument_group("AI outputs (NIfTI files, folders of masks)")
+    labels.add_argument("--terminology", metavar="NAME|FILE",
+                        help="code label names with a bundled table (totalsegmentator) or a CSV in its columns")
+    labels.add_argument("--allow-unmapped", action="store_true",
+                        help="write names the table lacks with a placeholder code (a warning) instead of refusing")
+    labels.add_argument("--label-names", metavar="FILE|totalsegmentator:TASK",
+                        help="names of a multi-label file's values: nnU-Net dataset.json or {value: name} JSON, "
+                        "or a TotalSegmentator task")
+    labels.add_argument("--algorithm", metavar="NAME",
+                        help="Segment Algorithm Name of AUTOMATIC segments (default: the bundled table's tool)")
 
 
 def _addSeriesArguments(parser: argparse.ArgumentParser) -> None:
@@ -396,16 +433,20 @@ def buildParser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("measure", help="measure segments on a series and print or write the table")
     _addSeriesArguments(p)
-    p.add_argument("--labelmap", required=True, metavar="FILE", help="labelmap or .seg.nrrd")
+    p.add_argument("--labelmap", required=True, metavar="FILE|DIR",
+                   help="labelmap (.nrrd, .nii, .nii.gz), .seg.nrrd, or a folder of one mask per structure")
     p.add_argument("--segments", metavar="META.json", help="segment descriptions (dcmqi meta JSON)")
+    _addLabelArguments(p)
     p.add_argument("--format", choices=("csv", "tsv", "json"), default="tsv", help="output format (default tsv)")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE (.csv, .tsv or .json)")
     p.set_defaults(run=cmdMeasure)
 
     p = commands.add_parser("export", help="write DICOM SEG + TID 1500 SR for a labelmap and print their paths")
     _addSeriesArguments(p)
-    p.add_argument("--labelmap", required=True, metavar="FILE", help="labelmap or .seg.nrrd")
+    p.add_argument("--labelmap", required=True, metavar="FILE|DIR",
+                   help="labelmap (.nrrd, .nii, .nii.gz), .seg.nrrd, or a folder of one mask per structure")
     p.add_argument("--segments", metavar="META.json", help="segment descriptions (dcmqi meta JSON)")
+    _addLabelArguments(p)
     p.add_argument("--ohif-companions", action="store_true",
                    help="add each segment's centroid point and long axis as planar groups that OHIF displays")
     p.add_argument("--labelmap-seg", action="store_true",

@@ -23,11 +23,13 @@ it checks (``importlib.metadata`` reads their installed metadata only).
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Protocol
 
 from .errors import QuantReportError
@@ -39,6 +41,31 @@ REQUIREMENTS_PATH = Path(__file__).resolve().parents[1] / "Resources" / "require
 
 class MissingDependencyError(QuantReportError):
     """Required Python packages are missing and could not be (or were not allowed to be) installed."""
+
+
+#: Optional features: the extra of ``pyproject.toml`` that installs each module they import.
+OPTIONAL_EXTRAS = {"nibabel": "nifti", "dask": "dask", "distributed": "dask", "pyarrow": "parquet"}
+
+
+def optionalModule(name: str, feature: str) -> ModuleType:
+    """Import an optional package, or say which extra installs it.
+
+    The core imports its optional packages (:data:`OPTIONAL_EXTRAS`) inside the
+    functions that need them, through this, so that ``quantreport --help`` and
+    the Slicer module work without them.
+
+    Raises
+    ------
+    MissingDependencyError
+        When the package is not installed: the message names ``feature`` and
+        the ``pip install 'quantreport[<extra>]'`` command.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        extra = OPTIONAL_EXTRAS.get(name.split(".")[0], name)
+        raise MissingDependencyError(f"{feature} needs the Python package {name.split('.')[0]} ({error}); install it "
+                                     f"with: pip install 'quantreport[{extra}]'", feature) from error
 
 
 def installedVersion(distribution: str) -> str | None:

@@ -19,11 +19,12 @@ segmentation to DICOM SEG against a reference volume.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nrrd
 import numpy as np
@@ -38,6 +39,9 @@ from .terminology import (
     terminologyFromSlicerString,
     terminologyToSlicerString,
 )
+
+if TYPE_CHECKING:
+    from .labelcodes import LabelOptions
 
 # Sign that turns a vector of each NRRD "space" into LPS (NRRD spec: "space"; both the long
 # names and the three-letter abbreviations are allowed).
@@ -95,11 +99,17 @@ def readLabelmapNrrd(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
     UnsupportedError
         When its ``space`` is not LPS, RAS or LAS, or it has no ``space directions``.
     """
+    data, geometry = readNrrdVolume(path)
+    return asLabelmapArray(data, path), geometry
+
+
+def readNrrdVolume(path: str | os.PathLike) -> tuple[np.ndarray, Geometry]:
+    """A 3D NRRD's voxel values as stored, shape ``(k, j, i)``, and its grid (see :func:`readLabelmapNrrd`)."""
     data, header = _readNrrd(path)
     if data.ndim != 3:
         raise InvalidInputError(f"a labelmap has 3 dimensions, this file has {data.ndim}", path)
     geometry, _ = _geometryFromHeader(header, data.shape, path)
-    return _asLabelmapArray(data, path), geometry
+    return data, geometry
 
 
 def writeLabelmapNrrd(labelmap: np.ndarray, geometry: Geometry, path: str | os.PathLike) -> Path:
@@ -297,14 +307,30 @@ def readSegmentation(path: str | os.PathLike, segments_meta: Sequence[Segment] |
     if data.ndim != 3:
         raise InvalidInputError(f"a labelmap has 3 dimensions, this file has {data.ndim}", path)
     geometry, _ = _geometryFromHeader(header, data.shape, path)
-    labelmap = _asLabelmapArray(data, path)
+    labelmap = asLabelmapArray(data, path)
     if segments_meta is None:
         described = {value: Segment(value, f"Segment {value}", DEFAULT_TERMINOLOGY) for value in labelValues(labelmap)}
     else:
         described = {segment.number: segment for segment in segments_meta}
-        missing = undescribedLabels(labelmap, described)
-        if missing:
-            raise InvalidInputError(f"label values {missing} are not described in the segment metadata", path)
+    return segmentationFromLabelmap(labelmap, geometry, described, path)
+
+
+def segmentationFromLabelmap(labelmap: np.ndarray, geometry: Geometry, described: Mapping[int, Segment],
+                             path: str | os.PathLike) -> Segmentation:
+    """A plain labelmap's segmentation: one layer, segments numbered 1, 2, ... in increasing label value.
+
+    ``described`` maps label value -> segment (its ``number`` is replaced);
+    a DICOM SEG numbers its segments 1..n (PS3.3 C.8.20.2), and each is
+    placed at its label value.  Described values with no voxels stay, empty.
+
+    Raises
+    ------
+    InvalidInputError
+        When the labelmap holds a value ``described`` lacks.
+    """
+    missing = undescribedLabels(labelmap, described)
+    if missing:
+        raise InvalidInputError(f"label values {missing} are not described in the segment metadata", path)
     values = sorted(described)
     segments = tuple(described[value].replace(number=number) for number, value in enumerate(values, start=1))
     return _buildSegmentation(geometry, segments, (labelmap,), tuple((0, value) for value in values), path)
@@ -314,14 +340,23 @@ def readSegmentation(path: str | os.PathLike, segments_meta: Sequence[Segment] |
 
 
 def readSegmentationOnGrid(path: str | os.PathLike, segments_meta: str | os.PathLike | None,
-                           geometry: Geometry) -> Segmentation:
-    """A labelmap or ``.seg.nrrd`` (with optional dcmqi segment metadata JSON) on ``geometry``'s grid.
+                           geometry: Geometry, labels: LabelOptions | None = None) -> Segmentation:
+    """A segmentation file or folder (with optional dcmqi segment metadata JSON) on ``geometry``'s grid.
 
+    NRRD labelmaps and ``.seg.nrrd`` files are read by :func:`readSegmentation`;
+    NIfTI files, folders of masks, probability maps and named labels (any of
+    ``labels`` given) by :func:`~QuantReportLib.masks.readLabelledSegmentation`.
     Resampled nearest-neighbour when its own grid differs, as Slicer does
     when it exports a segmentation against a reference volume.
     """
+    from .masks import readLabelledSegmentation, usesMasksReader
+
     metadata = readSegmentsMetadata(segments_meta) if segments_meta else None
-    return resampleToGeometry(readSegmentation(path, metadata), geometry)
+    if usesMasksReader(path, labels):
+        segmentation = readLabelledSegmentation(path, metadata, labels)
+    else:
+        segmentation = readSegmentation(path, metadata)
+    return resampleToGeometry(segmentation, geometry)
 
 
 def resampleToGeometry(segmentation: Segmentation, geometry: Geometry) -> Segmentation:
@@ -333,7 +368,8 @@ def resampleToGeometry(segmentation: Segmentation, geometry: Geometry) -> Segmen
     segmentation's grid are 0.  This is what Slicer does when it exports a
     segmentation against a reference volume.  When the grids already match
     (:meth:`Geometry.matches`), the voxels are kept as they are and only the
-    geometry is replaced by ``geometry``.
+    geometry is replaced by ``geometry``.  Fractional values are resampled
+    the same way.
 
     Returns
     -------
@@ -341,15 +377,26 @@ def resampleToGeometry(segmentation: Segmentation, geometry: Geometry) -> Segmen
         Same segments, layers and placement, on ``geometry``.
     """
     source = segmentation.geometry
+    fractions = segmentation.fractions
     if source.matches(geometry):
-        return Segmentation(geometry, segmentation.segments, segmentation.layers, segmentation.placement)
+        return dataclasses.replace(segmentation, geometry=geometry)
+    layers = _resampled(segmentation.layers, source, geometry)
+    if fractions is not None:
+        numbers = list(fractions.values)
+        values = _resampled([fractions.values[number] for number in numbers], source, geometry)
+        fractions = dataclasses.replace(fractions, values=dict(zip(numbers, values, strict=True)))
+    return Segmentation(geometry, segmentation.segments, tuple(layers), segmentation.placement, fractions)
+
+
+def _resampled(arrays: Sequence[np.ndarray], source: Geometry, geometry: Geometry) -> list[np.ndarray]:
+    """Arrays on ``source``'s grid, on ``geometry``'s by nearest neighbour (see :func:`resampleToGeometry`)."""
     target_to_source = np.linalg.inv(source.ijk_to_lps) @ geometry.ijk_to_lps
     linear, offset = target_to_source[:3, :3], target_to_source[:3, 3]
     depth, rows, columns = geometry.shape
     source_shape = np.array(source.shape[::-1])  # (i, j, k) sizes
     i = np.arange(columns, dtype=np.float64)[np.newaxis, :]
     j = np.arange(rows, dtype=np.float64)[:, np.newaxis]
-    layers = [np.zeros(geometry.shape, dtype=layer.dtype) for layer in segmentation.layers]
+    resampled = [np.zeros(geometry.shape, dtype=array.dtype) for array in arrays]
     for k in range(depth):
         # Source (i, j, k) indices of this target slice's voxel centres, one (rows, columns) plane each.
         indices = [np.floor(linear[axis, 0] * i + linear[axis, 1] * j + (linear[axis, 2] * k + offset[axis]) + 0.5)
@@ -360,9 +407,9 @@ def resampleToGeometry(segmentation: Segmentation, geometry: Geometry) -> Segmen
         if not inside.any():
             continue
         si, sj, sk = (index[inside] for index in indices)
-        for target, layer in zip(layers, segmentation.layers, strict=True):
-            target[k][inside] = layer[sk, sj, si]
-    return Segmentation(geometry, segmentation.segments, tuple(layers), segmentation.placement)
+        for target, array in zip(resampled, arrays, strict=True):
+            target[k][inside] = array[sk, sj, si]
+    return resampled
 
 
 # -- helpers ------------------------------------------------------------------------------------------
@@ -409,7 +456,14 @@ def _geometryFromHeader(header: Mapping[str, Any], shape: tuple[int, ...],
         raise InvalidInputError(error.message, path) from error
 
 
-def _asLabelmapArray(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+def asLabelmapArray(data: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """Label values as the smallest unsigned integer array that holds them (integral floats converted).
+
+    Raises
+    ------
+    InvalidInputError
+        When a value is negative, fractional or too large.
+    """
     if data.size and data.min() < 0:
         raise InvalidInputError("labelmap has negative values", path)
     if np.issubdtype(data.dtype, np.unsignedinteger):

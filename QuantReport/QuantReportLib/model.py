@@ -224,6 +224,49 @@ class Volume:
             )
 
 
+#: Fractional Segmentation Types (PS3.3 C.8.20.2.3).
+FRACTIONAL_TYPES = ("PROBABILITY", "OCCUPANCY")
+
+
+@dataclass(frozen=True, eq=False)
+class Fractions:
+    """The fractional values of segments, as a FRACTIONAL SEG stores them (PS3.3 C.8.20.2.3).
+
+    ``values[number]`` is the ``uint8`` array (on the segmentation's grid) of
+    segment ``number``; value / ``maximum`` is the probability or occupancy
+    (``type``: ``PROBABILITY`` or ``OCCUPANCY``).  A voxel belongs to the
+    segment's mask when its value is at least half of ``maximum``
+    (:func:`fractionalMask`), the rule by which a FRACTIONAL SEG is read.
+    """
+
+    type: str
+    values: Mapping[int, np.ndarray]
+    maximum: int = 255
+
+    def __post_init__(self) -> None:
+        if self.type not in FRACTIONAL_TYPES:
+            raise InvalidInputError(f"fractional type must be {' or '.join(FRACTIONAL_TYPES)}, got {self.type!r}")
+        if not 1 <= self.maximum <= 255:
+            raise InvalidInputError(f"maximum fractional value must be 1 to 255, got {self.maximum}")
+        for number, values in self.values.items():
+            if values.dtype != np.uint8:
+                raise InvalidInputError(f"segment {number}: fractional values must be uint8, got {values.dtype}")
+
+    def fraction(self, number: int) -> np.ndarray:
+        """Segment ``number``'s values as float32 0..1."""
+        return self.values[number].astype(np.float32) / np.float32(self.maximum)
+
+
+def fractionalMask(values: np.ndarray, maximum: int) -> np.ndarray:
+    """The voxels of a fractional segment that count as segmented: at least half the maximum value.
+
+    The rule of QuantReport's SEG reader for FRACTIONAL SEGs (PS3.3
+    C.8.20.2.3 leaves the meaning of a threshold to the application); the
+    measurements of a FRACTIONAL export are made on this mask.
+    """
+    return 2 * values.astype(np.uint16) >= maximum
+
+
 @dataclass(frozen=True, eq=False)
 class Segmentation:
     """Segments and their voxels on one grid, stored as Slicer stores them.
@@ -232,12 +275,15 @@ class Segmentation:
     layers): non-overlapping segments share one layer, an overlapping segment
     gets another.  ``placement[n]`` is ``(layer index, label value)`` of the
     segment at ``segments[n]``.  Empty segments are allowed and kept.
+    ``fractions``, when set, holds every segment's fractional values (a
+    probability map's); the layers then hold their :func:`fractionalMask`.
     """
 
     geometry: Geometry
     segments: tuple[Segment, ...]
     layers: tuple[np.ndarray, ...]
     placement: tuple[tuple[int, int], ...]
+    fractions: Fractions | None = None
 
     def __post_init__(self) -> None:
         numbers = [segment.number for segment in self.segments]
@@ -257,6 +303,13 @@ class Segmentation:
             if (layer_index, value) in seen:
                 raise InvalidInputError(f"segment {segment.number}: placement {(layer_index, value)} used twice")
             seen.add((layer_index, value))
+        if self.fractions is not None:
+            if set(self.fractions.values) != set(numbers):
+                raise InvalidInputError("fractional values must be given for every segment, and only for them")
+            for number, values in self.fractions.values.items():
+                if tuple(values.shape) != self.geometry.shape:
+                    raise GeometryError(f"segment {number}: fractional values shape {values.shape} does not match "
+                                        f"geometry {self.geometry.shape}")
 
     # -- construction -------------------------------------------------------
 
@@ -276,16 +329,19 @@ class Segmentation:
                    segments: Sequence[Segment]) -> Segmentation:
         """Per-segment boolean masks, packed into as few layers as overlaps allow.
 
-        ``masks`` is a mapping from segment number to mask, or a sequence of
-        masks in the order of ``segments``.
+        ``masks`` is a mapping from segment number to mask, or an iterable of
+        masks in the order of ``segments``, consumed one mask at a time (a
+        generator that reads each mask from its file holds one in memory).
         """
-        if not isinstance(masks, Mapping):
-            masks = {segment.number: mask for segment, mask in zip(segments, masks, strict=True)}
+        if isinstance(masks, Mapping):
+            pairs: Iterable[tuple[Segment, np.ndarray]] = ((s, masks[s.number]) for s in segments)
+        else:
+            pairs = zip(segments, masks, strict=True)
         dtype = np.uint8 if max((s.number for s in segments), default=0) < 256 else np.uint16
         layers: list[np.ndarray] = []
         placement: list[tuple[int, int]] = []
-        for segment in segments:
-            mask = np.asarray(masks[segment.number], dtype=bool)
+        for segment, given in pairs:
+            mask = np.asarray(given, dtype=bool)
             if mask.shape != geometry.shape:
                 raise GeometryError(
                     f"segment {segment.number}: mask shape {mask.shape} does not match {geometry.shape}")
@@ -299,6 +355,23 @@ class Segmentation:
         if not layers:
             layers.append(np.zeros(geometry.shape, dtype=dtype))
         return cls(geometry, tuple(segments), tuple(layers), tuple(placement))
+
+    @classmethod
+    def fromFractions(cls, fractions: Iterable[np.ndarray], geometry: Geometry, segments: Sequence[Segment],
+                      fractional_type: str, maximum: int = 255) -> Segmentation:
+        """Per-segment ``uint8`` fractional values (in the order of ``segments``), consumed one at a time.
+
+        The layers hold each segment's :func:`fractionalMask`, packed as by :meth:`fromMasks`.
+        """
+        values: dict[int, np.ndarray] = {}
+
+        def masks() -> Iterable[np.ndarray]:
+            for segment, given in zip(segments, fractions, strict=True):
+                values[segment.number] = given
+                yield fractionalMask(given, maximum)
+
+        packed = cls.fromMasks(masks(), geometry, segments)
+        return dataclasses.replace(packed, fractions=Fractions(fractional_type, values, maximum))
 
     # -- access ---------------------------------------------------------------
 
