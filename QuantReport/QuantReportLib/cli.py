@@ -51,11 +51,11 @@ def _loadVolume(args: argparse.Namespace):
 
 
 def _labelOptions(args: argparse.Namespace):
-    """The ``--terminology``, ``--allow-unmapped``, ``--label-names`` and ``--algorithm`` options."""
+    """The ``--terminology``, ``--allow-unmapped``, ``--label-names``, ``--algorithm``, ``--fractional`` options."""
     from .labelcodes import LabelOptions
 
     return LabelOptions(terminology=args.terminology, allow_unmapped=args.allow_unmapped,
-                        label_names=args.label_names, algorithm=args.algorithm)
+                        label_names=args.label_names, algorithm=args.algorithm, fractional=args.fractional)
 
 
 def _loadSegmentation(args: argparse.Namespace, volume):
@@ -94,11 +94,11 @@ def _printJson(obj) -> None:
 
 
 def _addLabelArguments(parser: argparse.ArgumentParser) -> None:
-    """The options that read AI outputs: label names and their codes.
+    """The options that read AI outputs: label names, their codes, probability maps.
 
     The values are checked by ``LabelOptions`` (imported when a command runs, not for ``--help``).
     """
-    labels = parser.add_argument_group("AI outputs (NIfTI files, folders of masks)")
+    labels = parser.add_argument_group("AI outputs (NIfTI files, folders of masks, probability maps)")
     labels.add_argument("--terminology", metavar="NAME|FILE",
                         help="code label names with a bundled table (totalsegmentator) or a CSV in its columns")
     labels.add_argument("--allow-unmapped", action="store_true",
@@ -108,6 +108,9 @@ def _addLabelArguments(parser: argparse.ArgumentParser) -> None:
                         "or a TotalSegmentator task")
     labels.add_argument("--algorithm", metavar="NAME",
                         help="Segment Algorithm Name of AUTOMATIC segments (default: the bundled table's tool)")
+    labels.add_argument("--fractional", type=str.upper, metavar="PROBABILITY|OCCUPANCY",
+                        help="read probability maps (floats 0-1 or uint8 0-255; a folder, one per structure, or "
+                        "one file) and write a FRACTIONAL SEG of that type")
 
 
 def _addSeriesArguments(parser: argparse.ArgumentParser) -> None:

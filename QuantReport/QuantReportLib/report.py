@@ -164,8 +164,6 @@ def saveReport(
                             volume.series_instance_uid)
     if out_dir is None and database is None:
         raise InvalidInputError("give an output folder or a database", "saveReport")
-    if segmentation.fractions is not None:
-        raise UnsupportedError("writing probability maps as a FRACTIONAL SEG is not supported yet", "saveReport")
     segmentation = assignTracking(segmentation)
     if table is None:
         table = measurements.computeMeasurements(volume, segmentation)

@@ -11,6 +11,7 @@ decoders).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pydicom.dataset import Dataset
 from ..dicomio.pixels import checkDecodable, iterFrames
 from ..dicomio.reading import checkPixelDataClaim
 from ..errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
-from ..model import Code, Geometry, Segment, Segmentation, Terminology, Volume
+from ..model import Code, Fractions, Geometry, Segment, Segmentation, Terminology, Volume, fractionalMask
 from ._fast import FrameGroups, NestedValues, inBox, nativeFrames, pixelDataLength
 from .placement import SegFrame, coordinates, placeFrames, referencesOf
 from .write import LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE
@@ -209,13 +210,12 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         # Every stored value was checked against the Segment Sequence above; background 0 stays 0.
         result = Segmentation(geometry, tuple(segments), (labelmap,), tuple((0, s.number) for s in segments))
     else:
-        threshold = 1 if maximum is None else int(np.ceil(maximum / 2))
         layers = _SegmentLayers(geometry.shape, dtype)
         for frame, k, (box, pixels) in zip(frames, slice_of_frame, pixels_of, strict=True):
             if maximum is not None and int(pixels.max(initial=0)) > maximum:
                 raise InvalidInputError(f"frame {frame.index + 1} has values above the Maximum Fractional Value "
                                         f"{maximum}", name)
-            present = pixels >= threshold
+            present = pixels >= 1 if maximum is None else fractionalMask(pixels, maximum)
             voxels = int(np.count_nonzero(present))
             counts[frame.segment_number] += voxels
             if voxels:
@@ -224,9 +224,11 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
                 layer = values.setdefault(frame.segment_number, np.zeros(geometry.shape, dtype=np.uint8))
                 np.maximum(layer[(k, *box)], pixels, out=layer[(k, *box)])
         result = layers.segmentation(geometry, segments)
-        if values is not None:
+        if values is not None and fractional_type is not None and maximum is not None:
             for segment in segments:
                 values.setdefault(segment.number, np.zeros(geometry.shape, dtype=np.uint8))
+            # The segmentation carries them too, so that it is written back as the same FRACTIONAL SEG.
+            result = dataclasses.replace(result, fractions=Fractions(fractional_type, values, maximum))
 
     referenced = tuple(str(item.SeriesInstanceUID) for item in dataset.get("ReferencedSeriesSequence", [])
                        if "SeriesInstanceUID" in item)

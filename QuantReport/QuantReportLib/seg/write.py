@@ -8,7 +8,8 @@ the Segmentation IOD; A.51.1 for Label Map Segmentation Storage) from a
 Decisions worth knowing:
 
 * BINARY is the default segmentation type because every reader supports it;
-  LABELMAP (highdicom >= 0.23) is written only for non-overlapping segments.
+  LABELMAP (highdicom >= 0.23) is written only for non-overlapping segments;
+  FRACTIONAL for probability or occupancy maps (``Segmentation.fractions``).
 * Empty frames are omitted.  A segment without any voxel keeps its item in
   the Segment Sequence and simply has no frame: PS3.3 C.8.20.2 does not
   require frames for every segment, dciodvfy accepts it and dcmqi's
@@ -103,7 +104,9 @@ def createSeg(
         BINARY (PS3.3 C.8.20.2.3: Segment Number starts at 1, increases by 1).
     labelmap:
         Write a LABELMAP segmentation (Label Map Segmentation Storage) instead
-        of BINARY; needs non-overlapping segments.
+        of BINARY; needs non-overlapping segments.  A segmentation with
+        ``fractions`` is written as FRACTIONAL of their type and Maximum
+        Fractional Value (PS3.3 C.8.20.2.3), the stored values exactly.
     series_description, series_number, instance_number, manufacturer,
     software_versions:
         General Series and Enhanced General Equipment attributes.
@@ -147,13 +150,17 @@ def createSeg(
     if not labelmap and numbers != list(range(1, len(numbers) + 1)):
         raise InvalidInputError(f"BINARY SEG segment numbers must be 1..N (PS3.3 C.8.20.2.3), got {numbers}", source)
 
+    fractions = segmentation.fractions
+    if labelmap and fractions is not None:
+        raise InvalidInputError("a LABELMAP SEG cannot hold fractional values; they are written as FRACTIONAL", source)
     overlapping = segmentation.overlapping
     if labelmap and overlapping:
         raise InvalidInputError("segments overlap: a LABELMAP SEG cannot hold them; export as BINARY", source)
 
     headers, frame_of_slice = _sourceFrames(volume)
     occupied = np.zeros(volume.geometry.shape[0], dtype=bool)
-    for layer in segmentation.layers:
+    # A fractional segment has frames wherever a value is not 0, also below the half that makes its mask.
+    for layer in segmentation.layers if fractions is None else fractions.values.values():
         occupied |= layer.reshape(layer.shape[0], -1).any(axis=1)
     # Only slices holding voxels are handed to highdicom (with their plane
     # positions), so that the stacked array of overlapping segments is as small
@@ -164,7 +171,14 @@ def createSeg(
         hd.PlanePositionSequence("PATIENT", imagePosition(headers[index], frame))
         for index, frame in (frame_of_slice[k] for k in slices)
     ]
-    if overlapping:
+    if fractions is not None:
+        # highdicom takes fractions as floats 0..1 and stores round(value * Maximum Fractional Value): the
+        # stored values divided by the maximum come back as the very same stored values.
+        pixels = np.zeros((len(slices), *volume.geometry.shape[1:], len(segments)), dtype=np.float32)
+        for channel, segment in enumerate(segments):
+            np.divide(fractions.values[segment.number][slices], np.float32(fractions.maximum),
+                      out=pixels[..., channel])
+    elif overlapping:
         # highdicom takes overlapping segments only as one channel per segment; the channels
         # cover the occupied slices only, never a whole volume per segment.
         pixels = np.zeros((len(slices), *volume.geometry.shape[1:], len(segments)), dtype=np.uint8)
@@ -178,7 +192,9 @@ def createSeg(
     dataset = hd.seg.Segmentation(
         source_images=_sourceHeaders(headers, source),
         pixel_array=pixels,
-        segmentation_type="LABELMAP" if labelmap else "BINARY",
+        segmentation_type="LABELMAP" if labelmap else "BINARY" if fractions is None else "FRACTIONAL",
+        **({} if fractions is None else {"fractional_type": fractions.type,
+                                         "max_fractional_value": fractions.maximum}),
         segment_descriptions=[_segmentDescription(segment, algorithm_family) for segment in segments],
         series_instance_uid=series_instance_uid or hd.UID(),
         series_number=series_number,
