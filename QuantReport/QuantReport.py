@@ -388,8 +388,8 @@ class QuantReportLogic(ScriptedLoadableModuleLogic, SlicerReportLogic):
     Parameters
     ----------
     database:
-        The DICOM database (``QuantReportLib.database.DicomDatabase`` protocol, a subset of
-        ``ctkDICOMDatabase``); ``slicer.dicomDatabase`` when omitted.
+        A ``ctkDICOMDatabase`` (used through ``QuantReportLib.inslicer.database.SlicerDicomDatabase``);
+        ``slicer.dicomDatabase`` when omitted.
     """
 
     def __init__(self, database=None) -> None:

@@ -589,3 +589,43 @@ def test_default_import_workers(monkeypatch):
     assert databaseModule._importWorkers(3) == 3 and databaseModule._importWorkers(0) == 1
     monkeypatch.setitem(sys.modules, "slicer", types.ModuleType("slicer"))
     assert databaseModule._importWorkers(None) == 1
+
+
+# -- Slicer's database through the protocol -------------------------------------------------------------
+
+
+class _CtkApiOnly:
+    """An object with only ``ctkDICOMDatabase``'s Python API (as ``slicer.dicomDatabase`` has it)."""
+
+    _API = {"databaseDirectory", "patients", "studiesForPatient", "seriesForStudy", "instancesForSeries",
+            "filesForSeries", "fileForInstance", "instanceValue", "fileValue", "insert"}
+
+    def __init__(self, database: EmbeddedDicomDatabase):
+        self._database = database
+
+    def __getattr__(self, name):
+        if name not in self._API:
+            raise AttributeError(f"ctkDICOMDatabase has no {name}")
+        return getattr(self._database, name)
+
+
+def test_slicer_database_adapter_answers_the_protocol_from_ctks_api(tmp_path):
+    from QuantReportLib.inslicer.database import SlicerDicomDatabase
+
+    study = generate_uid()
+    _writeSeries(tmp_path / "a", 3, study)
+    _writeSeries(tmp_path / "b", 2, study)
+    with EmbeddedDicomDatabase(tmp_path / "db") as database:
+        database.importPaths([tmp_path / "a", tmp_path / "b"], progress=False)
+        adapter = SlicerDicomDatabase(_CtkApiOnly(database))
+        assert isinstance(adapter, DicomDatabase)
+        byUid = {s.series_instance_uid: s for s in database.listSeries()}
+        assert len(byUid) == 2
+        assert {s.series_instance_uid: s for s in adapter.listSeries()} == byUid
+        sop = database.instancesForSeries(next(iter(byUid)))[0]
+        series = next(iter(byUid))
+        assert adapter.storagePath(study, series, sop) == database.storagePath(study, series, sop)
+        written = tmp_path / "written.dcm"
+        _syntheticDataset(study, series, generate_uid(), 9).save_as(written, enforce_file_format=True)
+        (uid,) = adapter.insertFiles([written])
+        assert database.fileForInstance(uid) == str(written)

@@ -23,6 +23,7 @@ import pytest
 from conftest import dciodvfy_errors, require_tool
 from conftest import sharedData as dataPath
 from QuantReportLib import seg
+from QuantReportLib.dicomio import identity
 from QuantReportLib.errors import GeometryError, InvalidInputError
 from QuantReportLib.model import Code, Geometry, Segment, Segmentation, Terminology
 from QuantReportLib.series import loadSeries
@@ -55,7 +56,7 @@ _OUTDATED_DCIODVFY_LABELMAP_ERRORS = {
 def assert_valid_dicom(path: Path) -> None:
     """dciodvfy reports no error (apart from the two above for label maps)."""
     errors = dciodvfy_errors(path)
-    if pydicom.dcmread(path, stop_before_pixels=True).SOPClassUID == seg.LABEL_MAP_SEGMENTATION_STORAGE:
+    if pydicom.dcmread(path, stop_before_pixels=True).SOPClassUID == identity.LABEL_MAP_SEGMENTATION_STORAGE:
         errors = [error for error in errors if error not in _OUTDATED_DCIODVFY_LABELMAP_ERRORS]
     assert errors == [], f"dciodvfy reports errors in {path}:\n" + "\n".join(errors)
 
@@ -299,7 +300,7 @@ def test_round_trip_lidc(tmp_path, labelmap):
     seg.writeSeg(dataset, path)
     assert_valid_dicom(path)
     raw = pydicom.dcmread(path, stop_before_pixels=True)
-    assert raw.SOPClassUID == (seg.LABEL_MAP_SEGMENTATION_STORAGE if labelmap else seg.SEGMENTATION_STORAGE)
+    assert raw.SOPClassUID == (identity.LABEL_MAP_SEGMENTATION_STORAGE if labelmap else identity.SEGMENTATION_STORAGE)
     # The empty segment 3 is kept; highdicom adds background segment 0 to label maps.
     assert [int(s.SegmentNumber) for s in raw.SegmentSequence] == [0, 1, 2, 3, 4][0 if labelmap else 1:]
     # Empty frames are omitted: only slices holding voxels are encoded.

@@ -402,6 +402,29 @@ def test_truncated_file_rejected_naming_it(phantom):
     assert raised.value.source == str(phantom[1])
 
 
+@pytest.mark.parametrize("cut", ["before-pixel-data", "inside-pixel-data", "inside-header"])
+def test_truncated_ct_gets_the_same_refusal_from_import_and_series_loading(lidc_dir, tmp_path, cut):
+    """One strict header reader: what an import skips as truncated, the series loader refuses with the same line."""
+    from QuantReportLib.database import EmbeddedDicomDatabase
+
+    data = sorted(lidc_dir.glob("*.dcm"))[0].read_bytes()
+    pixelTag = data.rindex(b"\xe0\x7f\x10\x00")  # (7FE0,0010) Pixel Data, little endian
+    end = {"before-pixel-data": pixelTag, "inside-pixel-data": pixelTag + 100, "inside-header": pixelTag // 2}[cut]
+    path = tmp_path / "ct" / "cut.dcm"
+    path.parent.mkdir()
+    path.write_bytes(data[:end])
+    with EmbeddedDicomDatabase(tmp_path / "db") as database:
+        result = database.importPaths([path.parent], progress=False)
+    assert result.indexed == 0 and [skipped.path for skipped in result.skipped] == [str(path)]
+    reason = result.skipped[0].reason
+    assert reason.startswith("truncated file"), reason
+    with pytest.raises(InvalidInputError) as raised:
+        loadSeries([path])
+    assert raised.value.message == reason and raised.value.source == str(path)
+    found = findSeries(path.parent)
+    assert found == {} and found.skipped == [str(path)]
+
+
 def test_not_dicom_rejected(tmp_path):
     path = tmp_path / "notes.dcm"
     path.write_text("not an image\n")

@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from conftest import sharedData as _data
 from QuantReportLib import dependencies, examine, provenance
+from QuantReportLib.dicomio import identity
 from QuantReportLib.errors import InvalidInputError
 from QuantReportLib.model import Code, Segment, Terminology
 
@@ -74,7 +75,7 @@ def test_sr_that_is_not_tid1500_is_not_offered(tmp_path):
 
 def test_objects_written_by_quantreport_are_preselected_over_slicers_plugins(tmp_path):
     dataset = pydicom.dcmread(_data("seg", "dcmqi-liver.dcm"))
-    dataset.Manufacturer = examine.QUANTREPORT_MANUFACTURER
+    dataset.Manufacturer = identity.MANUFACTURER
     dataset.save_as(tmp_path / "ours.dcm")
     foreign, ours = examine.examineFiles([[_data("seg", "dcmqi-liver.dcm"), tmp_path / "ours.dcm"]])
     assert ours.written_by_quantreport and ours.selected and ours.confidence == examine.OWN_CONFIDENCE

@@ -25,6 +25,7 @@ from conftest import assert_valid_dicom, require_tool
 from conftest import sharedData as dataFile
 from pydicom.sr.codedict import codes
 from QuantReportLib import series, sr
+from QuantReportLib.dicomio import identity
 from QuantReportLib.errors import InvalidInputError, NotFoundError, UnsupportedError
 from QuantReportLib.model import (
     Code,
@@ -168,7 +169,7 @@ def test_sr_is_valid_and_dumps(sr_path: Path, volume: Volume, seg_dataset: pydic
     dump = result.stdout
     assert dump.startswith("Comprehensive 3D SR Document")
     assert 'PNAME:(,,"Person Observer Name")="Doe^Jane"' in dump
-    assert f'UIDREF:(,,"Device Observer UID")="{sr.DEVICE_OBSERVER_UID}"' in dump
+    assert f'UIDREF:(,,"Device Observer UID")="{identity.DEVICE_OBSERVER_UID}"' in dump
     assert 'CODE:(,,"Procedure reported")=(363679005,SCT,"Imaging procedure")' in dump
     assert dump.count('CONTAINER:(,,"Measurement Group")') == 3
     assert 'IMAGE:(,,"Referenced Segment")=(SG image,,3)' in dump

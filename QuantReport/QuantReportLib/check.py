@@ -46,17 +46,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from .database import DicomDatabase
-from .dicomio.reading import readDicomHeader
+from .dicomio.identity import SEG_SOP_CLASSES, SR_SOP_CLASSES
+from .dicomio.reading import readDataset, readDicomHeader
+from .dicomio.walk import walkFiles
 from .errors import InvalidInputError, NotFoundError, QuantReportError, malformedInput
 from .model import Volume
 
-SEG_SOP_CLASS_UIDS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
-SR_SOP_CLASS_UIDS = ("1.2.840.10008.5.1.4.1.1.88.11", "1.2.840.10008.5.1.4.1.1.88.22",
-                     "1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.88.34")
 RETIRED_SCHEMES = {"SRT": "SNOMED-RT style identifiers, retired from DICOM in 2019: use SCT"}
 
 # A SEG frame must be on a source slice within a hundredth of a voxel; directions and spacings agree to
@@ -303,7 +301,7 @@ def checkFolder(folder: str | os.PathLike, database: DicomDatabase | None = None
     index = _Index(database)
     candidates: list[tuple[Path, str, Dataset]] = []
     results: list[CheckResult] = []
-    for path in _files(root):
+    for path in map(Path, walkFiles(root)):
         try:
             header = readDicomHeader(path)
         except InvalidInputError as error:
@@ -313,24 +311,15 @@ def checkFolder(folder: str | os.PathLike, database: DicomDatabase | None = None
         sop_class = str(header.get("SOPClassUID", ""))
         sop_uid = str(header.get("SOPInstanceUID", ""))
         index.instances.setdefault(sop_uid, path)
-        if sop_class in SEG_SOP_CLASS_UIDS:
+        if sop_class in SEG_SOP_CLASSES:
             candidates.append((path, "SEG", header))
-        elif sop_class in SR_SOP_CLASS_UIDS:
+        elif sop_class in SR_SOP_CLASSES:
             candidates.append((path, "SR", header))
         elif "SeriesInstanceUID" in header and "Rows" in header:
             index.series.setdefault(str(header.SeriesInstanceUID), []).append(path)
     for path, kind, header in candidates:
         results.append(_checkFile(path, kind, header, index, dciodvfy))
     return sorted(results, key=lambda result: str(result.file))
-
-
-def _files(root: Path) -> Iterator[Path]:
-    for folder, subfolders, names in os.walk(root):
-        subfolders.sort()
-        for name in sorted(names):
-            path = Path(folder, name)
-            if path.is_file():
-                yield path
 
 
 def _checkFile(path: Path, kind: str, header: Dataset, index: _Index, dciodvfy: bool) -> CheckResult:
@@ -371,7 +360,7 @@ def runDciodvfy(path: str | os.PathLike) -> tuple[str, list[str]]:
 def _checkSegFile(path: Path, index: _Index) -> list[Problem]:
     from .seg import readSeg
 
-    dataset = pydicom.dcmread(path, force=True)  # readDicomHeader has checked it is DICOM
+    dataset = readDataset(path, rawDatasets=True)  # readDicomHeader has checked it is DICOM
     problems = _segProblems(dataset)
     volume = None
     for uid in _referencedSeries(dataset):
@@ -393,7 +382,7 @@ def _checkSegFile(path: Path, index: _Index) -> list[Problem]:
 def _checkSrFile(path: Path, index: _Index) -> list[Problem]:
     from .sr import readSr
 
-    dataset = pydicom.dcmread(path, force=True)  # readDicomHeader has checked it is DICOM
+    dataset = readDataset(path, rawDatasets=True)  # readDicomHeader has checked it is DICOM
     items = list(_codeItems(dataset))
     problems = _codeProblems(items) + _unitProblems(items)
     loaded = readSr(dataset)

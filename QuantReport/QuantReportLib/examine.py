@@ -5,7 +5,7 @@ and asks for *loadables*: an interpretation of some of the files with a name,
 a tooltip and a confidence (``DICOMLib.DICOMPlugin.examineForImport``).  This
 module answers that question for DICOM SEG (PS3.3 A.51) and TID 1500
 Measurement Report SR (PS3.16 TID 1500) without Slicer, so that it can be
-tested headless; ``QuantReportLib.plugins`` only copies the answers into
+tested headless; ``QuantReportLib.inslicer.plugins`` only copies the answers into
 ``DICOMLoadable`` objects.
 
 Confidence is chosen relative to Slicer's own SEG and TID 1500 plugins
@@ -15,7 +15,7 @@ preselects, per series, only the loadables with the highest confidence, and
 *all* of them on a tie, so an equal 0.95 would load every object twice.
 
 * :data:`OWN_CONFIDENCE` (0.97) for objects QuantReport wrote (Manufacturer
-  :data:`QUANTREPORT_MANUFACTURER`): QuantReport is preselected because it
+  :data:`~QuantReportLib.dicomio.identity.MANUFACTURER`): QuantReport is preselected because it
   restores what it wrote exactly (segment numbers, tracking UIDs, the
   measurement table).
 * :data:`FOREIGN_CONFIDENCE` (0.90) for other SEG and TID 1500 SR: offered,
@@ -32,27 +32,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydicom
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import Comprehensive3DSRStorage, ComprehensiveSRStorage, EnhancedSRStorage, SegmentationStorage
 
-QUANTREPORT_MANUFACTURER = "QuantReport"
-"""Manufacturer (0008,0070) of every SEG and SR QuantReport writes (see ``seg.createSeg``)."""
+from .dicomio.identity import (
+    LABEL_MAP_SEGMENTATION_STORAGE,
+    MANUFACTURER,
+    MEASUREMENT_REPORT,
+    SEGMENTATION_STORAGE,
+    TID1500_SR_SOP_CLASSES,
+    TID1500_TEMPLATE_ID,
+)
+from .dicomio.reading import readDicomHeader
+from .errors import InvalidInputError
+
 OWN_CONFIDENCE = 0.97
 FOREIGN_CONFIDENCE = 0.90
 SLICER_CORE_CONFIDENCE = 0.95
 """Confidence of Slicer's ``DICOMSegmentationPlugin`` and ``DICOMTID1500Plugin`` (Slicer 5.12)."""
 
-# PS3.16 TID 1500 is identified by its template ID in the Content Template Sequence
-# (PS3.3 C.18.8.1.2) or, when a writer omits it, by its root concept name DCM 126000.
-_TID1500_TEMPLATE_ID = "1500"
-_IMAGING_MEASUREMENT_REPORT = ("126000", "DCM")
-# Label Map Segmentation Storage (PS3.4 B.5, Sup 243) has no name in pydicom 3.0 yet.
-_SEG_SOP_CLASS_UIDS = {
-    SegmentationStorage: "DICOM segmentation",
-    "1.2.840.10008.5.1.4.1.1.66.7": "DICOM label map segmentation",
+# The loadable's name for each SEG SOP class.
+_SEG_KINDS = {
+    SEGMENTATION_STORAGE: "DICOM segmentation",
+    LABEL_MAP_SEGMENTATION_STORAGE: "DICOM label map segmentation",
 }
-# TID 1500 needs an SR IOD that allows its content (PS3.16 TID 1500): Enhanced, Comprehensive, Comprehensive 3D.
-_TID1500_SOP_CLASS_UIDS = frozenset({EnhancedSRStorage, ComprehensiveSRStorage, Comprehensive3DSRStorage})
 
 
 @dataclass(frozen=True)
@@ -102,25 +103,30 @@ def examineFiles(fileLists: Iterable[Sequence[str | os.PathLike]]) -> list[Loada
 def describeFile(path: str | os.PathLike) -> LoadableDescription | None:
     """The loadable of one SEG or TID 1500 SR file, or ``None`` for anything else."""
     try:
-        header = pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, OSError, ValueError, EOFError):
+        header = readDicomHeader(path)
+    except InvalidInputError:
         return None
     sop_class = str(header.get("SOPClassUID", ""))
-    if sop_class in _SEG_SOP_CLASS_UIDS:
-        return _describe(path, header, "SEG", _SEG_SOP_CLASS_UIDS[sop_class], _segReferences(header))
-    if sop_class in _TID1500_SOP_CLASS_UIDS and isTid1500(header):
+    if sop_class in _SEG_KINDS:
+        return _describe(path, header, "SEG", _SEG_KINDS[sop_class], _segReferences(header))
+    if sop_class in TID1500_SR_SOP_CLASSES and isTid1500(header):
         return _describe(path, header, "SR", "DICOM TID 1500 measurement report", _srReferences(header))
     return None
 
 
 def isTid1500(dataset: pydicom.Dataset) -> bool:
-    """True for a PS3.16 TID 1500 Imaging Measurement Report."""
+    """True for a PS3.16 TID 1500 Imaging Measurement Report.
+
+    It is identified by its template ID in the Content Template Sequence
+    (PS3.3 C.18.8.1.2) or, when a writer omits it, by its root concept name
+    (DCM 126000).
+    """
     templates = dataset.get("ContentTemplateSequence") or []
-    if any(str(item.get("TemplateIdentifier", "")) == _TID1500_TEMPLATE_ID for item in templates):
+    if any(str(item.get("TemplateIdentifier", "")) == TID1500_TEMPLATE_ID for item in templates):
         return True
     concepts = dataset.get("ConceptNameCodeSequence") or []
     return any((str(item.get("CodeValue", "")), str(item.get("CodingSchemeDesignator", "")))
-               == _IMAGING_MEASUREMENT_REPORT for item in concepts)
+               == MEASUREMENT_REPORT for item in concepts)
 
 
 def _describe(path: str | os.PathLike, header: pydicom.Dataset, kind: str, what: str,
@@ -128,7 +134,7 @@ def _describe(path: str | os.PathLike, header: pydicom.Dataset, kind: str, what:
     sop_instance_uid = str(header.get("SOPInstanceUID", ""))
     if not sop_instance_uid:
         return None
-    own = str(header.get("Manufacturer", "")) == QUANTREPORT_MANUFACTURER
+    own = str(header.get("Manufacturer", "")) == MANUFACTURER
     description = str(header.get("SeriesDescription", "") or "") or (
         "Segmentation" if kind == "SEG" else "Measurement report")
     number = str(header.get("SeriesNumber", "") or "")

@@ -29,7 +29,7 @@ PRIOR_NAME_TAG = "QuantReport.PriorAlgorithmName"
 """vtkSegment tags: the algorithm type and name the segment carried before its first edit (e.g. from a SEG)."""
 ALGORITHM_TYPE_TAG = "DICOM.SegmentAlgorithmType"
 ALGORITHM_NAME_TAG = "DICOM.SegmentAlgorithmName"
-"""The vtkSegment tags Slicer's DICOM SEG plugin and ``QuantReportLib.mrml`` read and write."""
+"""The vtkSegment tags Slicer's DICOM SEG plugin and ``QuantReportLib.inslicer.nodes`` read and write."""
 _LO_MAXIMUM_LENGTH = 64  # PS3.5 6.2: Long String
 
 

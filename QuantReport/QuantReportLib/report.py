@@ -19,22 +19,13 @@ import pydicom
 from pydicom.uid import generate_uid
 
 from . import check, measurements, seg, series, sr
-from .database import DicomDatabase, EmbeddedDicomDatabase, ctkStoragePath
-from .dicomio.reading import readDicomHeader
+from .database import DicomDatabase
+from .dicomio.identity import SEG_SOP_CLASSES, SR_SOP_CLASSES
+from .dicomio.reading import HeaderProblem, readDicomHeader, readHeader
 from .dicomio.uids import checkUid
+from .dicomio.walk import walkFiles
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
 from .model import MeasurementTable, Segmentation, Volume
-
-SEG_SOP_CLASS_UIDS = {
-    "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
-    "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
-}
-SR_SOP_CLASS_UIDS = {
-    "1.2.840.10008.5.1.4.1.1.88.11": "Basic Text SR Storage",
-    "1.2.840.10008.5.1.4.1.1.88.22": "Enhanced SR Storage",
-    "1.2.840.10008.5.1.4.1.1.88.33": "Comprehensive SR Storage",
-    "1.2.840.10008.5.1.4.1.1.88.34": "Comprehensive 3D SR Storage",
-}
 
 
 @dataclass(frozen=True)
@@ -137,11 +128,9 @@ def assignTracking(segmentation: Segmentation) -> Segmentation:
 
 
 def _storagePath(database: DicomDatabase, dataset: pydicom.Dataset) -> Path:
-    """Where the database keeps an instance: its own layout, else CTK's default one in its folder."""
-    uids = (str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID), str(dataset.SOPInstanceUID))
-    if isinstance(database, EmbeddedDicomDatabase):
-        return Path(database.storagePath(*uids))
-    return Path(ctkStoragePath(database.databaseDirectory, *uids))
+    """Where the database keeps an instance."""
+    return Path(database.storagePath(str(dataset.StudyInstanceUID), str(dataset.SeriesInstanceUID),
+                                     str(dataset.SOPInstanceUID)))
 
 
 def saveReport(
@@ -202,11 +191,7 @@ def saveReport(
             write(dataset, path)
             written.append(path)
         if database is not None:
-            if hasattr(database, "insertFiles"):  # one transaction: both indexed or neither
-                database.insertFiles(written)
-            else:
-                for path in written:
-                    database.insert(str(path), False, False)
+            database.insertFiles(written)  # one transaction where the database has them: both indexed or neither
     except BaseException:
         for path in written:
             path.unlink(missing_ok=True)
@@ -222,7 +207,7 @@ def _readPredecessor(sop_instance_uid: str, database: DicomDatabase | None) -> p
     path = database.fileForInstance(sop_instance_uid) if database is not None else ""
     if not path:
         raise NotFoundError("the report to amend is not in the database", sop_instance_uid)
-    return pydicom.dcmread(path, stop_before_pixels=True)
+    return readDicomHeader(path)
 
 
 # -- loading ----------------------------------------------------------------------------------------------
@@ -374,12 +359,12 @@ def _findInstance(sop_instance_uid: str, near: Path, database: DicomDatabase | N
         found = database.fileForInstance(sop_instance_uid)
         if found and Path(found).is_file():
             return Path(found)
-    for candidate in sorted(near.parent.iterdir()):
-        if candidate == near or not candidate.is_file():
+    for candidate in map(Path, walkFiles(near.parent, recursive=False)):
+        if candidate == near:
             continue
         try:
-            header = pydicom.dcmread(candidate, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
-        except Exception:  # neighbours that are not DICOM are simply not the file we look for
+            header = readHeader(candidate, specificTags=["SOPInstanceUID"])
+        except HeaderProblem:  # neighbours that are not DICOM are simply not the file we look for
             continue
         if header.get("SOPInstanceUID") == sop_instance_uid:
             return candidate
@@ -399,12 +384,12 @@ def loadReport(source: str | os.PathLike, database: DicomDatabase | None = None,
     path = resolveSource(source, database)
     header = readDicomHeader(path)  # refuses truncated files, which pydicom alone reads as shorter datasets
     sop_class = str(header.get("SOPClassUID", ""))
-    if sop_class in SEG_SOP_CLASS_UIDS:
+    if sop_class in SEG_SOP_CLASSES:
         with malformedInput(path, "SEG"):
             return _loadSeg(path, header, database, segment_numbers)
     if segment_numbers is not None:
         raise InvalidInputError("a subset of segments can be loaded from a SEG, not from this file", path)
-    if sop_class in SR_SOP_CLASS_UIDS:
+    if sop_class in SR_SOP_CLASSES:
         with malformedInput(path, "SR"):
             return _loadSr(path, database)
     raise UnsupportedError(f"SOP class {sop_class or '(none)'} is neither a DICOM SEG nor an SR", path)

@@ -46,13 +46,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pydicom
-import pydicom.pixels
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
 
 from .dicomio.pixels import checkDecodable, iterFrames
-from .dicomio.reading import checkPixelDataClaim
+from .dicomio.reading import checkPixelDataClaim, readDataset, readDicomHeader
+from .dicomio.walk import walkFiles
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
 from .model import Code, Geometry, SourceImage, Volume
 
@@ -168,21 +166,18 @@ def findSeries(folder: str | os.PathLike) -> SeriesFiles:
     if not os.path.isdir(folder):
         raise NotFoundError("not a folder", folder)
     found = SeriesFiles()
-    for root, directories, names in os.walk(folder):
-        directories.sort()
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            try:
-                header = _readHeader(path)
-            except InvalidInputError:
-                found.skipped.append(path)
-                continue
-            uid = header.get("SeriesInstanceUID")
-            if not uid:
-                found.skipped.append(path)
-                continue
-            found.setdefault(str(uid), []).append(path)
-            found.headers[path] = header
+    for path in walkFiles(folder, onProblem=lambda path, reason: found.skipped.append(path)):
+        try:
+            header = _readHeader(path)
+        except InvalidInputError:
+            found.skipped.append(path)
+            continue
+        uid = header.get("SeriesInstanceUID")
+        if not uid:
+            found.skipped.append(path)
+            continue
+        found.setdefault(str(uid), []).append(path)
+        found.headers[path] = header
     if found.skipped:
         logger.info("%s: skipped %d files that are not DICOM series members", folder, len(found.skipped))
     return found
@@ -280,29 +275,14 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
 
 
 def _readHeader(path: str) -> Dataset:
-    """The dataset of one file without its pixel data.
+    """The dataset of one file without its pixel data, read strictly (:func:`~.dicomio.reading.readDicomHeader`).
 
-    Files without the 128-byte preamble and "DICM" prefix (PS3.10 7.1) are
+    Truncated and non-DICOM files are refused as an import refuses them;
+    files without the 128-byte preamble and "DICM" prefix (PS3.10 7.1) are
     still accepted when they start like a dataset (group 0002 or 0008),
-    because older archives hold such files.
+    because older archives hold such files, but only with a SOP Instance UID.
     """
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except InvalidDicomError:
-        pass
-    except Exception as error:  # pydicom raises many types for damaged files
-        raise InvalidInputError(f"cannot read DICOM header ({error})", path) from error
-    try:
-        with open(path, "rb") as stream:
-            start = stream.read(2)
-    except OSError as error:
-        raise InvalidInputError(f"cannot read file ({error.strerror})", path) from error
-    if start not in (b"\x02\x00", b"\x08\x00"):
-        raise InvalidInputError("not a DICOM file", path)
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
-    except Exception as error:
-        raise InvalidInputError(f"cannot read DICOM header ({error})", path) from error
+    header = readDicomHeader(path)
     if "SOPInstanceUID" not in header:
         raise InvalidInputError("not a DICOM file (no SOP Instance UID)", path)
     return header
@@ -573,12 +553,7 @@ def _readPixels(slices: list[_Slice], array: np.ndarray, order: list[int] | None
     """
     if order is None:
         for k, item in enumerate(slices):
-            try:
-                # force: headers without the PS3.10 preamble were accepted by _readHeader
-                dataset = pydicom.dcmread(item.path, force=True)
-            except Exception as error:
-                raise InvalidInputError(f"cannot read pixel data ({error})", item.path) from error
-            frames = iterFrames(dataset, item.path)
+            frames = iterFrames(readDataset(item.path, rawDatasets=True), item.path)
             _store(array, k, next(frames), item)
         return
     slot = {frame: k for k, frame in enumerate(order)}

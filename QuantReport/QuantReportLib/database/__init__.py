@@ -7,7 +7,7 @@ without Slicer (:mod:`.ctk`, importing in :mod:`.indexing`).
 """
 
 from .ctk import CTK_SCHEMA_SQL, CTK_SCHEMA_VERSION, DATABASE_FILENAME, EmbeddedDicomDatabase, ctkStoragePath
-from .protocol import DicomDatabase, listSeries
+from .protocol import DicomDatabase
 from .results import DuplicateFile, ImportResult, SeriesSummary, SkippedFile
 
 __all__ = [
@@ -21,5 +21,4 @@ __all__ = [
     "SeriesSummary",
     "SkippedFile",
     "ctkStoragePath",
-    "listSeries",
 ]

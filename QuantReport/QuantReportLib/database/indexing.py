@@ -28,15 +28,16 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
 
+from ..dicomio.identity import MEDIA_STORAGE_DIRECTORY_STORAGE
 from ..dicomio.reading import HeaderProblem, firstText, mediaStorageSopClass, readHeader
 from ..dicomio.uids import isValidUid
+from ..dicomio.walk import walkFiles
 from ..dicomio.writing import atomicOutput
 from ..errors import InvalidInputError
 from .results import DuplicateFile, ImportResult, SkippedFile
 
 ProgressCallback = Callable[[int, int], Any]
 
-_DIRECTORY_STORAGE_SOP_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage (PS3.4 Annex F)
 
 
 # The attributes ctkDICOMDatabasePrivate::insert and the displayed-field rules read; nothing else
@@ -137,7 +138,7 @@ class ImportBatch:
 
 def _essentialUids(dataset: Dataset) -> tuple[str, str, str]:
     """SOP Instance, Study Instance and Series Instance UID; :class:`HeaderProblem` when one is missing or invalid."""
-    if mediaStorageSopClass(dataset) == _DIRECTORY_STORAGE_SOP_CLASS:
+    if mediaStorageSopClass(dataset) == MEDIA_STORAGE_DIRECTORY_STORAGE:
         raise HeaderProblem("a DICOMDIR (file-set directory) is not an image; name it DICOMDIR to index its files")
     uids = []
     for keyword, name in (("SOPInstanceUID", "SOP Instance UID (0008,0018)"),
@@ -375,40 +376,12 @@ class CtkIndexing:
             if os.path.isfile(path):
                 addFile(path)
             elif os.path.isdir(path):
-                for found in self._walk(path, seenFolders, skipped):
+                for found in walkFiles(path, seenFolders=seenFolders,
+                                       onProblem=lambda where, reason: skipped.append(SkippedFile(where, reason))):
                     addFile(found)
             else:
                 skipped.append(SkippedFile(path, "no such file or folder (or a broken link)"))
         return files
-
-    @staticmethod
-    def _walk(root: str, seenFolders: set[str], skipped: list[SkippedFile]) -> Iterator[str]:
-        """Files under ``root`` in sorted order, following links, each real folder once."""
-        stack = [root]
-        while stack:
-            folder = stack.pop()
-            real = os.path.realpath(folder)
-            if real in seenFolders:
-                continue
-            seenFolders.add(real)
-            try:
-                with os.scandir(folder) as iterator:
-                    entries = sorted(iterator, key=lambda entry: entry.name)
-            except OSError as error:
-                skipped.append(SkippedFile(folder, f"cannot list folder: {error.strerror or error}"))
-                continue
-            subfolders = []
-            for entry in entries:
-                try:
-                    if entry.is_dir():
-                        subfolders.append(entry.path)
-                    elif entry.is_file():
-                        yield entry.path
-                    else:
-                        skipped.append(SkippedFile(entry.path, "not a regular file (broken link or special file)"))
-                except OSError as error:
-                    skipped.append(SkippedFile(entry.path, f"cannot access: {error.strerror or error}"))
-            stack.extend(reversed(subfolders))
 
     @staticmethod
     def _dicomdirReferences(path: str, skipped: list[SkippedFile]) -> list[str]:
@@ -418,7 +391,7 @@ class CtkIndexing:
         except HeaderProblem as skip:
             skipped.append(SkippedFile(path, f"DICOMDIR: {skip}"))
             return []
-        if mediaStorageSopClass(dataset) != _DIRECTORY_STORAGE_SOP_CLASS:
+        if mediaStorageSopClass(dataset) != MEDIA_STORAGE_DIRECTORY_STORAGE:
             skipped.append(SkippedFile(path, "named DICOMDIR but not a Media Storage Directory (PS3.10 section 8.6)"))
             return []
         root = os.path.dirname(path)

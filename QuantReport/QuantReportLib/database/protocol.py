@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -12,8 +13,11 @@ from .results import SeriesSummary
 class DicomDatabase(Protocol):
     """The part of CTK's ``ctkDICOMDatabase`` Python API that QuantReport uses.
 
+    :class:`~.ctk.EmbeddedDicomDatabase` satisfies it, and so does
     ``slicer.dicomDatabase`` (PythonQt wrapping of ``ctkDICOMDatabase``)
-    satisfies it unchanged, and so does :class:`EmbeddedDicomDatabase`.
+    through :class:`QuantReportLib.inslicer.database.SlicerDicomDatabase`,
+    which adds the three methods CTK lacks (:meth:`listSeries`,
+    :meth:`storagePath`, :meth:`insertFiles`).
     PythonQt returns ``QStringList`` results as sequences of ``str`` and
     exposes the Qt property ``databaseDirectory`` as an attribute.  The C++
     signatures (CTK ``Libs/DICOM/Core/ctkDICOMDatabase.h``) are:
@@ -32,6 +36,14 @@ class DicomDatabase(Protocol):
       bool createHierarchy=true, QString destinationDirectoryName="")`` -- the
       last two are ignored by CTK and not part of this protocol
     - ``Q_PROPERTY(QString databaseDirectory)``
+
+    and QuantReport's own:
+
+    - ``listSeries()`` -- every series with an instance, as :class:`~.results.SeriesSummary`
+    - ``storagePath(studyUID, seriesUID, sopInstanceUID)`` -- where the
+      database keeps a copy of an instance (a new SEG or SR is written there)
+    - ``insertFiles(paths)`` -- index files just written in place; in one
+      transaction where the database has them
     """
 
     @property
@@ -55,35 +67,8 @@ class DicomDatabase(Protocol):
 
     def insert(self, filePath: str, storeFile: bool = True, generateThumbnail: bool = True) -> Any: ...
 
+    def listSeries(self) -> list[SeriesSummary]: ...
 
-def listSeries(database: DicomDatabase) -> list[SeriesSummary]:
-    """The series of any :class:`DicomDatabase`: ours directly, Slicer's ``ctkDICOMDatabase`` through its API.
+    def storagePath(self, studyInstanceUID: str, seriesInstanceUID: str, sopInstanceUID: str) -> str: ...
 
-    ``slicer.dicomDatabase`` has no such query, so it is answered the way
-    Slicer's DICOM browser fills its tables: patients -> studies -> series,
-    the displayed values read from one instance of each series.
-    """
-    from .ctk import EmbeddedDicomDatabase
-
-    if isinstance(database, EmbeddedDicomDatabase):
-        return database.listSeries()
-    summaries = []
-    for patient in database.patients():
-        for study in database.studiesForPatient(patient):
-            for series in database.seriesForStudy(study):
-                instances = list(database.instancesForSeries(series))
-                if not instances:
-                    continue
-                first = instances[0]
-
-                def value(tag: str, instance: str = first) -> str:
-                    return str(database.instanceValue(instance, tag) or "")
-
-                number = value("0020,0011")
-                summaries.append(SeriesSummary(
-                    patient_id=value("0010,0020"), patient_name=value("0010,0010"), study_instance_uid=str(study),
-                    study_date=value("0008,0020"), series_instance_uid=str(series),
-                    series_number=int(number) if number.strip().lstrip("-").isdigit() else None,
-                    modality=value("0008,0060"), series_description=value("0008,103E"),
-                    instances=len(set(instances))))
-    return summaries
+    def insertFiles(self, paths: Sequence[str | os.PathLike]) -> list[str]: ...

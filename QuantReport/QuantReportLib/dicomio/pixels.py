@@ -18,6 +18,7 @@ import pydicom.pixels
 from pydicom.dataset import Dataset
 
 from ..errors import InvalidInputError, UnsupportedError
+from .reading import readDicomHeader
 
 
 def checkDecodable(header: Dataset, source: str | os.PathLike) -> None:
@@ -61,8 +62,9 @@ def iterFrames(source: str | os.PathLike | Dataset, name: str | os.PathLike, *, 
     Parameters
     ----------
     source:
-        A file path (frames are read from the file as they are decoded, so a
-        large multi-frame file is never held in memory whole) or a dataset.
+        A file path (its header read by :func:`~.reading.readDicomHeader`, its
+        frames read from the file as they are decoded, so a large multi-frame
+        file is never held in memory whole) or a dataset.
     name:
         The file or instance to name in errors.
     raw:
@@ -81,13 +83,7 @@ def iterFrames(source: str | os.PathLike | Dataset, name: str | os.PathLike, *, 
     InvalidInputError
         Damaged pixel data, naming the frame.
     """
-    if isinstance(source, Dataset):
-        header = source
-    else:
-        try:
-            header = pydicom.dcmread(source, stop_before_pixels=True)
-        except Exception as error:  # pydicom raises many types for damaged files
-            raise InvalidInputError(f"cannot read DICOM header ({error})", name) from error
+    header = source if isinstance(source, Dataset) else readDicomHeader(source)
     checkDecodable(header, name)
     options: dict[str, object] = {"raw": raw}
     syntax = getattr(header, "file_meta", Dataset()).get("TransferSyntaxUID")

@@ -11,6 +11,10 @@ element holding its encoded value (PS3.5 7.5); this module cuts that value
 into its items and lets pydicom's own generator read only the wanted elements
 of them, as raw elements to be converted by pydicom when used.
 
+Values of raw elements are decoded once per distinct encoding
+(:class:`DecodedOnce`): large SEGs and SRs repeat the same few encodings
+thousands of times.
+
 Writing.  A sequence that occurs many times with the same value (the nested
 sequences of SEG functional groups, the code sequences of SR content items)
 is encoded once by pydicom (:func:`encodedSequence`) and handed back to
@@ -24,11 +28,12 @@ import collections
 import io
 import itertools
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import pydicom
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
 from pydicom.filewriter import write_sequence
@@ -155,3 +160,89 @@ def declareEncoded(view: pydicom.Dataset, dataset: pydicom.Dataset, encoding: tu
     charset = view.get("SpecificCharacterSet")
     view.set_original_encoding(*encoding, convert_encodings(charset) if charset else default_encoding)
     return view
+
+
+def isEncoded(element: DataElement | RawDataElement) -> bool:
+    """Whether ``element`` is a raw element still holding its encoded value (pydicom has not parsed it)."""
+    return isinstance(element, RawDataElement) and isinstance(element.value, bytes)
+
+
+class DecodedOnce:
+    """The values of raw data elements, each distinct encoding decoded by pydicom once.
+
+    A large SEG or SR repeats the same nested sequences thousands of times
+    (the Segment Identification and Plane Position of every frame, the
+    concept names, units and methods of every content item).  An element
+    pydicom has not parsed is a raw element holding its encoded bytes (a
+    sequence: all of it); equal bytes in the same encoding decode to equal
+    values, so each distinct encoding is decoded once and looked up by its
+    bytes.  Elements already parsed (an undefined-length sequence, a dataset
+    built in memory) are read as they are.  ``characterSet`` is the Specific
+    Character Set of the dataset the elements come from
+    (``Dataset.original_character_set``).
+    """
+
+    def __init__(self, characterSet: str | Sequence[str]) -> None:
+        self._characterSet = characterSet
+        self._values: dict[tuple, Any] = {}
+
+    def value(self, element: DataElement | RawDataElement | None, parse: Callable[[Any], Any]) -> Any:
+        """``parse`` of the element's value (a sequence: its items as datasets); ``None`` without element."""
+        if element is None:
+            return None
+        if isEncoded(element):
+            return self._cached(element, parse, lambda: parse(self._decoded(element).value))
+        if isinstance(element, RawDataElement):  # a value pydicom has not read (deferred)
+            element = self._decoded(element)
+        return parse(element.value)
+
+    def firstValue(self, element: DataElement | RawDataElement | None, tag: int,
+                   convert: Callable[[Any], Any]) -> Any:
+        """``convert`` of the value of element ``tag`` in the first item of the sequence ``element``.
+
+        ``None`` without the sequence or without items; an item without the
+        element is malformed (``KeyError``).  Of an encoded sequence only that
+        element of the first item is decoded (read with pydicom's data element
+        generator), several times faster than parsing it into datasets.
+        """
+        if element is None:
+            return None
+        if not isEncoded(element):
+            items = element.value
+            return convert(items[0][tag].value) if items else None
+
+        def decode() -> Any:
+            encoding = (element.is_implicit_VR, element.is_little_endian)
+            items = itemElements(encodedItems(element.value, *encoding)[:1], {tag}, *encoding)
+            return convert(self._decoded(items[0][tag]).value) if items else None
+
+        return self._cached(element, (tag, convert), decode)
+
+    def items(self, element: DataElement | RawDataElement | None, tags: Iterable[int]
+              ) -> list[Mapping[int, DataElement | RawDataElement]]:
+        """The elements ``tags`` of each item of the sequence ``element``, by tag (``[]`` without it).
+
+        An encoded sequence of defined length is cut into its items' raw
+        elements (:func:`itemElements`: pydicom's data element generator skips
+        the other values) instead of letting pydicom make a dataset of every item.
+        """
+        if element is None:
+            return []
+        if isEncoded(element) and element.length != UNDEFINED_LENGTH:
+            encoding = (element.is_implicit_VR, element.is_little_endian)
+            try:
+                return itemElements(encodedItems(element.value, *encoding), tags, *encoding)
+            except ValueError:
+                pass  # not a sequence of items: pydicom parses it below and reports what is wrong
+        if isinstance(element, RawDataElement):
+            element = self._decoded(element)
+        return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in element.value or []]
+
+    def _decoded(self, element: RawDataElement) -> DataElement:
+        return convert_raw_data_element(element, encoding=self._characterSet)
+
+    def _cached(self, element: RawDataElement, kind: Hashable, decode: Callable[[], Any]) -> Any:
+        key = (kind, element.tag, element.is_implicit_VR, element.is_little_endian, element.value)
+        if key not in self._values:
+            self._values[key] = decode()
+        return self._values[key]

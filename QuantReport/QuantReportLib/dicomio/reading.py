@@ -22,6 +22,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
+from pydicom.tag import Tag
 
 from ..errors import InvalidInputError
 from .rawitems import UNDEFINED_LENGTH
@@ -72,28 +73,42 @@ class _ShortReadDetector:
         return getattr(self._file, name)
 
 
-def readHeader(path: str, size: int, specificTags: list[Any] | None) -> Dataset:
+# Read with any selection of attributes: whether a header that ends at the end of the file is an image's.
+_IMAGE_TAGS = [Tag("Rows"), Tag("Columns"), Tag("PixelDataProviderURL")]
+_RAW_DATASET_STARTS = (b"\x02\x00", b"\x08\x00")  # a little-endian group 0002 or 0008 element
+
+
+def readHeader(path: str | os.PathLike, size: int | None = None, specificTags: list[Any] | None = None) -> Dataset:
     """The header of one DICOM file, up to its pixel data; raises :class:`HeaderProblem`.
 
     Files without the PS3.10 preamble are read only when they start like a
     little-endian group 0002 or 0008 element (old raw datasets, which CTK's
-    DCMTK reader also accepts); anything else is not DICOM.
+    DCMTK reader also accepts); anything else is not DICOM.  Refused as
+    truncated: a file that ends inside a data element, whose pixel data is
+    longer than the rest of the file, or an image (Rows and Columns) that ends
+    before its pixel data.  ``size`` is the file's size when already known;
+    ``specificTags`` selects the attributes to read (pydicom ``specific_tags``).
     """
+    path = os.fspath(path)
+    if size is None:
+        try:
+            size = os.path.getsize(path)
+        except OSError as error:
+            raise HeaderProblem(f"cannot read: {error.strerror or error}") from None
     if size == 0:
         raise HeaderProblem("empty file")
+    tags = None if specificTags is None else [*specificTags, *_IMAGE_TAGS]
     reader = None
     try:
         with open(path, "rb") as file:
             reader = _ShortReadDetector(file, size)
             try:
-                dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=specificTags)
+                dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=tags)
             except InvalidDicomError:
-                file.seek(0)
-                if file.read(2) not in (b"\x02\x00", b"\x08\x00"):
+                if not _startsLikeRawDataset(file):
                     raise HeaderProblem("not a DICOM file (no 'DICM' prefix, PS3.10 section 7.1)") from None
-                file.seek(0)
                 reader = _ShortReadDetector(file, size)
-                dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=specificTags, force=True)
+                dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=tags, force=True)
             # pydicom seeks over the values of attributes not asked for: past the end means truncated too.
             if reader.truncated or file.tell() > size:
                 raise HeaderProblem(f"truncated file: it ends inside a data element ({size} bytes)")
@@ -107,6 +122,41 @@ def readHeader(path: str, size: int, specificTags: list[Any] | None) -> Dataset:
             raise HeaderProblem(f"truncated file: it ends inside a data element ({size} bytes)") from None
         _raiseUnreadable(error)
     return dataset
+
+
+def _startsLikeRawDataset(file: Any) -> bool:
+    """Whether a file without the PS3.10 preamble starts like a dataset; leaves it at its start."""
+    file.seek(0)
+    start = file.read(2)
+    file.seek(0)
+    return start in _RAW_DATASET_STARTS
+
+
+def readDataset(path: str | os.PathLike, *, deferSize: int | None = None, rawDatasets: bool = False) -> Dataset:
+    """A whole DICOM file, pixel data included (values of ``deferSize`` bytes or more read only when used).
+
+    A PS3.10 file, or with ``rawDatasets`` also a file without preamble and
+    File Meta Information that starts like a dataset, as :func:`readHeader`
+    accepts them (old archives hold such images; SEG and SR readers want
+    PS3.10 files).  Check a file a user names with :func:`readDicomHeader`
+    first, which refuses truncated ones.
+
+    Raises
+    ------
+    InvalidInputError
+        The file cannot be read or is not DICOM.
+    """
+    path = os.fspath(path)
+    try:
+        try:
+            return pydicom.dcmread(path, defer_size=deferSize)
+        except InvalidDicomError:
+            with open(path, "rb") as file:
+                if not rawDatasets or not _startsLikeRawDataset(file):
+                    raise
+            return pydicom.dcmread(path, defer_size=deferSize, force=True)
+    except Exception as error:  # pydicom raises many types for unreadable files
+        raise InvalidInputError(f"not a readable DICOM file ({error})", path) from error
 
 
 def _raiseUnreadable(error: Exception) -> None:
@@ -124,10 +174,19 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
 
     pydicom stops before the pixel data with the file positioned at its tag;
     a defined length (native pixel data, PS3.5 section 8.1.1) must fit in the
-    file.  Encapsulated pixel data (undefined length) is not followed.
+    file.  Encapsulated pixel data (undefined length) is not followed, nor a
+    deflated file (PS3.5 A.5, compressed as a whole).  An image whose file
+    ends there has lost its pixel data.
     """
+    fileMeta = getattr(dataset, "file_meta", None)
+    syntax = fileMeta.get("TransferSyntaxUID") if fileMeta is not None else None
+    if syntax is not None and getattr(syntax, "is_deflated", False):
+        return  # pydicom read the dataset inflated from the file, which is compressed as a whole
     position = file.tell()
     header = file.read(12)
+    if not header and "Rows" in dataset and "Columns" in dataset and "PixelDataProviderURL" not in dataset:
+        # An image without its pixel data (JPIP-referenced pixel data, PS3.3 C.7.6.3.1.11, has none on purpose).
+        raise HeaderProblem(f"truncated file: it ends before its pixel data ({size} bytes)")
     if len(header) < 8:
         return
     implicit, little = dataset.original_encoding
@@ -143,7 +202,7 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
         headerLength, length = 8, struct.unpack(order + "H", header[6:8])[0]
     if length != UNDEFINED_LENGTH and position + headerLength + length > size:
         raise HeaderProblem(f"truncated file: pixel data needs {position + headerLength + length} bytes, "
-                    f"the file has {size}")
+                            f"the file has {size}")
 
 
 def readDicomHeader(path: str | os.PathLike) -> Dataset:
@@ -161,13 +220,9 @@ def readDicomHeader(path: str | os.PathLike) -> Dataset:
     """
     path = os.fspath(path)
     try:
-        size = os.path.getsize(path)
-    except OSError as error:
-        raise InvalidInputError(f"cannot read: {error.strerror or error}", source=path) from None
-    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return readHeader(path, size, None)
+            return readHeader(path)
     except HeaderProblem as skip:
         raise InvalidInputError(str(skip), source=path) from None
 

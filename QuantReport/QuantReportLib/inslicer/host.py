@@ -13,8 +13,10 @@ from typing import Any
 
 import slicer
 
+from ..database import DicomDatabase
 from ..dependencies import ensureRequirements
 from ..errors import NotFoundError
+from .database import SlicerDicomDatabase
 from .logic import ReportLogic
 
 
@@ -52,23 +54,24 @@ def ensureDependencies(requester: str = "QuantReport") -> None:
 
 
 class SlicerReportLogic(ReportLogic):
-    """:class:`~.logic.ReportLogic` on Slicer's scene and terminologies.
+    """:class:`~.logic.ReportLogic` on Slicer's scene, terminologies and DICOM database.
 
     Parameters
     ----------
     database:
-        The DICOM database (:class:`~QuantReportLib.database.DicomDatabase`);
+        A ``ctkDICOMDatabase`` (such as a temporary one of a self-test);
         ``slicer.dicomDatabase`` when omitted, looked up at each use (the user
-        may open another one).
+        may open another one).  Either is used through :class:`~.database.SlicerDicomDatabase`.
     """
 
     def __init__(self, database: Any = None) -> None:
-        super().__init__(slicer.mrmlScene, database, slicer.modules.terminologies.logic())
+        super().__init__(slicer.mrmlScene, None if database is None else SlicerDicomDatabase(database),
+                         slicer.modules.terminologies.logic())
 
     @property
-    def database(self) -> Any:
+    def database(self) -> DicomDatabase:
         if self._database is not None:
             return self._database
         if slicer.dicomDatabase is None or not slicer.dicomDatabase.isOpen:
             raise NotFoundError("no DICOM database is open: open one in the DICOM module", "DICOM database")
-        return slicer.dicomDatabase
+        return SlicerDicomDatabase(slicer.dicomDatabase)

@@ -60,9 +60,7 @@ class ReportLogic:
 
     def listImageSeries(self) -> list:
         """Summaries of the image series in the database (SEG, SR and other non-image series left out)."""
-        from ..database import listSeries
-
-        return [series for series in listSeries(self.database) if series.modality not in NON_IMAGE_MODALITIES]
+        return [series for series in self.database.listSeries() if series.modality not in NON_IMAGE_MODALITIES]
 
     def loadSeries(self, seriesInstanceUid: str) -> Any:
         """A series of the database as a scalar volume node (reusing one already in the scene)."""

@@ -33,7 +33,7 @@ def centroidIjk(mask: np.ndarray) -> np.ndarray | None:
     """The mean ``(i, j, k)`` voxel index of a mask (``None`` when empty).
 
     Mapped through the grid's IJK -> LPS matrix this is the centroid that
-    :mod:`.measurements` reports as ``centroid_l/p/s``.
+    :mod:`.compute` reports as ``centroid_l/p/s``.
     """
     k, j, i = np.nonzero(mask)
     if k.size == 0:

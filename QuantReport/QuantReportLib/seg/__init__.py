@@ -5,19 +5,10 @@ accelerators (same bytes and values as the plain pydicom/highdicom path).
 """
 
 from .read import LoadedSeg, readSeg
-from .write import (
-    DEFAULT_ALGORITHM_FAMILIES,
-    LABEL_MAP_SEGMENTATION_STORAGE,
-    SEGMENTATION_STORAGE,
-    createSeg,
-    estimateLabelmapBytes,
-    writeSeg,
-)
+from .write import DEFAULT_ALGORITHM_FAMILIES, createSeg, estimateLabelmapBytes, writeSeg
 
 __all__ = [
     "DEFAULT_ALGORITHM_FAMILIES",
-    "LABEL_MAP_SEGMENTATION_STORAGE",
-    "SEGMENTATION_STORAGE",
     "LoadedSeg",
     "createSeg",
     "estimateLabelmapBytes",

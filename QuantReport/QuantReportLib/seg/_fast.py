@@ -10,13 +10,12 @@ its caller makes the plain call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pydicom
 from pydicom.charset import default_encoding
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_deferred_data_element
 from pydicom.filewriter import correct_ambiguous_vr
@@ -31,7 +30,7 @@ from ..dicomio.rawitems import (
     itemCharacterSets,
     itemElements,
 )
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, malformedInput
 
 _PIXEL_DATA_TAG = 0x7FE00010
 _PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
@@ -263,7 +262,7 @@ def inBox(frame: np.ndarray) -> tuple[tuple[slice, slice], np.ndarray]:
     return box, frame[box]
 
 
-# -- reading: per-frame functional groups element by element, each distinct encoding decoded once -----------
+# -- reading: per-frame functional groups element by element -----------------------------------------------
 
 
 class FrameGroups:
@@ -275,7 +274,8 @@ class FrameGroups:
     parsed yet (a defined-length value, read from the file when it was
     deferred) is only cut into its encoded items (:func:`~QuantReportLib.dicomio.rawitems.encodedItems`), and
     :meth:`elements` reads the wanted elements of items as raw elements
-    (:func:`~QuantReportLib.dicomio.rawitems.itemElements`; their values are decoded by :class:`NestedValues`).
+    (:func:`~QuantReportLib.dicomio.rawitems.itemElements`; their values are decoded once per distinct
+    encoding by :class:`~QuantReportLib.dicomio.rawitems.DecodedOnce`).
     A sequence already parsed (of undefined length, or built in memory) is
     read from its datasets; without the sequence, every frame is described by
     the shared functional groups alone.
@@ -289,15 +289,13 @@ class FrameGroups:
             self._items: list[bytes] | list[Dataset] = list(dataset.get("PerFrameFunctionalGroupsSequence") or [])
         else:
             self._encoding = (element.is_implicit_VR, element.is_little_endian)
-            try:
+            with malformedInput(name, "Per-frame Functional Groups Sequence"):
                 if element.value is None:  # deferred: read it from where pydicom would
                     buffer = getattr(dataset, "buffer", None)
                     source = buffer if buffer is not None and not getattr(buffer, "closed", False) \
                         else dataset.filename
                     element = read_deferred_data_element(dataset.fileobj_type, source, dataset.timestamp, element)
                 self._items = encodedItems(element.value or b"", *self._encoding)
-            except Exception as error:  # pydicom raises many types for damaged values
-                raise _malformed("Per-frame Functional Groups Sequence", error, name) from error
         if not self._items:
             self._items, self._encoding = [Dataset()] * count, None
         if len(self._items) != count:
@@ -309,74 +307,6 @@ class FrameGroups:
         items = self._items if indices is None else [self._items[index] for index in indices]
         if self._encoding is None:
             return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in items]
-        try:
+        with malformedInput(self._name, "Per-frame Functional Groups Sequence"):
             return itemElements(items, tags, *self._encoding)
-        except Exception as error:  # pydicom raises many types for damaged values
-            raise _malformed("Per-frame Functional Groups Sequence", error, self._name) from error
 
-
-def _malformed(part: str, error: Exception, name: str) -> InvalidInputError:
-    return InvalidInputError(f"malformed {part} ({type(error).__name__}: {error})", name)
-
-
-class NestedValues:
-    """What a nested sequence of a functional group item says, decoded by pydicom once per distinct encoding.
-
-    A sequence pydicom has not parsed yet is a raw element holding its encoded
-    bytes; equal bytes (in the same encoding) decode to equal values, so the
-    value is looked up by them.  Sequences already parsed (datasets built in
-    memory) are read directly.  ``encoding`` is the character set of the
-    dataset the elements come from.
-    """
-
-    def __init__(self, encoding: str | Sequence[str], name: str) -> None:
-        self._encoding = encoding
-        self._name = name
-        self._values: dict[tuple, Any] = {}
-
-    def first(self, element: DataElement | RawDataElement | None, tag: int, convert: Callable[[Any], Any]) -> Any:
-        """``convert`` of the value of element ``tag`` in the first item of sequence ``element``.
-
-        ``None`` without the sequence or without items; an item without the
-        element is malformed.  A raw sequence is read with pydicom's data
-        element generator down to that element, several times faster than
-        parsing it into datasets.
-        """
-        return self._cached(element, (tag, convert), lambda sequence: self._first(sequence, tag, convert))
-
-    def get(self, element: DataElement | RawDataElement | None, parse: Callable[[Sequence[Dataset]], Any]) -> Any:
-        """``parse`` of sequence ``element`` (its items as datasets); ``None`` without the sequence."""
-        return self._cached(element, parse, lambda sequence: parse(self._datasets(sequence)))
-
-    def _cached(self, element: DataElement | RawDataElement | None, kind: Any,
-                decode: Callable[[DataElement | RawDataElement], Any]) -> Any:
-        if element is None:
-            return None
-        try:
-            if not isinstance(element, RawDataElement) or not isinstance(element.value, bytes):
-                return decode(element)
-            key = (kind, int(element.tag), element.is_implicit_VR, element.is_little_endian, element.value)
-            if key not in self._values:
-                self._values[key] = decode(element)
-            return self._values[key]
-        except Exception as error:  # pydicom raises many types for damaged values
-            raise _malformed(f"sequence {element.tag} in the functional groups", error, self._name) from error
-
-    def _datasets(self, sequence: DataElement | RawDataElement) -> Sequence[Dataset]:
-        if isinstance(sequence, RawDataElement):
-            sequence = convert_raw_data_element(sequence, encoding=self._encoding)
-        return sequence.value or []
-
-    def _first(self, sequence: DataElement | RawDataElement, tag: int, convert: Callable[[Any], Any]) -> Any:
-        if isinstance(sequence, RawDataElement) and isinstance(sequence.value, bytes):
-            encoding = (sequence.is_implicit_VR, sequence.is_little_endian)
-            items = itemElements(encodedItems(sequence.value, *encoding)[:1], {tag}, *encoding)
-            if not items:
-                return None
-            value = convert_raw_data_element(items[0][tag], encoding=self._encoding).value
-        else:
-            items = sequence.value
-            if not items:
-                return None
-            value = items[0][tag].value
-        return convert(value)

@@ -10,7 +10,6 @@ decoders).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -19,16 +18,16 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
+from ..dicomio.identity import SEG_SOP_CLASSES
 from ..dicomio.pixels import checkDecodable, iterFrames
-from ..dicomio.reading import checkPixelDataClaim
-from ..errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
+from ..dicomio.rawitems import DecodedOnce
+from ..dicomio.reading import checkPixelDataClaim, readDataset
+from ..errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
 from ..model import Code, Fractions, Geometry, Segment, Segmentation, Terminology, Volume, fractionalMask
-from ._fast import FrameGroups, NestedValues, inBox, nativeFrames, pixelDataLength
+from ._fast import FrameGroups, inBox, nativeFrames, pixelDataLength
 from .placement import SegFrame, coordinates, placeFrames, referencesOf
-from .write import LABEL_MAP_SEGMENTATION_STORAGE, SEGMENTATION_STORAGE
 
 # Values at least this large (the pixel data) are read from the file only when used.
 _DEFER_BYTES = 1 << 20
@@ -141,14 +140,11 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         An unknown segmentation type or a transfer syntax without decoder.
     """
     name = os.fspath(source) if not isinstance(source, Dataset) else None
-    try:
-        # Large values (the pixel data) stay in the file until used (pydicom's deferred read), so that
-        # reading a subset of segments reads only the bytes of their frames.
-        dataset = source if isinstance(source, Dataset) else pydicom.dcmread(name, defer_size=_DEFER_BYTES)
-    except Exception as error:
-        raise InvalidInputError(f"not a readable DICOM file ({error})", name) from error
+    # Large values (the pixel data) stay in the file until used (pydicom's deferred read), so that
+    # reading a subset of segments reads only the bytes of their frames.
+    dataset = source if isinstance(source, Dataset) else readDataset(name, deferSize=_DEFER_BYTES)
     name = name or str(dataset.get("SOPInstanceUID", "SEG dataset"))
-    if dataset.get("SOPClassUID") not in (SEGMENTATION_STORAGE, LABEL_MAP_SEGMENTATION_STORAGE):
+    if dataset.get("SOPClassUID") not in SEG_SOP_CLASSES:
         raise InvalidInputError(f"not a DICOM Segmentation (SOP Class {dataset.get('SOPClassUID')})", name)
     checkDecodable(dataset, name)
     checkPixelDataClaim(dataset, pixelDataLength(dataset), name)  # before any per-frame allocation
@@ -157,7 +153,7 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         raise UnsupportedError(f"segmentation type {segmentation_type!r}", name)
 
     warnings: list[str] = []
-    with _foreignData(name, "Segment Sequence"):
+    with malformedInput(name, "Segment Sequence"):
         # Segment number 0 is the background of a LABELMAP SEG (as dcmqi writes
         # it), not a segment.
         items = [(int(item.SegmentNumber), item) for item in dataset.SegmentSequence]
@@ -171,14 +167,14 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         missing = sorted(wanted - numbers)
         if missing:
             raise NotFoundError(f"segment(s) {missing} are not in this SEG (it has {sorted(numbers)})", name)
-    with _foreignData(name, "Segment Sequence"):
+    with malformedInput(name, "Segment Sequence"):
         # Only the segments read are described: a few of a large SEG cost a fraction of all.
         segments = [_segmentFromItem(item, name, warnings) for number, item in items
                     if wanted is None or number in wanted]
     if segmentation_type != "LABELMAP" and sorted(numbers) != list(range(1, len(numbers) + 1)):
         # PS3.3 C.8.20.2.3 wants 1..N; files in the wild skip numbers, and the numbers are what SRs reference.
         warnings.append(f"segment numbers {sorted(numbers)} are not 1..{len(numbers)}; kept as they are")
-    with _foreignData(name, "frame functional groups"):
+    with malformedInput(name, "frame functional groups"):
         frames, all_positions = _frameInfo(dataset, segmentation_type, numbers, wanted, reference, name)
         geometry, slice_of_frame = placeFrames(dataset, frames, all_positions, reference, name)
         maximum = int(dataset.MaximumFractionalValue) if segmentation_type == "FRACTIONAL" else None
@@ -234,19 +230,6 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
                        if "SeriesInstanceUID" in item)
     return LoadedSeg(dataset, segmentation_type, result, counts, referenced, fractional_type, maximum,
                      values, tuple(warnings))
-
-
-@contextlib.contextmanager
-def _foreignData(name: str, part: str) -> Iterator[None]:
-    """Report attributes missing from, or malformed in, a file as one line about the file.
-
-    Used only around code that reads the dataset, so that what pydicom raises
-    for absent or unparsable values becomes an :class:`InvalidInputError`.
-    """
-    try:
-        yield
-    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as error:
-        raise InvalidInputError(f"malformed {part} ({type(error).__name__}: {error})", name) from error
 
 
 def _decodedFrames(dataset: Dataset, name: str, indices: Sequence[int]
@@ -394,16 +377,16 @@ def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], want
     positions only of the frames read (or of all, for the grid), the source
     image references only of a frame without position placed on a
     :class:`Volume`; and each distinct encoding of one is parsed once
-    (:class:`NestedValues`).
+    (:class:`~QuantReportLib.dicomio.rawitems.DecodedOnce`).
     """
     count = int(dataset.get("NumberOfFrames", 1))
     groups = FrameGroups(dataset, count, name)
     shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
-    nested = NestedValues(dataset.original_character_set, name)
+    nested = DecodedOnce(dataset.original_character_set)
     # Referenced Segment Number (PS3.3 C.8.20.3.1) and Image Position (Patient) (C.7.6.16.2.3).
-    shared_number = nested.first(shared.get_item(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int)
-    shared_position = nested.first(shared.get_item(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, coordinates)
-    shared_references = nested.get(shared.get_item(_DERIVATION_IMAGE_TAG), referencesOf)
+    shared_number = nested.firstValue(shared.get_item(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int)
+    shared_position = nested.firstValue(shared.get_item(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, coordinates)
+    shared_references = nested.value(shared.get_item(_DERIVATION_IMAGE_TAG), referencesOf)
     positions = [] if reference is None else None
     # One pass over the items when the positions of (nearly) all frames are needed; a subset placed on
     # a reference grid needs only the segment numbers of most frames.
@@ -414,7 +397,7 @@ def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], want
     segment_of: list[int | None] = [None] * count  # LABELMAP frames hold every segment
     if segmentation_type != "LABELMAP":
         for index, elements in enumerate(per_frame):
-            number = nested.first(elements.get(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int) \
+            number = nested.firstValue(elements.get(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int) \
                 or shared_number
             if number is None:
                 raise InvalidInputError(f"frame {index + 1} has no Referenced Segment Number", name)
@@ -430,7 +413,7 @@ def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], want
     for index in range(count):
         if not read[index] and positions is None:
             continue
-        position = nested.first(located[index].get(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, coordinates) \
+        position = nested.firstValue(located[index].get(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, coordinates) \
             or shared_position
         if positions is not None:
             positions.append(position)
@@ -439,7 +422,7 @@ def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], want
         references = ()
         if position is None and isinstance(reference, Volume):
             derivation = groups.elements({_DERIVATION_IMAGE_TAG}, [index])[0].get(_DERIVATION_IMAGE_TAG)
-            references = nested.get(derivation, referencesOf) or shared_references or ()
+            references = nested.value(derivation, referencesOf) or shared_references or ()
         frames.append(SegFrame(index, segment_of[index], None if position is None else np.array(position), references))
     if positions is not None and any(position is None for position in positions):
         raise GeometryError("SEG frames without plane positions need a reference geometry", name)

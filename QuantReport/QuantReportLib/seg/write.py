@@ -36,16 +36,12 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from .. import __version__
+from ..dicomio.identity import DEVICE_SERIAL_NUMBER, MANUFACTURER, MANUFACTURER_MODEL_NAME, SOFTWARE_VERSIONS
 from ..dicomio.writing import writeDataset
 from ..errors import GeometryError, InvalidInputError, UnsupportedError
 from ..model import Code, Segment, Segmentation, Volume
 from ._fast import encodedFrameGroupsView
 from .placement import DIRECTION_TOLERANCE, imagePosition, positionOf
-
-SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.4"
-LABEL_MAP_SEGMENTATION_STORAGE = "1.2.840.10008.5.1.4.1.1.66.7"
-
 
 #: Default Algorithm Family (CID 7162 "Surface Processing Algorithm Families")
 #: per Segment Algorithm Type, used when the caller gives none: automatic
@@ -81,8 +77,8 @@ def createSeg(
     series_description: str = "QuantReport segmentation",
     series_number: int = 300,
     instance_number: int = 1,
-    manufacturer: str = "QuantReport",
-    software_versions: str = __version__,
+    manufacturer: str = MANUFACTURER,
+    software_versions: str = SOFTWARE_VERSIONS,
     content_label: str = "SEGMENTATION",
     content_description: str | None = None,
     content_creator_name: str | None = None,
@@ -201,9 +197,9 @@ def createSeg(
         sop_instance_uid=sop_instance_uid or hd.UID(),
         instance_number=instance_number,
         manufacturer=manufacturer,
-        manufacturer_model_name="QuantReport",
+        manufacturer_model_name=MANUFACTURER_MODEL_NAME,
         software_versions=software_versions,
-        device_serial_number="0",
+        device_serial_number=DEVICE_SERIAL_NUMBER,
         series_description=series_description,
         content_label=content_label,
         content_description=content_description,

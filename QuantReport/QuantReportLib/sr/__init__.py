@@ -8,10 +8,9 @@ accelerators (same bytes and values as the plain highdicom/pydicom path).
 from .companions import isCompanionGroup
 from .content import LoadedSr, MeasurementGroup, PlanarRegion, SegmentReference
 from .read import readSr, tableFromSr
-from .write import DEVICE_OBSERVER_UID, IMAGING_PROCEDURE, createSr, writeSr
+from .write import IMAGING_PROCEDURE, createSr, writeSr
 
 __all__ = [
-    "DEVICE_OBSERVER_UID",
     "IMAGING_PROCEDURE",
     "LoadedSr",
     "MeasurementGroup",

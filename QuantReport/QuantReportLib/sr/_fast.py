@@ -15,19 +15,17 @@ from typing import Any
 
 import highdicom as hd
 import pydicom
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import AMBIGUOUS_VR
 
 from ..dicomio.rawitems import (
-    UNDEFINED_LENGTH,
+    DecodedOnce,
     declareEncoded,
-    encodedItems,
     encodedSequence,
     fileEncoding,
     itemCharacterSets,
-    itemElements,
 )
 from ..errors import InvalidInputError
 from ..model import Code, Measurement, Quantity
@@ -97,7 +95,7 @@ def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
 
     Two occurrences are the same when they hold the same item objects, which
     encode to the same bytes in the same file.  The encoded sequences are raw
-    elements (:func:`~QuantReportLib.files.encodedSequence`), which pydicom
+    elements (:func:`~QuantReportLib.dicomio.rawitems.encodedSequence`), which pydicom
     writes as they are; every dataset of the view is declared to be in the
     file's encoding, so none is walked again for ambiguous VRs (there are
     none: a tree holding one, or a raw element, or an item with its own
@@ -206,62 +204,16 @@ _READ_TAGS = (_RELATIONSHIP_TYPE, VALUE_TYPE, CONCEPT_NAME_CODE_SEQUENCE, _CONCE
               _FLOATING_POINT_VALUE, _MEASUREMENT_UNITS_CODE_SEQUENCE)
 
 
-class EncodedValues:
-    """The values of a report's content items, each distinct encoding parsed by pydicom once.
-
-    A report repeats most of its content: every group has the same concept
-    names, units, measurement methods and derivations, and pydicom turning
-    their tens of thousands of elements into datasets is what reading a large
-    report costs.  An element pydicom has not parsed is a raw element holding
-    its encoded bytes (a sequence: all of it); equal bytes in the same
-    encoding parse to equal values, so :meth:`value` parses each distinct
-    encoding once (as ``seg._fast.NestedValues`` does for SEG functional groups),
-    and :meth:`items` cuts a sequence into its items' raw elements (only the
-    :data:`_READ_TAGS`, each item read by pydicom's data element generator,
-    which skips the other values) instead of letting pydicom make a dataset
-    of every item.  Elements already parsed (an undefined-length sequence, a
-    dataset built in memory) are read directly.  ``encoding`` is the
-    character set of the report.
-    """
-
-    def __init__(self, encoding: str | Sequence[str]) -> None:
-        self._encoding = encoding
-        self._values: dict[tuple, Any] = {}
-
-    def value(self, element: DataElement | RawDataElement | None, parse: Callable[[Any], Any]) -> Any:
-        """``parse`` of the element's value (a sequence: its items); ``None`` without element."""
-        if element is None:
-            return None
-        if not _isEncoded(element):
-            return parse(element.value)
-        key = (parse, element.tag, element.is_implicit_VR, element.is_little_endian, element.value)
-        if key not in self._values:
-            self._values[key] = parse(convert_raw_data_element(element, encoding=self._encoding).value)
-        return self._values[key]
-
-    def items(self, element: DataElement | RawDataElement | None
-              ) -> list[Mapping[int, DataElement | RawDataElement]]:
-        """The :data:`_READ_TAGS` elements of each item of a sequence element, by tag (``[]`` without it)."""
-        if element is None:
-            return []
-        if _isEncoded(element) and element.length != UNDEFINED_LENGTH:
-            encoding = (element.is_implicit_VR, element.is_little_endian)
-            try:
-                return itemElements(encodedItems(element.value, *encoding), _READ_TAGS, *encoding)
-            except ValueError:
-                pass  # not a sequence of items: pydicom parses it below and reports what is wrong
-        if isinstance(element, RawDataElement):
-            element = convert_raw_data_element(element, encoding=self._encoding)
-        return [{tag: item.get_item(tag) for tag in _READ_TAGS if tag in item} for item in element.value or []]
-
-    def rowKey(self, item: Mapping[int, DataElement | RawDataElement]) -> tuple:
-        """(relationship type, value type, concept name) of a content item, as :data:`_PLAIN_1411_ROWS` names rows."""
-        return (self.value(item.get(_RELATIONSHIP_TYPE), text), self.value(item.get(VALUE_TYPE), text),
-                self.value(item.get(CONCEPT_NAME_CODE_SEQUENCE), codeKey))
+def contentItems(values: DecodedOnce, element: DataElement | RawDataElement | None
+                 ) -> list[Mapping[int, DataElement | RawDataElement]]:
+    """The :data:`_READ_TAGS` elements of each content item of a sequence element, by tag (``[]`` without it)."""
+    return values.items(element, _READ_TAGS)
 
 
-def _isEncoded(element: DataElement | RawDataElement) -> bool:
-    return isinstance(element, RawDataElement) and isinstance(element.value, bytes)
+def _encodedRowKey(values: DecodedOnce, item: Mapping[int, DataElement | RawDataElement]) -> tuple:
+    """(relationship type, value type, concept name) of a content item, as :data:`_PLAIN_1411_ROWS` names rows."""
+    return (values.value(item.get(_RELATIONSHIP_TYPE), text), values.value(item.get(VALUE_TYPE), text),
+            values.value(item.get(CONCEPT_NAME_CODE_SEQUENCE), codeKey))
 
 
 def text(value: Any) -> str | None:
@@ -328,7 +280,7 @@ def _segmentOf(references: Sequence[Dataset]) -> SegmentReference | None:
     return SegmentReference(str(references[0].ReferencedSOPInstanceUID), int(numbers))
 
 
-def readPlainVolumetricGroup(item: Dataset, values: EncodedValues) -> MeasurementGroup | None:
+def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementGroup | None:
     """A TID 1411 group read from its encoded content items, or ``None`` when it is not plain.
 
     Plain means: tracking identifier and UID, finding category, finding,
@@ -338,14 +290,14 @@ def readPlainVolumetricGroup(item: Dataset, values: EncodedValues) -> Measuremen
     row.  That is what QuantReport and dcmqi write, and it is read exactly as
     highdicom's :class:`~highdicom.sr.VolumetricROIMeasurementsAndQualitativeEvaluations`
     reads it (the same items, the same codes); anything else goes to highdicom.
-    Only the elements used are parsed, repeated encodings once (:class:`EncodedValues`).
+    Only the elements used are parsed, repeated encodings once (:class:`~QuantReportLib.dicomio.rawitems.DecodedOnce`).
     """
     try:
-        content = values.items(item.get_item(CONTENT_SEQUENCE))
+        content = contentItems(values, item.get_item(CONTENT_SEQUENCE))
         kinds = [values.value(child.get(VALUE_TYPE), text) for child in content]
         numbers = [child for child, kind in zip(content, kinds, strict=True) if kind == "NUM"]
         rows = _plainRows([child for child, kind in zip(content, kinds, strict=True) if kind != "NUM"],
-                          _PLAIN_1411_ROWS, values.rowKey)
+                          _PLAIN_1411_ROWS, lambda child: _encodedRowKey(values, child))
         if rows is None or not {"tracking_identifier", "tracking_uid", "segment"} <= rows.keys():
             return None
         segment = values.value(rows["segment"][_REFERENCED_SOP_SEQUENCE], _segmentOf)
@@ -364,7 +316,7 @@ def readPlainVolumetricGroup(item: Dataset, values: EncodedValues) -> Measuremen
         for number in numbers:
             plain, method, derivation = values.value(number.get(CONTENT_SEQUENCE), _numberModifiers) \
                 or (True, None, None)
-            measured = values.items(number.get(_MEASURED_VALUE_SEQUENCE))
+            measured = contentItems(values, number.get(_MEASURED_VALUE_SEQUENCE))
             if values.value(number.get(_RELATIONSHIP_TYPE), text) != "CONTAINS" or not plain or not measured:
                 return None
             units = measured[0][_MEASUREMENT_UNITS_CODE_SEQUENCE]

@@ -23,7 +23,6 @@ _LATERALITIES = {
 
 
 # Concept names (code value, scheme) that locate the parts of a TID 1500 document.
-MEASUREMENT_REPORT = ("126000", "DCM")
 IMAGING_MEASUREMENTS = ("126010", "DCM")
 MEASUREMENT_GROUP = ("125007", "DCM")
 FINDING_CATEGORY = ("276214006", "SCT")
@@ -122,7 +121,7 @@ class Concepts:
     concept dataset for every ``Code`` it is given but takes a
     ``CodedConcept`` as it is, so the content items of one code share one
     dataset: the same encoding, less to build and to copy.  Codes are told
-    apart by meaning too (:class:`~.model.Code` equality ignores it).
+    apart by meaning too (:class:`~QuantReportLib.model.Code` equality ignores it).
     """
 
     def __init__(self) -> None:

@@ -19,10 +19,12 @@ from collections.abc import Sequence
 
 import highdicom as hd
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from ..dicomio.identity import MEASUREMENT_REPORT, SEG_SOP_CLASSES
+from ..dicomio.rawitems import DecodedOnce
+from ..dicomio.reading import readDataset
 from ..errors import InvalidInputError, NotFoundError, UnsupportedError
 from ..model import Code, Measurement, MeasurementTable, Quantity, Segment, SegmentMeasurements, Terminology
 from ._fast import (
@@ -30,8 +32,8 @@ from ._fast import (
     CONTENT_SEQUENCE,
     CONTENT_TEMPLATE_SEQUENCE,
     VALUE_TYPE,
-    EncodedValues,
     codeKey,
+    contentItems,
     readPlainVolumetricGroup,
     templateIdentifier,
     text,
@@ -41,14 +43,12 @@ from .content import (
     FINDING_CATEGORY,
     IMAGING_MEASUREMENTS,
     MEASUREMENT_GROUP,
-    MEASUREMENT_REPORT,
     LoadedSr,
     MeasurementGroup,
     PlanarRegion,
     SegmentReference,
     conceptName,
 )
-from .write import SEG_SOP_CLASS_UIDS
 
 #: Category of segments rebuilt from an SR that has no Finding Category (Slicer's default terminology).
 DEFAULT_CATEGORY = Code("85756007", "SCT", "Tissue")
@@ -92,15 +92,12 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
         name = str(dataset.get("SOPInstanceUID", "SR"))
     else:
         name = os.fspath(source)
-        try:
-            dataset = pydicom.dcmread(name)
-        except Exception as error:  # pydicom raises many types for unreadable files
-            raise InvalidInputError(f"not a readable DICOM file ({error})", name) from error
+        dataset = readDataset(name)
     if dataset.get("ValueType") != "CONTAINER" or conceptName(dataset) != MEASUREMENT_REPORT:
         raise UnsupportedError("not a TID 1500 Measurement Report (its root is not \"Imaging Measurement Report\")",
                                name)
     unsupported: list[str] = []
-    values = EncodedValues(dataset.original_character_set)
+    values = DecodedOnce(dataset.original_character_set)
     items = _groupItems(dataset, values)
     if items is None:
         unsupported.append("no \"Imaging Measurements\" container: the report has no measurement groups")
@@ -123,7 +120,7 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
                 if "SeriesInstanceUID" in series:
                     series_uids.setdefault(str(series.SeriesInstanceUID), None)
                 for instance in series.get("ReferencedSOPSequence", []):
-                    if str(instance.get("ReferencedSOPClassUID", "")) in SEG_SOP_CLASS_UIDS and \
+                    if str(instance.get("ReferencedSOPClassUID", "")) in SEG_SOP_CLASSES and \
                             "ReferencedSOPInstanceUID" in instance:
                         seg_uids.setdefault(str(instance.ReferencedSOPInstanceUID), None)
     return LoadedSr(
@@ -147,7 +144,7 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
     )
 
 
-def _groupItems(dataset: Dataset, values: EncodedValues | None = None) -> list[Dataset] | None:
+def _groupItems(dataset: Dataset, values: DecodedOnce | None = None) -> list[Dataset] | None:
     """The Measurement Group containers under "Imaging Measurements", in document order
     (``None`` when there is no such container).
 
@@ -155,7 +152,7 @@ def _groupItems(dataset: Dataset, values: EncodedValues | None = None) -> list[D
     of group each, which loses the order of a report mixing kinds; walking the
     container keeps it, and each group is then parsed by highdicom.
     """
-    values = values or EncodedValues(dataset.original_character_set)
+    values = values or DecodedOnce(dataset.original_character_set)
     for item in dataset.get("ContentSequence", []):
         if item.get("ValueType") == "CONTAINER" and conceptName(item) == IMAGING_MEASUREMENTS:
             return [child for child in item.get("ContentSequence", [])
@@ -164,13 +161,13 @@ def _groupItems(dataset: Dataset, values: EncodedValues | None = None) -> list[D
     return None
 
 
-def _templateId(item: Dataset, values: EncodedValues) -> str:
+def _templateId(item: Dataset, values: DecodedOnce) -> str:
     """The group's template: its Template Identifier, else judged from its region of interest items."""
     identifier = values.value(item.get_item(CONTENT_TEMPLATE_SEQUENCE), templateIdentifier)
     if identifier in _GROUP_CLASSES:
         return identifier
     names = [values.value(child.get(CONCEPT_NAME_CODE_SEQUENCE), codeKey)
-             for child in values.items(item.get_item(CONTENT_SEQUENCE))]
+             for child in contentItems(values, item.get_item(CONTENT_SEQUENCE))]
     if any(name in _VOLUMETRIC_ROI_ITEMS for name in names) or names.count(("111030", "DCM")) > 1:
         return "1411"
     if any(name in _PLANAR_ROI_ITEMS for name in names):
@@ -178,7 +175,7 @@ def _templateId(item: Dataset, values: EncodedValues) -> str:
     return "1501"
 
 
-def _readGroup(item: Dataset, index: int, template_id: str, unsupported: list[str], values: EncodedValues
+def _readGroup(item: Dataset, index: int, template_id: str, unsupported: list[str], values: DecodedOnce
                ) -> MeasurementGroup | None:
     """One group parsed by highdicom's template class, or ``None`` (with a note) when it cannot be.
 

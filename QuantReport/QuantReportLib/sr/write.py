@@ -46,9 +46,16 @@ from pathlib import Path
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 
-from .. import __version__
+from ..dicomio.identity import (
+    DEVICE_OBSERVER_MODEL_NAME,
+    DEVICE_OBSERVER_NAME,
+    DEVICE_OBSERVER_UID,
+    MANUFACTURER,
+    MANUFACTURER_MODEL_NAME,
+    SEG_SOP_CLASSES,
+    SOFTWARE_VERSIONS,
+)
 from ..dicomio.uids import checkUid
 from ..dicomio.writing import writeDataset
 from ..errors import InvalidInputError, NotFoundError
@@ -56,9 +63,6 @@ from ..model import Code, Measurement, MeasurementTable, Segment, Segmentation, 
 from ._fast import sharedSequencesEncodedOnce, srDocument
 from .companions import checkCompanionSegmentation, companionGroups, libraryHeaders
 from .content import Concepts, findingSite
-
-SEG_SOP_CLASS_UIDS = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")
-
 
 #: Procedure reported when the caller names none: "Imaging procedure" (CID 100).
 IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
@@ -68,9 +72,6 @@ IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
 ENGLISH = Code("en-US", "RFC5646", "English (United States)")
 
 
-# The device observer UID is derived from the name and version, so that every report written by one
-# QuantReport version names the same device (TID 1004 "Device Observer UID").
-DEVICE_OBSERVER_UID = generate_uid(entropy_srcs=["QuantReport", __version__])
 
 
 # The names of the TID 300 rows below a NUM, as highdicom's Measurement writes them.
@@ -218,9 +219,9 @@ def createSr(
             series_number=series_number,
             sop_instance_uid=sop_instance_uid or hd.UID(),
             instance_number=instance_number,
-            manufacturer="QuantReport",
-            manufacturer_model_name="QuantReport",
-            software_versions=__version__,
+            manufacturer=MANUFACTURER,
+            manufacturer_model_name=MANUFACTURER_MODEL_NAME,
+            software_versions=SOFTWARE_VERSIONS,
             series_description=series_description,
             is_complete=complete,
             is_verified=verifier_name is not None,
@@ -246,7 +247,7 @@ def _checkEvidence(evidence: Sequence[Dataset], library: Sequence[Dataset], seg_
 def writeSr(dataset: Dataset, path: str | os.PathLike) -> Path:
     """Write the SR to ``path`` atomically (a temporary file beside it, then ``os.replace``).
 
-    The file is byte for byte what :func:`~QuantReportLib.files.writeDataset`
+    The file is byte for byte what :func:`~QuantReportLib.dicomio.writing.writeDataset`
     writes.  Content items made by :func:`createSr` share their code
     sequences (one coded concept per distinct code): pydicom writes a view of
     the SR in which each code sequence met more than once is encoded once
@@ -257,7 +258,7 @@ def writeSr(dataset: Dataset, path: str | os.PathLike) -> Path:
 
 
 def _checkSegOfVolume(seg: Dataset, volume: Volume, seg_uid: str) -> None:
-    if str(seg.get("SOPClassUID", "")) not in SEG_SOP_CLASS_UIDS:
+    if str(seg.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
         raise InvalidInputError(f"not a DICOM SEG (SOP class {seg.get('SOPClassUID', 'missing')})", seg_uid)
     referenced = [str(item.get("SeriesInstanceUID", "")) for item in seg.get("ReferencedSeriesSequence", [])]
     if referenced and volume.series_instance_uid not in referenced:
@@ -288,9 +289,9 @@ def _observationContext(observer_name: str | None, device_observer_uid: str) -> 
         observer_type=hd.sr.CodedConcept.from_code(codes.DCM.Device),
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=checkUid(device_observer_uid, "device observer UID"),
-            name="QuantReport",
-            manufacturer_name="QuantReport",
-            model_name=f"QuantReport {__version__}",
+            name=DEVICE_OBSERVER_NAME,
+            manufacturer_name=MANUFACTURER,
+            model_name=DEVICE_OBSERVER_MODEL_NAME,
         ),
     )
     return hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)

@@ -1,0 +1,58 @@
+"""Walking folders for DICOM files: one walker for imports, series folders, checks and neighbour lookups."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+
+def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seenFolders: set[str] | None = None,
+              onProblem: Callable[[str, str], object] | None = None) -> Iterator[str]:
+    """The files under ``root``: sorted by name, a folder's files before its subfolders.
+
+    Symbolic links are followed, but each real folder is walked once (so link
+    loops end, and folders reached twice, also across calls sharing
+    ``seenFolders``, give their files once).
+
+    Parameters
+    ----------
+    root:
+        The folder to walk.
+    recursive:
+        Walk subfolders too (else only the files directly in ``root``).
+    seenFolders:
+        Real paths of folders already walked; updated.
+    onProblem:
+        Called as ``onProblem(path, reason)`` for a folder that cannot be
+        listed, an entry that cannot be accessed and anything that is neither
+        a file nor a folder (a broken link, a special file); without it these
+        are passed over.
+    """
+    seen = set() if seenFolders is None else seenFolders
+    report = onProblem or (lambda path, reason: None)
+    stack = [os.fspath(root)]
+    while stack:
+        folder = stack.pop()
+        real = os.path.realpath(folder)
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(folder) as iterator:
+                entries = sorted(iterator, key=lambda entry: entry.name)
+        except OSError as error:
+            report(folder, f"cannot list folder: {error.strerror or error}")
+            continue
+        subfolders = []
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    subfolders.append(entry.path)
+                elif entry.is_file():
+                    yield entry.path
+                else:
+                    report(entry.path, "not a regular file (broken link or special file)")
+            except OSError as error:
+                report(entry.path, f"cannot access: {error.strerror or error}")
+        if recursive:
+            stack.extend(reversed(subfolders))
