@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dicomio.walk import walkFiles
 from .errors import InvalidInputError, NotFoundError, UnsupportedError
 from .labelcodes import LabelOptions, namedSegments, readLabelNames
 from .labelmaps import asLabelmapArray, readNrrdVolume, segmentationFromLabelmap
@@ -65,8 +66,8 @@ def maskFiles(folder: str | os.PathLike) -> list[Path]:
     NotFoundError
         When the folder holds none.
     """
-    files = sorted(path for path in Path(folder).iterdir()
-                   if path.is_file() and path.name.lower().endswith(MASK_SUFFIXES))
+    files = [Path(path) for path in walkFiles(folder, recursive=False)
+             if os.path.basename(path).lower().endswith(MASK_SUFFIXES)]
     if not files:
         raise NotFoundError(f"no mask files ({', '.join(MASK_SUFFIXES)}) in this folder", folder)
     return files
