@@ -135,7 +135,7 @@ def test_binary_rle_frames_are_one_byte_per_pixel():
 @pytest.mark.parametrize(("option", "syntax"), [("+el", "1.2.840.10008.1.2.4.57"), ("+e1", "1.2.840.10008.1.2.4.70")],
                          ids=["process14", "process14-sv1"])
 def test_jpeg_lossless_is_decoded(option, syntax, tmp_path):
-    """JPEG Lossless written by DCMTK's dcmcjpeg (an independent encoder) decodes to the original values (python-gdcm)."""
+    """JPEG Lossless written by DCMTK's dcmcjpeg (an independent encoder) decodes to the original values (gdcm)."""
     files = sorted(dataPath(*LIVER_CT).glob("*.dcm"))
     copies = []
     for path in files:

@@ -46,11 +46,6 @@ def oneErrorLine(result: subprocess.CompletedProcess, path: Path) -> str:
     return lines[0]
 
 
-def save(dataset: pydicom.Dataset, path: Path) -> Path:
-    dataset.save_as(path, enforce_file_format=True)
-    return path
-
-
 TINY_CT = ("ct", "dcmqi-24x38x3")
 LIVER_CT = ("ct", "dcmqi-ct-3slice")
 
@@ -73,21 +68,29 @@ def test_binary_rle_with_packed_frames_as_ohif_writes_them(tmp_path):
 
     report = loadJson(path)
     assert voxelCounts(report) == {1: int(np.count_nonzero(labelmap == 1)), 2: int(np.count_nonzero(labelmap == 2))}
-    # Voxel-exact on the CT: each frame on the slice of its source image.
+    # Voxel-exact on the CT, each frame on the slice of the image it references (dcmjs, without the adapter's
+    # metadata, references the images in mirrored order: the file, not the labelmap it came from, is the
+    # truth), as highdicom and the OHIF reader place them.
     volume = series.loadSeries(files)
     loaded = seg.readSeg(path, volume)
-    slice_of = {image.sop_instance_uid: k for k, image in enumerate(volume.source_images)}
-    for number in (1, 2):
-        expected = np.zeros(volume.geometry.shape, dtype=bool)
-        for index, file in enumerate(files):
-            uid = str(pydicom.dcmread(file, stop_before_pixels=True).SOPInstanceUID)
-            expected[slice_of[uid]] = labelmap[index] == number
-        np.testing.assert_array_equal(loaded.segmentation.mask(number), expected)
-    # The OHIF reader agrees on every count.
+    ours = {(number, image.sop_instance_uid): int(np.count_nonzero(loaded.segmentation.mask(number)[k]))
+            for number in (1, 2) for k, image in enumerate(volume.source_images)}
+    # Frame j of segment n holds the j-th labelmap slice with value n (highdicom cannot decode these frames).
+    expected = {key: 0 for key in ours}
+    frames_of = {1: 0, 2: 0}
+    for item in written.PerFrameFunctionalGroupsSequence:
+        number = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        uid = str(item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        index = np.flatnonzero((labelmap == number).any(axis=(1, 2)))[frames_of[number]]
+        frames_of[number] += 1
+        expected[number, uid] = int(np.count_nonzero(labelmap[index] == number))
+        k = [image.sop_instance_uid for image in volume.source_images].index(uid)
+        np.testing.assert_array_equal(loaded.segmentation.mask(number)[k], labelmap[index] == number)
+    assert ours == expected
     ohif = subprocess.run([require_tool("node"), str(worldfiles.JS_DIR / "read-seg.mjs"), str(path), str(folder)],
                           capture_output=True, text=True, timeout=120, cwd=worldfiles.JS_DIR, check=True)
-    voxels = json.loads(ohif.stdout)["ohif"]["voxels"]
-    assert {int(number): entry["count"] for number, entry in voxels.items()} == voxelCounts(report)
+    for number, entry in json.loads(ohif.stdout)["ohif"]["voxels"].items():
+        assert {uid: count for (n, uid), count in ours.items() if n == int(number) and count} == entry["per_image"]
 
 
 def test_binary_rle_packed_frames_whose_bits_end_inside_a_byte(tmp_path):
@@ -96,7 +99,7 @@ def test_binary_rle_packed_frames_whose_bits_end_inside_a_byte(tmp_path):
     frames = [frame[:, :23] for frame in seg_frames(original)]
     forged = worldfiles.packedRle(original, frames)
     expected = sum(int(np.count_nonzero(frame)) for frame in frames)
-    assert voxelCounts(loadJson(save(forged, tmp_path / "packed.dcm"))) == {1: expected}
+    assert voxelCounts(loadJson(worldfiles.save(forged, tmp_path / "packed.dcm"))) == {1: expected}
 
 
 def seg_frames(dataset: pydicom.Dataset) -> list[np.ndarray]:
@@ -112,7 +115,7 @@ def seg_frames(dataset: pydicom.Dataset) -> list[np.ndarray]:
                          ids=["binary", "labelmap", "fractional"])
 def test_deflated_image_frame_compression(name, reference, tmp_path):
     original = pydicom.dcmread(dataPath("seg", name))
-    path = save(worldfiles.deflatedFrames(original), tmp_path / name)
+    path = worldfiles.save(worldfiles.deflatedFrames(original), tmp_path / name)
     assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.8.1"
     assert voxelCounts(loadJson(path)) == voxelCounts(loadJson(dataPath("seg", name)))
     volume = series.loadSeries(sorted(dataPath(*reference).glob("*.dcm")))
@@ -134,7 +137,8 @@ def _hdCounts(path: Path) -> dict[int, int]:
             pixels = reader.get_total_pixel_matrix(segment_numbers=[number], combine_segments=False)
         else:
             pixels = reader.get_pixels_by_source_instance(
-                [uid for _, _, uid in reader.get_source_image_uids()], segment_numbers=[number])
+                [uid for _, _, uid in reader.get_source_image_uids()], segment_numbers=[number],
+                ignore_spatial_locations=True)
         counts[number] = int(np.count_nonzero(pixels))
     return counts
 
@@ -146,7 +150,7 @@ def test_seg_on_a_projection_radiograph(tmp_path):
     mask[40:50, 40:60] = 2
     dataset = worldfiles.highdicomSeg([cr], mask, "BINARY")
     assert not any("PlanePositionSequence" in item for item in dataset.PerFrameFunctionalGroupsSequence)
-    path = save(dataset, tmp_path / "cr-seg.dcm")
+    path = worldfiles.save(dataset, tmp_path / "cr-seg.dcm")
     expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
     assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
     loaded = seg.readSeg(path)
@@ -171,7 +175,7 @@ def test_binary_seg_on_tiled_slide_microscopy(organization, tmp_path):
     mask = _slideMask()
     dataset = worldfiles.highdicomSeg([worldfiles.slideImage(*SLIDE)], mask, "BINARY", tile_pixel_array=True,
                                       dimension_organization_type=organization, omit_empty_frames=False)
-    path = save(dataset, tmp_path / "sm-seg.dcm")
+    path = worldfiles.save(dataset, tmp_path / "sm-seg.dcm")
     expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
     assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
     loaded = seg.readSeg(path)
@@ -187,7 +191,7 @@ def test_labelmap_palette_color_seg_on_tiled_slide_microscopy(tmp_path):
                                       dimension_organization_type="TILED_FULL", omit_empty_frames=False,
                                       palette_color_lut_transformation=palette)
     assert dataset.PhotometricInterpretation == "PALETTE COLOR"
-    path = save(dataset, tmp_path / "sm-labelmap.dcm")
+    path = worldfiles.save(dataset, tmp_path / "sm-labelmap.dcm")
     expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
     assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
 
@@ -199,7 +203,7 @@ def test_labelmap_palette_color_seg_on_tiled_slide_microscopy(tmp_path):
 def test_number_of_frames_below_the_per_frame_groups(declared, tmp_path):
     name = "dcmqi-partial-overlaps.dcm"
     original = pydicom.dcmread(dataPath("seg", name))
-    path = save(worldfiles.fewerFramesDeclared(original, declared), tmp_path / name)
+    path = worldfiles.save(worldfiles.fewerFramesDeclared(original, declared), tmp_path / name)
     volume = series.loadSeries(sorted(dataPath(*LIVER_CT).glob("*.dcm")))
     expected, loaded = seg.readSeg(original, volume), seg.readSeg(path, volume)
     assert dict(loaded.voxel_counts) == dict(expected.voxel_counts)
@@ -218,7 +222,7 @@ def test_number_of_frames_below_the_per_frame_groups(declared, tmp_path):
 def test_segments_without_property_codes_load_with_a_placeholder(tmp_path):
     name = "dcmqi-partial-overlaps.dcm"
     original = pydicom.dcmread(dataPath("seg", name))
-    path = save(worldfiles.withoutPropertyCodes(original), tmp_path / name)
+    path = worldfiles.save(worldfiles.withoutPropertyCodes(original), tmp_path / name)
     result = quantreport("load", path, "--json")
     assert result.returncode == 0, result.stderr
     assert "segmented property" in result.stderr
@@ -277,6 +281,6 @@ def test_ct_with_a_missing_slice_is_refused_naming_the_slice(tmp_path, lidc_nodu
 @pytest.mark.parametrize("change", [worldfiles.srWithoutContent, worldfiles.srGroupItemWithoutValueType],
                          ids=["no-content-sequence", "group-item-without-value-type"])
 def test_malformed_sr_is_refused_with_one_error_line(change, tmp_path):
-    path = save(change(pydicom.dcmread(dataPath("sr", "dcmqi-liver-tid1500.dcm"))), tmp_path / "sr.dcm")
+    path = worldfiles.save(change(pydicom.dcmread(dataPath("sr", "dcmqi-liver-tid1500.dcm"))), tmp_path / "sr.dcm")
     line = oneErrorLine(quantreport("load", path), path)
     assert "Content Sequence" in line or "Value Type" in line

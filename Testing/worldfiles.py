@@ -139,6 +139,24 @@ def highdicomSeg(sources: Sequence[Dataset], pixels: np.ndarray, segmentation_ty
     return roundTrip(dataset)
 
 
+def save(dataset: Dataset, path: Path) -> Path:
+    """Write ``dataset``; pydicom 3.0 writes no Deflated Image Frame Compression file, so such a file is written
+    as JPEG 2000 Lossless (encapsulated, Explicit VR Little Endian alike) and its transfer syntax UID replaced
+    by the other, of the same padded length."""
+    if dataset.file_meta.TransferSyntaxUID != DEFLATED_IMAGE_FRAME_COMPRESSION:
+        dataset.save_as(path, enforce_file_format=True)
+        return path
+    stand_in = copy.copy(dataset)
+    stand_in.file_meta = copy.deepcopy(dataset.file_meta)
+    stand_in.file_meta.TransferSyntaxUID = pydicom.uid.JPEG2000Lossless
+    stand_in.save_as(path, enforce_file_format=True)
+    data = path.read_bytes()
+    old, new = b"1.2.840.10008.1.2.4.90", DEFLATED_IMAGE_FRAME_COMPRESSION.encode() + b"\0"
+    assert len(old) == len(new) and data.count(old) == 1
+    path.write_bytes(data.replace(old, new))
+    return path
+
+
 def roundTrip(dataset: Dataset) -> Dataset:
     import io
 

@@ -2,13 +2,16 @@
 
 pydicom decodes native, Deflated and RLE pixel data itself and compressed
 pixel data through plugins (pylibjpeg-openjpeg for JPEG 2000, pyjpegls for
-JPEG-LS, PS3.5 8.2 and Annex A.4).  :func:`checkDecodable` says before any
+JPEG-LS, python-gdcm for JPEG Lossless, PS3.5 8.2 and Annex A.4); what
+pydicom 3.0 does not decode (1-bit RLE as OHIF writes it, Deflated Image
+Frame Compression) is decoded by :mod:`.framecodecs`.  :func:`checkDecodable` says before any
 decoding whether a file's transfer syntax can be decoded, naming what would
 decode it; :func:`iterFrames` decodes one frame at a time.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 
@@ -18,6 +21,7 @@ import pydicom.pixels
 from pydicom.dataset import Dataset
 
 from ..errors import InvalidInputError, UnsupportedError
+from . import framecodecs
 from .reading import readDicomHeader
 
 
@@ -27,9 +31,10 @@ def checkDecodable(header: Dataset, source: str | os.PathLike) -> None:
     Native (uncompressed) Little and Big Endian, Deflated and RLE Lossless
     are decoded by pydicom itself; JPEG 2000 needs pylibjpeg with
     pylibjpeg-openjpeg, JPEG-LS needs pyjpegls (PS3.5 8.2 and Annex A.4).
-    JPEG Lossless and the other JPEG processes need python-gdcm or the GPL
-    pylibjpeg-libjpeg, which QuantReport does not install: such files are
-    reported as unsupported, naming what would decode them.
+    JPEG Lossless needs python-gdcm, JPEG Baseline and 8-bit JPEG Extended
+    Pillow; 12-bit JPEG Extended only the GPL pylibjpeg-libjpeg, which
+    QuantReport does not install: such files are reported as unsupported,
+    naming what would decode them.
 
     Raises
     ------
@@ -38,6 +43,9 @@ def checkDecodable(header: Dataset, source: str | os.PathLike) -> None:
     """
     meta = getattr(header, "file_meta", None) or Dataset()
     syntax = meta.get("TransferSyntaxUID")
+    if syntax is not None and framecodecs.decodesHere(syntax, header):
+        framecodecs.checkSupported(syntax, header, os.fspath(source))
+        return
     if syntax is None or not syntax.is_transfer_syntax:
         # Without File Meta Information (force-read files) pydicom assumes Implicit VR Little Endian.
         if syntax is not None:
@@ -45,6 +53,12 @@ def checkDecodable(header: Dataset, source: str | os.PathLike) -> None:
         return
     if not syntax.is_compressed:
         return
+    if syntax == pydicom.uid.JPEGExtended12Bit and int(header.get("BitsStored", 8)) > 8 \
+            and importlib.util.find_spec("libjpeg") is None:
+        # Pillow and python-gdcm decode 8-bit samples only; pydicom's pylibjpeg plugin with libjpeg decodes 12.
+        raise UnsupportedError(
+            f"pixel data is compressed as {syntax.name} ({syntax}) with {header.BitsStored}-bit samples, which "
+            "only pylibjpeg-libjpeg (GPL, not installed by QuantReport) decodes here", source)
     try:
         decoder = pydicom.pixels.get_decoder(syntax)
     except NotImplementedError:
@@ -85,18 +99,23 @@ def iterFrames(source: str | os.PathLike | Dataset, name: str | os.PathLike, *, 
     """
     header = source if isinstance(source, Dataset) else readDicomHeader(source)
     checkDecodable(header, name)
-    options: dict[str, object] = {"raw": raw}
     syntax = getattr(header, "file_meta", Dataset()).get("TransferSyntaxUID")
-    if syntax == pydicom.uid.RLELossless and int(header.get("BitsAllocated", 8)) == 1:
-        # PS3.5 G: RLE codes bytes; a 1-bit image is RLE-coded one byte per pixel (as DCMTK, GDCM and
-        # vtk-dicom read it).  pydicom 3.0 refuses Bits Allocated 1 with RLE, so decode the frames as
-        # the 8-bit images they are encoded as.
-        options.update(bits_allocated=8, bits_stored=8, high_bit=7)
-    frames = pydicom.pixels.iter_pixels(source, **options)
+    if syntax is not None and framecodecs.decodesHere(syntax, header):
+        # 1-bit RLE (pydicom 3.0 refuses Bits Allocated 1 with RLE) and Deflated Image Frame Compression.
+        if isinstance(source, Dataset):
+            dataset = source
+        else:
+            try:
+                dataset = pydicom.dcmread(source, force=True)
+            except Exception as error:  # pydicom raises many types for damaged files
+                raise InvalidInputError(f"cannot read pixel data ({error})", name) from error
+        yield from framecodecs.iterFrames(dataset, os.fspath(name))
+        return
+    decoded = pydicom.pixels.iter_pixels(source, raw=raw)
     index = 0
     while True:
         try:
-            pixels = next(frames)
+            pixels = next(decoded)
         except StopIteration:
             return
         except Exception as error:  # any decoder failure on foreign data

@@ -282,8 +282,7 @@ def checkPixelDataClaim(dataset: Dataset, available: int, source: str | os.PathL
     fileMeta = getattr(dataset, "file_meta", None)
     syntax = fileMeta.get("TransferSyntaxUID") if fileMeta is not None else None
     # A deflated file is compressed as a whole, so its pixel data claim is bounded like an encapsulated one.
-    encapsulated = syntax is not None and (getattr(syntax, "is_encapsulated", False)
-                                           or getattr(syntax, "is_deflated", False))
+    encapsulated = syntax is not None and syntax.is_transfer_syntax and (syntax.is_encapsulated or syntax.is_deflated)
     limit = max(available * _MAXIMUM_COMPRESSION_RATIO, _UNCHECKED_CLAIM_BYTES) if encapsulated else available
     if claimed > limit:
         raise InvalidInputError(
