@@ -341,10 +341,6 @@ def _set(keyword: str, value):
     return change
 
 
-def _dropCategory(dataset: Dataset) -> None:
-    del dataset.SegmentSequence[0].SegmentedPropertyCategoryCodeSequence
-
-
 def _dropOrientation(dataset: Dataset) -> None:
     del dataset.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence
 
@@ -358,7 +354,6 @@ CORRUPTIONS = [
     ("no-segment-sequence", _delete("SegmentSequence"), InvalidInputError, "Segment Sequence"),
     ("no-segmentation-type", _delete("SegmentationType"), UnsupportedError, "segmentation type"),
     ("undescribed-segment", _frameSegment(9), InvalidInputError, "undescribed segment 9"),
-    ("no-category", _dropCategory, InvalidInputError, "segmented property codes"),
     ("no-orientation", _dropOrientation, GeometryError, "plane orientation"),
     ("bad-rows", _set("Rows", 300), GeometryError, "300x512"),
     ("more-frames-than-pixels", _moreFrames, InvalidInputError, "frame"),

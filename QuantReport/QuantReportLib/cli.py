@@ -263,6 +263,8 @@ def cmdLoad(args: argparse.Namespace) -> int:
         for source in args.sources:
             try:
                 report = loadReport(source, database=database, segment_numbers=segment_numbers)
+                for warning in report.warnings:
+                    print(f"warning: {report.path}: {warning}", file=sys.stderr)
                 if args.labelmap_out:
                     report.writeLabelmap(args.labelmap_out)
                 if args.table_out:

@@ -236,6 +236,12 @@ class LoadedReport:
     def segmentation(self) -> Segmentation | None:
         return None if self.seg is None else self.seg.segmentation
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What was tolerated in reading the SEG and its source series (one line each)."""
+        return (() if self.volume is None else tuple(self.volume.warnings)) + \
+            (() if self.seg is None else tuple(self.seg.warnings))
+
     def toJson(self) -> dict:
         """The ``quantreport load --json`` object (a contract other tools rely on)."""
         segments = []

@@ -281,7 +281,7 @@ class FrameGroups:
     the shared functional groups alone.
     """
 
-    def __init__(self, dataset: Dataset, count: int, name: str):
+    def __init__(self, dataset: Dataset, name: str):
         self._name = name
         self._encoding: tuple[bool, bool] | None = None  # (implicit VR, little endian) of encoded items
         element = dataset.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG, keep_deferred=True)
@@ -296,10 +296,18 @@ class FrameGroups:
                         else dataset.filename
                     element = read_deferred_data_element(dataset.fileobj_type, source, dataset.timestamp, element)
                 self._items = encodedItems(element.value or b"", *self._encoding)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def fitTo(self, count: int) -> None:
+        """Describe ``count`` frames: by the shared groups alone when there are no items; extra items
+        (frames the pixel data does not hold, see :func:`~QuantReportLib.seg.read.readSeg`) are dropped."""
         if not self._items:
             self._items, self._encoding = [Dataset()] * count, None
-        if len(self._items) != count:
-            raise InvalidInputError(f"{len(self._items)} per-frame functional groups for {count} frames", name)
+        if len(self._items) < count:
+            raise InvalidInputError(f"{len(self._items)} per-frame functional groups for {count} frames", self._name)
+        del self._items[count:]
 
     def elements(self, tags: set[int], indices: Sequence[int] | None = None
                  ) -> list[Mapping[int, DataElement | RawDataElement]]:

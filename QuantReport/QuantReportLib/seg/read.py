@@ -10,6 +10,7 @@ decoders).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
+import pydicom.encaps
 from pydicom.dataset import Dataset
 
 from ..dicomio.identity import SEG_SOP_CLASSES
@@ -26,6 +28,7 @@ from ..dicomio.rawitems import DecodedOnce
 from ..dicomio.reading import checkPixelDataClaim, readDataset
 from ..errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
 from ..model import Code, Fractions, Geometry, Segment, Segmentation, Terminology, Volume, fractionalMask
+from ..terminology import DEFAULT_TERMINOLOGY
 from ._fast import FrameGroups, inBox, nativeFrames, pixelDataLength
 from .placement import SegFrame, coordinates, placeFrames, referencesOf
 
@@ -175,7 +178,9 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         # PS3.3 C.8.20.2.3 wants 1..N; files in the wild skip numbers, and the numbers are what SRs reference.
         warnings.append(f"segment numbers {sorted(numbers)} are not 1..{len(numbers)}; kept as they are")
     with malformedInput(name, "frame functional groups"):
-        frames, all_positions = _frameInfo(dataset, segmentation_type, numbers, wanted, reference, name)
+        groups = FrameGroups(dataset, name)
+        dataset = _withFramesHeld(dataset, groups, name, warnings)
+        frames, all_positions = _frameInfo(dataset, groups, segmentation_type, numbers, wanted, reference, name)
         geometry, slice_of_frame = placeFrames(dataset, frames, all_positions, reference, name)
         maximum = int(dataset.MaximumFractionalValue) if segmentation_type == "FRACTIONAL" else None
         fractional_type = str(dataset.SegmentationFractionalType) if segmentation_type == "FRACTIONAL" else None
@@ -321,14 +326,22 @@ def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
     number = int(item.SegmentNumber)
     if number < 1:
         raise InvalidInputError(f"segment number {number} is not positive", name)
+    category_items = item.get("SegmentedPropertyCategoryCodeSequence") or [None]
+    type_items = item.get("SegmentedPropertyTypeCodeSequence") or [None]
+    missing = [what for what, items in (("category", category_items), ("type", type_items)) if items[0] is None]
+    if missing:
+        # Type 1 in PS3.3 C.8.20.2, but some vendors' SEGs (Siemens syngo.via) lack them; dcmqi reads such
+        # files, and a missing description is no reason to refuse a segmentation.
+        warnings.append(f"segment {number}: no segmented property {' and '.join(missing)} code; read as "
+                        f"{DEFAULT_TERMINOLOGY.category.meaning} / {DEFAULT_TERMINOLOGY.type.meaning}, a placeholder")
     try:
-        type_item = item.SegmentedPropertyTypeCodeSequence[0]
-        modifiers = type_item.get("SegmentedPropertyTypeModifierCodeSequence") or [None]
+        type_item = type_items[0]
+        modifiers = (type_item.get("SegmentedPropertyTypeModifierCodeSequence") if type_item else None) or [None]
         regions = item.get("AnatomicRegionSequence") or [None]
         region_modifiers = (regions[0].get("AnatomicRegionModifierSequence") if regions[0] else None) or [None]
         terminology = Terminology(
-            category=Code.fromDataset(item.SegmentedPropertyCategoryCodeSequence[0]),
-            type=Code.fromDataset(type_item),
+            category=Code.fromDataset(category_items[0]) if category_items[0] else DEFAULT_TERMINOLOGY.category,
+            type=Code.fromDataset(type_item) if type_item else DEFAULT_TERMINOLOGY.type,
             type_modifier=Code.fromDataset(modifiers[0]) if modifiers[0] else None,
             anatomic_region=Code.fromDataset(regions[0]) if regions[0] else None,
             anatomic_region_modifier=Code.fromDataset(region_modifiers[0]) if region_modifiers[0] else None,
@@ -364,7 +377,41 @@ def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
     )
 
 
-def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], wanted: set[int] | None,
+def _withFramesHeld(dataset: Dataset, groups: FrameGroups, name: str, warnings: list[str]) -> Dataset:
+    """``dataset``, or a shallow copy whose Number of Frames is the frames its pixel data holds, when writers
+    left Number of Frames (absent: 1, PS3.3 C.7.6.6) below the Per-frame Functional Groups items.
+
+    Then the frames read are those both the pixel data and the functional groups describe, with a warning;
+    ``groups`` is cut to them.
+    """
+    declared = int(dataset.get("NumberOfFrames") or 1)
+    described = len(groups) or declared
+    held = _framesHeld(dataset) if described > declared else declared
+    count = max(declared, min(described, held))
+    if count > declared:
+        warnings.append(f"Number of Frames is {dataset.get('NumberOfFrames', 'absent')}, but {described} frames "
+                        f"have functional groups and the pixel data holds {held}: {count} frames read")
+        dataset = copy.copy(dataset)
+        dataset.NumberOfFrames = count
+    groups.fitTo(count)
+    return dataset
+
+
+def _framesHeld(dataset: Dataset) -> int:
+    """How many frames the pixel data holds: native bytes over frame size, else encapsulated frames
+    (Basic Offset Table entries, or fragments when the table is empty)."""
+    syntax = (getattr(dataset, "file_meta", None) or Dataset()).get("TransferSyntaxUID")
+    frame_bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1)) \
+        * int(dataset.BitsAllocated)
+    if syntax is None or not syntax.is_transfer_syntax or not syntax.is_encapsulated:
+        return pixelDataLength(dataset) * 8 // max(frame_bits, 1)
+    data = dataset.PixelData or b""
+    offsets = pydicom.encaps.parse_basic_offsets(data)
+    return len(offsets) if offsets else pydicom.encaps.get_nr_fragments(data)
+
+
+def _frameInfo(dataset: Dataset, groups: FrameGroups, segmentation_type: str, numbers: set[int],
+               wanted: set[int] | None,
                reference: Volume | Geometry | None, name: str) -> tuple[list[SegFrame], np.ndarray | None]:
     """The frames to read (those of the ``wanted`` segments, or all) and, without a
     reference grid, the plane positions of all frames (the grid they span).
@@ -380,7 +427,6 @@ def _frameInfo(dataset: Dataset, segmentation_type: str, numbers: set[int], want
     (:class:`~QuantReportLib.dicomio.rawitems.DecodedOnce`).
     """
     count = int(dataset.get("NumberOfFrames", 1))
-    groups = FrameGroups(dataset, count, name)
     shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
     nested = DecodedOnce(dataset.original_character_set)
     # Referenced Segment Number (PS3.3 C.8.20.3.1) and Image Position (Patient) (C.7.6.16.2.3).
