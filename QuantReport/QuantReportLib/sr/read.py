@@ -96,6 +96,9 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
     if dataset.get("ValueType") != "CONTAINER" or conceptName(dataset) != MEASUREMENT_REPORT:
         raise UnsupportedError("not a TID 1500 Measurement Report (its root is not \"Imaging Measurement Report\")",
                                name)
+    if not dataset.get("ContentSequence"):
+        # TID 1500 has required content (language, procedure reported, and the measurements or evaluations).
+        raise InvalidInputError("the report has no Content Sequence: a TID 1500 Measurement Report has content", name)
     unsupported: list[str] = []
     values = DecodedOnce(dataset.original_character_set)
     items = _groupItems(dataset, values)
@@ -103,6 +106,9 @@ def readSr(source: str | os.PathLike | Dataset) -> LoadedSr:
         unsupported.append("no \"Imaging Measurements\" container: the report has no measurement groups")
     read = []
     for index, item in enumerate(items or [], 1):
+        for position, child in enumerate(item.get("ContentSequence") or [], 1):
+            if "ValueType" not in child:  # Type 1 (PS3.3 C.17.3): without it the item is no content item
+                raise InvalidInputError(f"measurement group {index}: content item {position} has no Value Type", name)
         template_id = _templateId(item, values)
         # Only a TID 1410 group (by its Template Identifier) can be a companion.
         if template_id != "1410" or not isCompanionGroup(item):
