@@ -171,7 +171,9 @@ def test_number_of_frames_mismatches(capsys, tmp_path):
     dataset = pydicom.dcmread(dataPath("seg", "dcmqi-24x38x3-label.dcm"))
     dataset.NumberOfFrames = 2  # the pixel data holds 3 frames, the functional groups 3 items
     dataset.save_as(fewer)
-    assertOneError(*run(capsys, "load", fewer)[::2], fewer)
+    # What the pixel data holds is read, with a warning (as writers in the wild leave Number of Frames short).
+    status, out, err = run(capsys, "load", fewer)
+    assert status == 0 and err.startswith(f"warning: {fewer}: Number of Frames is 2") and "3 frames read" in err
     more = tmp_path / "more.dcm"
     dataset.NumberOfFrames = 7  # more than the pixel data can hold
     dataset.save_as(more)

@@ -740,12 +740,14 @@ def test_subset_is_the_full_read_of_those_segments(lidcSeg, reference):
 def test_subset_does_not_describe_segments_it_does_not_read(lidcSeg, tmp_path):
     volume, _, path = lidcSeg
     dataset = pydicom.dcmread(path)
-    del dataset.SegmentSequence[2].SegmentedPropertyCategoryCodeSequence  # segment 3
+    del dataset.SegmentSequence[2].SegmentedPropertyTypeCodeSequence[0].CodeValue  # segment 3
+    del dataset.SegmentSequence[1].SegmentedPropertyCategoryCodeSequence  # segment 2: tolerated, with a warning
     target = tmp_path / "segment-3-broken.dcm"
     dataset.save_as(target)
-    with pytest.raises(InvalidInputError, match="segment 3: incomplete segmented property codes"):
+    with pytest.raises(InvalidInputError, match="no code value"):
         seg.readSeg(target, volume)
-    assert [s.number for s in seg.readSeg(target, volume, segment_numbers=[1, 4]).segmentation.segments] == [1, 4]
+    subset = seg.readSeg(target, volume, segment_numbers=[1, 4])
+    assert [s.number for s in subset.segmentation.segments] == [1, 4] and subset.warnings == ()
 
 
 def _labelmapByMasks(segmentation: Segmentation) -> np.ndarray:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -125,77 +124,6 @@ def test_deflated_image_frame_compression(name, reference, tmp_path):
                                       expected.segmentation.mask(segment.number))
 
 
-# -- SEGs without plane positions: a projection radiograph, tiled slide microscopy -----------------------------------
-
-
-def _hdCounts(path: Path) -> dict[int, int]:
-    """Segmented pixels per segment as highdicom reads the SEG (frame by frame, or its total pixel matrix)."""
-    reader = hd.seg.segread(path)
-    counts = {}
-    for number in reader.segment_numbers:
-        if reader.is_tiled:
-            pixels = reader.get_total_pixel_matrix(segment_numbers=[number], combine_segments=False)
-        else:
-            pixels = reader.get_pixels_by_source_instance(
-                [uid for _, _, uid in reader.get_source_image_uids()], segment_numbers=[number],
-                ignore_spatial_locations=True)
-        counts[number] = int(np.count_nonzero(pixels))
-    return counts
-
-
-def test_seg_on_a_projection_radiograph(tmp_path):
-    cr = worldfiles.projectionRadiograph(pydicom.dcmread(dataPath("mr", "pydicom-mr-small", "MR_small.dcm")))
-    mask = np.zeros((int(cr.Rows), int(cr.Columns)), dtype=np.uint8)
-    mask[10:30, 5:40] = 1
-    mask[40:50, 40:60] = 2
-    dataset = worldfiles.highdicomSeg([cr], mask, "BINARY")
-    assert not any("PlanePositionSequence" in item for item in dataset.PerFrameFunctionalGroupsSequence)
-    path = worldfiles.save(dataset, tmp_path / "cr-seg.dcm")
-    expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
-    assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
-    loaded = seg.readSeg(path)
-    assert loaded.segmentation.geometry.shape == (1, *mask.shape)
-    for number in (1, 2):
-        np.testing.assert_array_equal(loaded.segmentation.mask(number)[0], mask == number)
-
-
-SLIDE = (100, 120, 32)  # total pixel matrix rows, columns; tile size (partial tiles at the right and bottom)
-
-
-def _slideMask() -> np.ndarray:
-    mask = np.zeros((1, SLIDE[0], SLIDE[1]), dtype=np.uint8)
-    mask[0, 10:60, 20:100] = 1
-    mask[0, 70:90, 5:50] = 2
-    mask[0, 95:100, 110:120] = 1  # in the partial corner tile
-    return mask
-
-
-@pytest.mark.parametrize("organization", ["TILED_FULL", "TILED_SPARSE"])
-def test_binary_seg_on_tiled_slide_microscopy(organization, tmp_path):
-    mask = _slideMask()
-    dataset = worldfiles.highdicomSeg([worldfiles.slideImage(*SLIDE)], mask, "BINARY", tile_pixel_array=True,
-                                      dimension_organization_type=organization, omit_empty_frames=False)
-    path = worldfiles.save(dataset, tmp_path / "sm-seg.dcm")
-    expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
-    assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
-    loaded = seg.readSeg(path)
-    assert loaded.segmentation.geometry.shape == mask.shape
-    for number in (1, 2):
-        np.testing.assert_array_equal(loaded.segmentation.mask(number), mask == number)
-
-
-def test_labelmap_palette_color_seg_on_tiled_slide_microscopy(tmp_path):
-    mask = _slideMask()
-    palette = hd.PaletteColorLUTTransformation.from_colors(["black", "red", "green"], palette_color_lut_uid=hd.UID())
-    dataset = worldfiles.highdicomSeg([worldfiles.slideImage(*SLIDE)], mask, "LABELMAP", tile_pixel_array=True,
-                                      dimension_organization_type="TILED_FULL", omit_empty_frames=False,
-                                      palette_color_lut_transformation=palette)
-    assert dataset.PhotometricInterpretation == "PALETTE COLOR"
-    path = worldfiles.save(dataset, tmp_path / "sm-labelmap.dcm")
-    expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
-    assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
-
-
 # -- Number of Frames below the per-frame functional groups ---------------------------------------------------------
 
 
@@ -250,29 +178,6 @@ def test_twelve_bit_jpeg_extended_is_reported_up_front(tmp_path):
     # JPEG Lossless of the same image passes the same check (python-gdcm decodes it).
     lossless = worldfiles.dcmcjpeg(require_tool("dcmcjpeg"), "+e1", source, tmp_path / "sv1.dcm")
     series.checkDecodable(pydicom.dcmread(lossless, stop_before_pixels=True), lossless)
-
-
-# -- a CT with one slice missing ------------------------------------------------------------------------------------
-
-
-def test_ct_with_a_missing_slice_is_refused_naming_the_slice(tmp_path, lidc_nodule_labelmap):
-    folder = tmp_path / "gap"
-    folder.mkdir()
-    files = sorted(dataPath("ct", "lidc-idri-0001").glob("*.dcm"),
-                   key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
-    missing = files[25]
-    z = float(pydicom.dcmread(missing, stop_before_pixels=True).ImagePositionPatient[2])
-    for path in files:
-        if path != missing:
-            (folder / path.name).symlink_to(path)
-    for command in (("measure", "--series-dir", folder, "--labelmap", lidc_nodule_labelmap),
-                    ("export", "--series-dir", folder, "--labelmap", lidc_nodule_labelmap, "--out", tmp_path / "out")):
-        result = quantreport(*command)
-        assert result.returncode == 2, result.stdout + result.stderr
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "missing" in lines[0], result.stderr
-        assert f"{z:g}" in lines[0], (z, lines[0])
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 # -- malformed TID 1500 SRs ------------------------------------------------------------------------------------------
