@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import os
+from pathlib import Path
 
 import conftest
 import numpy as np
@@ -132,6 +133,17 @@ def _reference(mask: np.ndarray, volume: Volume) -> dict[str, float]:
     expected["flatness"] = math.sqrt(moments[1] / moments[0]) if moments[0] > small else 0.0
     expected["elongation"] = math.sqrt(moments[2] / moments[1]) if moments[1] > small else 0.0
     expected["feret_diameter_mm"] = _referenceFeret(mask, geometry)
+    areas = mask.sum(axis=(1, 2))
+    if areas.max() >= 2:  # the long axis: on the slice of most voxels (ties: nearest the centroid, then lowest)
+        k_centre = np.nonzero(mask)[0].mean()
+        k = min((index for index in range(len(areas)) if areas[index] == areas.max()),
+                key=lambda index: (abs(index - k_centre), index))
+        j, i = np.nonzero(mask[k])
+        plane = np.column_stack([i, j])
+        if len(plane) > 3000:
+            plane = plane[spatial.ConvexHull(plane).vertices]
+        points = geometry.ijkToLps(np.column_stack([plane, np.full(len(plane), k)]))
+        expected["long_axis_mm"] = float(spatial.distance.pdist(points).max())
     return expected
 
 
@@ -396,6 +408,20 @@ def _allCodes(quantity):
     return [code for code in (quantity.name, quantity.unit, quantity.derivation, quantity.method) if code]
 
 
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_registry_entry_has_its_computation():
+    """A registry entry names what computes it: a function of COMPUTATIONS that measures its key."""
+    from QuantReportLib.measurements.compute import _STATISTICS, COMPUTATIONS
+
+    assert tuple(definition.key for definition in quantities.REGISTRY) == KEYS
+    for definition in quantities.REGISTRY:
+        assert definition.computation == "voxels" or definition.computation in COMPUTATIONS, definition.key
+    assert set(_STATISTICS) == set(quantities.INTENSITY_KEYS)
+    assert set(quantities.DEFAULT_KEYS) == set(KEYS) - {"percentile_10", "percentile_90", "long_axis_mm"}
+
+
 def test_every_quantity_is_coded():
     from pydicom.sr._concepts_dict import concepts
 
@@ -408,8 +434,8 @@ def test_every_quantity_is_coded():
         assert quantity.unit.scheme == "UCUM" and quantity.unit.value in VALID_UCUM, key
         for code in _allCodes(quantity):
             assert code.scheme != "SRT" and code.value and code.meaning, (key, code)
-            if code.scheme in PRIVATE_SCHEMES:
-                assert f"{code.value}, {code.scheme}" in quantities.__doc__.replace("\n", " "), (key, code)
+            if code.scheme in PRIVATE_SCHEMES:  # documented for users: the README's measurement code table
+                assert f"({code.value}, {code.scheme}, {code.meaning})" in README, (key, code)
             elif code.scheme != "UCUM":  # UCUM is a grammar: units are checked against VALID_UCUM above
                 assert code.scheme in ("SCT", "DCM")
                 known = [value for entries in concepts[code.scheme].values() for value in entries]

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydicom.dataset import Dataset
 
+from .dicomio.identity import HOUNSFIELD_UNIT, NO_UNITS
 from .dicomio.pixels import checkDecodable, iterFrames
 from .dicomio.reading import checkPixelDataClaim, readDataset, readDicomHeader
 from .dicomio.walk import walkFiles
@@ -56,8 +57,6 @@ from .model import Code, Geometry, SourceImage, Volume
 
 logger = logging.getLogger(__name__)
 
-HOUNSFIELD_UNIT = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
-NO_UNITS = Code("1", "UCUM", "no units")
 
 # PET Units (0054,1001) defined terms (PS3.3 C.8.9.1.1.3) as the UCUM codes of
 # CID 84 "PET Units".  GML is resolved by SUV Type (0054,1006), see _petUnits.

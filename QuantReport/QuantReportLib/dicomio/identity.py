@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pydicom.uid import generate_uid
 
 from .. import __version__
+from ..model import Code
 
 # -- SOP classes (PS3.4 Annex B) ----------------------------------------------------------------------------
 
@@ -57,6 +58,11 @@ DEVICE_OBSERVER_NAME = MANUFACTURER
 DEVICE_OBSERVER_MODEL_NAME = f"{MANUFACTURER} {__version__}"
 
 # -- codes shared by writers and readers ----------------------------------------------------------------------
+
+#: UCUM units of the series loader's values and of the measurements.
+HOUNSFIELD_UNIT = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
+NO_UNITS = Code("1", "UCUM", "no units")
+MILLIMETER = Code("mm", "UCUM", "millimeter")
 
 #: Concept name of the root of a TID 1500 Measurement Report (code value, scheme), and its template ID.
 MEASUREMENT_REPORT = ("126000", "DCM")

@@ -70,21 +70,15 @@ the volume first; QuantReport requires the grids to match and raises
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import GeometryError
 from ..model import Geometry, Measurement, MeasurementTable, Segmentation, SegmentMeasurements, Volume
-from .quantities import DEFAULT_KEYS, INTENSITY_KEYS, quantity
-
-_PERCENTILES = {"percentile_05": 0.05, "percentile_10": 0.10, "percentile_90": 0.90, "percentile_95": 0.95,
-                "median": 0.5}
-
-
-_PERIMETER_KEYS = frozenset({"surface_area_mm2", "roundness"})
-_MOMENT_KEYS = frozenset({"elongation", "flatness", "centroid_l", "centroid_p", "centroid_s"})
+from .geometry import longAxisSlice, planeLongAxis
+from .quantities import DEFAULT_KEYS, DEFINITIONS, INTENSITY_KEYS, quantity
 
 
 def computeMeasurements(volume: Volume, segmentation: Segmentation,
@@ -141,6 +135,9 @@ def computeMeasurements(volume: Volume, segmentation: Segmentation,
     return MeasurementTable(tuple(rows))
 
 
+# -- what computes each quantity --------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class _Runs:
     """A segment's voxels as runs: maximal stretches of consecutive voxels along i within one (k, j) row.
@@ -186,31 +183,90 @@ def _layerRuns(layer: np.ndarray) -> dict[int, _Runs]:
 
 def _measureSegment(runs: _Runs | None, image: np.ndarray | None, geometry: Geometry,
                     keys: Sequence[str]) -> dict[str, float]:
-    """The measurements of one segment (``runs`` is ``None`` for an empty one; ``image`` is the flat volume)."""
+    """The measurements of one segment (``runs`` is ``None`` for an empty one; ``image`` is the flat volume).
+
+    The voxel count and volumes are always measured; every other computation
+    of :data:`COMPUTATIONS` that measures one of ``keys`` runs once.  An
+    empty segment has nothing else (statistics of no voxels are undefined).
+    """
     count = 0 if runs is None else int(np.sum(runs.stop - runs.start))
     result = {"voxel_count": float(count), "volume_mm3": count * geometry.voxel_volume_mm3,
               "volume_cm3": count * geometry.voxel_volume_mm3 / 1000.0}
-    if count == 0:
+    if runs is None:
         return result
-    if image is not None:
-        # Sorting in the image's own type is faster than in float64 and gives the same sorted values.
-        values = np.sort(image[_flatIndices(runs)]).astype(np.float64, copy=False)
-        result["min"] = float(values[0])
-        result["max"] = float(values[-1])
-        result["mean"] = float(np.mean(values))
-        result["stdev"] = float(np.std(values, ddof=1)) if count > 1 else 0.0
-        for key, fraction in _PERCENTILES.items():
-            result[key] = _sortedPercentile(values, fraction)
-    if _MOMENT_KEYS.intersection(keys):
-        result.update(_moments(runs, geometry))
-    if _PERIMETER_KEYS.intersection(keys):
-        area = _croftonSurfaceArea(runs, geometry.spacing)
-        result["surface_area_mm2"] = area
-        radius = (3.0 * result["volume_mm3"] / (4.0 * math.pi)) ** (1.0 / 3.0)
-        result["roundness"] = 4.0 * math.pi * radius**2 / area
-    if "feret_diameter_mm" in keys:
-        result["feret_diameter_mm"] = _feretDiameter(runs, geometry)
+    for computation in dict.fromkeys(DEFINITIONS[key].computation for key in keys):
+        if computation != "voxels":
+            result.update(COMPUTATIONS[computation](_Segment(runs, count, image, geometry, result)))
     return result
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """What a computation measures a segment from: its runs, voxel count, the flat image, the grid, and the
+    measurements made before it (the volumes)."""
+
+    runs: _Runs
+    count: int
+    image: np.ndarray | None
+    geometry: Geometry
+    measured: dict[str, float]
+
+
+#: The intensity statistics by key, of the segment's values sorted in float64.
+_STATISTICS: dict[str, Callable[[np.ndarray], float]] = {
+    "min": lambda values: float(values[0]),
+    "max": lambda values: float(values[-1]),
+    "mean": lambda values: float(np.mean(values)),
+    # the sample standard deviation, as Slicer's vtkImageAccumulate; 0 for one voxel (as Slicer)
+    "stdev": lambda values: float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+    "percentile_05": lambda values: _sortedPercentile(values, 0.05),
+    "percentile_10": lambda values: _sortedPercentile(values, 0.10),
+    "percentile_90": lambda values: _sortedPercentile(values, 0.90),
+    "percentile_95": lambda values: _sortedPercentile(values, 0.95),
+    "median": lambda values: _sortedPercentile(values, 0.5),
+}
+
+
+def _intensityStatistics(segment: _Segment) -> dict[str, float]:
+    """Every statistic of :data:`_STATISTICS` over the volume's values at the segment's voxels."""
+    assert segment.image is not None  # given whenever an intensity statistic is asked for
+    # Sorting in the image's own type is faster than in float64 and gives the same sorted values.
+    values = np.sort(segment.image[_flatIndices(segment.runs)]).astype(np.float64, copy=False)
+    return {key: statistic(values) for key, statistic in _STATISTICS.items()}
+
+
+def _surface(segment: _Segment) -> dict[str, float]:
+    """ITK's surface area (perimeter) and roundness."""
+    area = _croftonSurfaceArea(segment.runs, segment.geometry.spacing)
+    radius = (3.0 * segment.measured["volume_mm3"] / (4.0 * math.pi)) ** (1.0 / 3.0)
+    return {"surface_area_mm2": area, "roundness": 4.0 * math.pi * radius**2 / area}
+
+
+def _longAxis(segment: _Segment) -> dict[str, float]:
+    """The long axis (:func:`~.geometry.longAxis`) from the runs: nothing when no slice has two voxels."""
+    runs = segment.runs
+    areas = np.bincount(runs.k, weights=runs.stop - runs.start, minlength=runs.shape[0]).astype(np.int64)
+    if areas.max() < 2:
+        return {}
+    k = longAxisSlice(areas)
+    on = runs.k == k
+    lengths = runs.stop[on] - runs.start[on]
+    plane = np.zeros(runs.shape[1:], dtype=bool)
+    columns = np.repeat(runs.start[on] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+    plane[np.repeat(runs.j[on], lengths), columns] = True
+    axis = planeLongAxis(plane, k, segment.geometry)
+    return {} if axis is None else {"long_axis_mm": axis.length_mm}
+
+
+#: The functions that measure the quantities, by the registry's ``computation`` names (the voxel count and
+#: volumes, "voxels", are measured for every segment).
+COMPUTATIONS: dict[str, Callable[[_Segment], dict[str, float]]] = {
+    "intensity": _intensityStatistics,
+    "moments": lambda segment: _moments(segment.runs, segment.geometry),
+    "surface": _surface,
+    "feret": lambda segment: {"feret_diameter_mm": _feretDiameter(segment.runs, segment.geometry)},
+    "long axis": _longAxis,
+}
 
 
 def _flatIndices(runs: _Runs) -> np.ndarray:

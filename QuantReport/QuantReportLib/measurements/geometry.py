@@ -42,21 +42,39 @@ def centroidIjk(mask: np.ndarray) -> np.ndarray | None:
 
 
 def longAxis(mask: np.ndarray, geometry: Geometry) -> LongAxis | None:
-    """The long axis of a segment (see :class:`LongAxis`); ``None`` when no slice has two voxels.
+    """The long axis of a segment (see :class:`LongAxis`); ``None`` when no slice has two voxels."""
+    areas = mask.sum(axis=(1, 2))
+    if areas.max(initial=0) < 2:
+        return None
+    k = longAxisSlice(areas)
+    return planeLongAxis(mask[k], k, geometry)
+
+
+def longAxisSlice(areas: np.ndarray) -> int:
+    """The slice of the long axis, from the voxel count of each slice: the most voxels; of equal ones,
+    the one nearest the centroid (the mean slice index of the voxels), then the lowest.
+
+    Compared in integers (candidate times voxel count against the sum of the
+    voxels' slice indices), so the choice is exact.
+    """
+    areas = np.asarray(areas, dtype=np.int64)
+    candidates = np.flatnonzero(areas == areas.max())
+    weighted = int(np.arange(len(areas)) @ areas)
+    return int(candidates[np.argmin(np.abs(candidates * int(areas.sum()) - weighted))])
+
+
+def planeLongAxis(plane: np.ndarray, k: int, geometry: Geometry) -> LongAxis | None:
+    """The longest distance between two voxel centres of a segment's slice ``k`` (``plane``, ``(j, i)``).
 
     The two farthest voxel centres of a slice are vertices of the convex
     hull of its voxels (distance is convex), and the hull in index space maps
     onto the hull in millimetres because the grid is affine; so only hull
     vertices are compared, in millimetres, which is exact on sheared and
-    anisotropic grids too.
+    anisotropic grids too.  ``None`` for fewer than two voxels.
     """
-    areas = mask.sum(axis=(1, 2))
-    centre = centroidIjk(mask)
-    if centre is None or areas.max() < 2:
+    if np.count_nonzero(plane) < 2:
         return None
-    candidates = np.flatnonzero(areas == areas.max())
-    k = int(candidates[np.argmin(np.abs(candidates - centre[2]))])
-    j, i = np.nonzero(_boundary2d(mask[k]))
+    j, i = np.nonzero(_boundary2d(plane))
     hull = convexHull2d(np.column_stack([i, j]))
     in_plane = geometry.ijk_to_lps[:3, :2]
     positions = hull @ in_plane.T

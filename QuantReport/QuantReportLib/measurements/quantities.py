@@ -1,7 +1,5 @@
-"""The measured quantities: one registry of keys, concept names, units, derivations and methods.
+"""The measured quantities: one registry entry per quantity (key, label, codes, and what computes it).
 
-Codes
------
 Each quantity is a concept name, a UCUM unit, an optional derivation (DCM
 121401) and an optional measurement method (SCT 370129005, TID 1419), encoded
 as Slicer and dcmqi encode them, with the retired SNOMED-RT (``SRT``) codes of
@@ -9,36 +7,10 @@ older Slicer versions translated to SNOMED CT (``SCT``).  Intensity statistics
 are the image quantity with a derivation, as in dcmqi's TID 1500 examples
 (e.g. "Attenuation Coefficient" [hnsf'U] with derivation "Mean").
 
-================= ============================================== =========== =========================================
-key               concept name                                   unit (UCUM) derivation
-================= ============================================== =========== =========================================
-voxel_count       (nvoxels, 99QIICR, Number of voxels)           {voxels}
-volume_mm3        (118565006, SCT, Volume)                       mm3
-volume_cm3        (118565006, SCT, Volume)                       cm3
-min               image quantity (see below)                     image unit  (255605001, SCT, Minimum)
-max               image quantity                                 image unit  (56851009, SCT, Maximum)
-mean              image quantity                                 image unit  (373098007, SCT, Mean)
-stdev             image quantity                                 image unit  (386136009, SCT, Standard Deviation)
-percentile_05     image quantity                                 image unit  (371888009, SCT, Fifth percentile)
-percentile_10     image quantity                                 image unit  (371890005, SCT, Tenth percentile)
-percentile_90     image quantity                                 image unit  (371887004, SCT, Ninetieth percentile)
-percentile_95     image quantity                                 image unit  (371889001, SCT, Ninety-fifth percentile)
-median            image quantity                                 image unit  (373099004, SCT, Median)
-surface_area_mm2  (42798000, SCT, Area)                          mm2
-feret_diameter_mm (81827009, SCT, Diameter)                      mm          (56851009, SCT, Maximum)
-roundness         (roundness, 99QREPORT, Roundness)              1
-flatness          (flatness, 99QREPORT, Flatness)                1
-elongation        (elongation, 99QREPORT, Elongation)            1
-centroid_l        (centroid-l, 99QREPORT, Centroid L coordinate) mm
-centroid_p        (centroid-p, 99QREPORT, Centroid P coordinate) mm
-centroid_s        (centroid-s, 99QREPORT, Centroid S coordinate) mm
-================= ============================================== =========== =========================================
-
-Measurement methods: ``volume_mm3`` and ``volume_cm3`` (126030, DCM, Sum of
-segmented voxel method for volume); ``surface_area_mm2`` (crofton-area,
-99QREPORT, Crofton surface estimate from voxel transitions (ITK));
-``feret_diameter_mm`` (feret-voxel, 99QREPORT, Largest distance between
-boundary voxel centres).
+The README's "Measurement codes" table lists every entry of :data:`REGISTRY`
+(a test keeps it equal to the registry).  Adding a measurement is one
+:class:`QuantityDefinition` here, the function that computes it in
+:mod:`.compute` (:data:`~.compute.COMPUTATIONS`) and a row of the tests.
 
 The image quantity and unit: CT "Attenuation Coefficient" (112031, DCM); MR
 "MR signal intensity" (110852, DCM); PT and NM "Nuclear Medicine Tomographic
@@ -64,147 +36,126 @@ C.12.1.1.6).
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
+from ..dicomio.identity import HOUNSFIELD_UNIT, MILLIMETER, NO_UNITS
 from ..errors import InvalidInputError
 from ..model import Code, MeasurementTable, Quantity, Volume
 
 PRIVATE_SCHEME_DESIGNATOR = "99QREPORT"
-
-
 PRIVATE_SCHEME_NAME = "QuantReport private codes"
-
-
-_VOLUME = Code("118565006", "SCT", "Volume")
-
-
-_AREA = Code("42798000", "SCT", "Area")
-
-
-_DIAMETER = Code("81827009", "SCT", "Diameter")
-
-
-_VOXEL_COUNT = Code("nvoxels", "99QIICR", "Number of voxels")
-
-
-_SUM_OF_VOXELS = Code("126030", "DCM", "Sum of segmented voxel method for volume")
-
-
-_CROFTON_AREA = Code("crofton-area", PRIVATE_SCHEME_DESIGNATOR, "Crofton surface estimate from voxel transitions (ITK)")
-
-
-_FERET_VOXEL = Code("feret-voxel", PRIVATE_SCHEME_DESIGNATOR, "Largest distance between boundary voxel centres")
-
-
-_MM = Code("mm", "UCUM", "millimeter")
-
-
-_MM2 = Code("mm2", "UCUM", "square millimeter")
-
-
-_MM3 = Code("mm3", "UCUM", "cubic millimeter")
-
-
-_CM3 = Code("cm3", "UCUM", "cubic centimeter")
-
-
-_NO_UNITS = Code("1", "UCUM", "no units")
-
-
-_VOXELS = Code("{voxels}", "UCUM", "voxels")
-
-
-_HOUNSFIELD = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
-
-
-_ATTENUATION = Code("112031", "DCM", "Attenuation Coefficient")
-
-
-_MR_SIGNAL = Code("110852", "DCM", "MR signal intensity")
-
-
-_NM_ACTIVITY = Code("110821", "DCM", "Nuclear Medicine Tomographic Activity")
-
-
-_SUV = Code("126400", "DCM", "Standardized Uptake Value")
-
-
-_IMAGE_INTENSITY = Code("image-intensity", PRIVATE_SCHEME_DESIGNATOR, "Image intensity")
-
-
-_MINIMUM = Code("255605001", "SCT", "Minimum")
-
-
-_MAXIMUM = Code("56851009", "SCT", "Maximum")
-
-
-_MEAN = Code("373098007", "SCT", "Mean")
-
-
-_STANDARD_DEVIATION = Code("386136009", "SCT", "Standard Deviation")
-
-
-_MEDIAN = Code("373099004", "SCT", "Median")
-
-
-_PERCENTILE_CODES = {
-    5: Code("371888009", "SCT", "Fifth percentile"),
-    10: Code("371890005", "SCT", "Tenth percentile"),
-    90: Code("371887004", "SCT", "Ninetieth percentile"),
-    95: Code("371889001", "SCT", "Ninety-fifth percentile"),
-}
 
 
 def _private(value: str, meaning: str) -> Code:
     return Code(value, PRIVATE_SCHEME_DESIGNATOR, meaning)
 
 
-_INTENSITY_DERIVATIONS: dict[str, tuple[Code, str]] = {
-    "min": (_MINIMUM, "Minimum"),
-    "max": (_MAXIMUM, "Maximum"),
-    "mean": (_MEAN, "Mean"),
-    "stdev": (_STANDARD_DEVIATION, "Standard deviation"),
-    "percentile_05": (_PERCENTILE_CODES[5], "Percentile 5"),
-    "percentile_10": (_PERCENTILE_CODES[10], "Percentile 10"),
-    "percentile_90": (_PERCENTILE_CODES[90], "Percentile 90"),
-    "percentile_95": (_PERCENTILE_CODES[95], "Percentile 95"),
-    "median": (_MEDIAN, "Median"),
-}
+# -- codes ------------------------------------------------------------------------------------------------
+
+_VOLUME = Code("118565006", "SCT", "Volume")
+_AREA = Code("42798000", "SCT", "Area")
+_DIAMETER = Code("81827009", "SCT", "Diameter")
+_VOXEL_COUNT = Code("nvoxels", "99QIICR", "Number of voxels")
+#: Concept name of the long axis (the table's and the SR's long axis companion group's).
+LONG_AXIS = Code("103339001", "SCT", "Long axis")
+
+_SUM_OF_VOXELS = Code("126030", "DCM", "Sum of segmented voxel method for volume")
+_CROFTON_AREA = _private("crofton-area", "Crofton surface estimate from voxel transitions (ITK)")
+_FERET_VOXEL = _private("feret-voxel", "Largest distance between boundary voxel centres")
+#: Measurement method of the long axis.
+LONG_AXIS_METHOD = _private("longest-inplane-voxel", "Longest voxel centre distance on the slice of largest area")
+
+_MM2 = Code("mm2", "UCUM", "square millimeter")
+_MM3 = Code("mm3", "UCUM", "cubic millimeter")
+_CM3 = Code("cm3", "UCUM", "cubic centimeter")
+_VOXELS = Code("{voxels}", "UCUM", "voxels")
+
+_ATTENUATION = Code("112031", "DCM", "Attenuation Coefficient")
+_MR_SIGNAL = Code("110852", "DCM", "MR signal intensity")
+_NM_ACTIVITY = Code("110821", "DCM", "Nuclear Medicine Tomographic Activity")
+_SUV = Code("126400", "DCM", "Standardized Uptake Value")
+_IMAGE_INTENSITY = _private("image-intensity", "Image intensity")
+
+_MINIMUM = Code("255605001", "SCT", "Minimum")
+_MAXIMUM = Code("56851009", "SCT", "Maximum")
 
 
-_GEOMETRIC_QUANTITIES: dict[str, Quantity] = {
-    q.key: q
-    for q in (
-        Quantity(_VOXEL_COUNT, _VOXELS, key="voxel_count", label="Voxel count"),
-        Quantity(_VOLUME, _MM3, method=_SUM_OF_VOXELS, key="volume_mm3", label="Volume [mm3]"),
-        Quantity(_VOLUME, _CM3, method=_SUM_OF_VOXELS, key="volume_cm3", label="Volume [cm3]"),
-        Quantity(_AREA, _MM2, method=_CROFTON_AREA, key="surface_area_mm2", label="Surface area [mm2]"),
-        Quantity(_DIAMETER, _MM, derivation=_MAXIMUM, method=_FERET_VOXEL, key="feret_diameter_mm",
-                 label="Feret diameter [mm]"),
-        Quantity(_private("roundness", "Roundness"), _NO_UNITS, key="roundness", label="Roundness"),
-        Quantity(_private("flatness", "Flatness"), _NO_UNITS, key="flatness", label="Flatness"),
-        Quantity(_private("elongation", "Elongation"), _NO_UNITS, key="elongation", label="Elongation"),
-        Quantity(_private("centroid-l", "Centroid L coordinate"), _MM, key="centroid_l", label="Centroid L [mm]"),
-        Quantity(_private("centroid-p", "Centroid P coordinate"), _MM, key="centroid_p", label="Centroid P [mm]"),
-        Quantity(_private("centroid-s", "Centroid S coordinate"), _MM, key="centroid_s", label="Centroid S [mm]"),
-    )
-}
+# -- the registry -----------------------------------------------------------------------------------------
 
 
-#: Every key, in table column order.
-KEYS: tuple[str, ...] = (
-    "voxel_count", "volume_mm3", "volume_cm3",
-    "min", "max", "mean", "stdev", "percentile_05", "percentile_10", "percentile_90", "percentile_95", "median",
-    "surface_area_mm2", "feret_diameter_mm", "roundness", "flatness", "elongation",
-    "centroid_l", "centroid_p", "centroid_s",
+@dataclass(frozen=True)
+class QuantityDefinition:
+    """One measurement: its key, column label, codes and the computation that measures it.
+
+    ``name`` and ``unit`` are ``None`` for the intensity statistics, whose
+    concept name and unit are those of the measured volume's values
+    (:func:`imageQuantity`).  ``computation`` names the function of
+    :data:`~.compute.COMPUTATIONS` that measures it (one function may measure
+    several quantities).  ``default`` quantities are measured when none are asked for.
+    """
+
+    key: str
+    label: str
+    name: Code | None
+    unit: Code | None
+    computation: str
+    derivation: Code | None = None
+    method: Code | None = None
+    default: bool = True
+
+    @property
+    def intensity(self) -> bool:
+        """Whether this is a statistic of the volume's values (its codes depend on the volume)."""
+        return self.name is None
+
+    def quantity(self, volume: Volume | None = None) -> Quantity:
+        """The :class:`~QuantReportLib.model.Quantity` measured on ``volume`` (``None``: a CT volume)."""
+        name, unit = imageQuantity(volume) if self.name is None or self.unit is None else (self.name, self.unit)
+        return Quantity(self.name or name, self.unit or unit, derivation=self.derivation, method=self.method,
+                        key=self.key, label=self.label)
+
+
+#: Every measurement, in table column order.  Slicer's Segment Statistics defaults plus the shape features
+#: are measured by default; 10th and 90th percentiles are left out by default as Slicer does.
+REGISTRY: tuple[QuantityDefinition, ...] = (
+    QuantityDefinition("voxel_count", "Voxel count", _VOXEL_COUNT, _VOXELS, "voxels"),
+    QuantityDefinition("volume_mm3", "Volume [mm3]", _VOLUME, _MM3, "voxels", method=_SUM_OF_VOXELS),
+    QuantityDefinition("volume_cm3", "Volume [cm3]", _VOLUME, _CM3, "voxels", method=_SUM_OF_VOXELS),
+    QuantityDefinition("min", "Minimum", None, None, "intensity", derivation=_MINIMUM),
+    QuantityDefinition("max", "Maximum", None, None, "intensity", derivation=_MAXIMUM),
+    QuantityDefinition("mean", "Mean", None, None, "intensity", derivation=Code("373098007", "SCT", "Mean")),
+    QuantityDefinition("stdev", "Standard deviation", None, None, "intensity",
+                       derivation=Code("386136009", "SCT", "Standard Deviation")),
+    QuantityDefinition("percentile_05", "Percentile 5", None, None, "intensity",
+                       derivation=Code("371888009", "SCT", "Fifth percentile")),
+    QuantityDefinition("percentile_10", "Percentile 10", None, None, "intensity",
+                       derivation=Code("371890005", "SCT", "Tenth percentile"), default=False),
+    QuantityDefinition("percentile_90", "Percentile 90", None, None, "intensity",
+                       derivation=Code("371887004", "SCT", "Ninetieth percentile"), default=False),
+    QuantityDefinition("percentile_95", "Percentile 95", None, None, "intensity",
+                       derivation=Code("371889001", "SCT", "Ninety-fifth percentile")),
+    QuantityDefinition("median", "Median", None, None, "intensity", derivation=Code("373099004", "SCT", "Median")),
+    QuantityDefinition("surface_area_mm2", "Surface area [mm2]", _AREA, _MM2, "surface", method=_CROFTON_AREA),
+    QuantityDefinition("feret_diameter_mm", "Feret diameter [mm]", _DIAMETER, MILLIMETER, "feret",
+                       derivation=_MAXIMUM, method=_FERET_VOXEL),
+    QuantityDefinition("roundness", "Roundness", _private("roundness", "Roundness"), NO_UNITS, "surface"),
+    QuantityDefinition("flatness", "Flatness", _private("flatness", "Flatness"), NO_UNITS, "moments"),
+    QuantityDefinition("elongation", "Elongation", _private("elongation", "Elongation"), NO_UNITS, "moments"),
+    QuantityDefinition("centroid_l", "Centroid L [mm]", _private("centroid-l", "Centroid L coordinate"), MILLIMETER,
+                       "moments"),
+    QuantityDefinition("centroid_p", "Centroid P [mm]", _private("centroid-p", "Centroid P coordinate"), MILLIMETER,
+                       "moments"),
+    QuantityDefinition("centroid_s", "Centroid S [mm]", _private("centroid-s", "Centroid S coordinate"), MILLIMETER,
+                       "moments"),
+    QuantityDefinition("long_axis_mm", "Long axis [mm]", LONG_AXIS, MILLIMETER, "long axis",
+                       method=LONG_AXIS_METHOD, default=False),
 )
-
-
-#: The keys measured when none are asked for (Slicer's defaults plus the shape features; 10th and 90th
-#: percentiles are left out by default as Slicer does).
-DEFAULT_KEYS: tuple[str, ...] = tuple(key for key in KEYS if key not in ("percentile_10", "percentile_90"))
-
-
-INTENSITY_KEYS = frozenset(_INTENSITY_DERIVATIONS)
+DEFINITIONS: dict[str, QuantityDefinition] = {definition.key: definition for definition in REGISTRY}
+#: Every key, in table column order.
+KEYS: tuple[str, ...] = tuple(DEFINITIONS)
+#: The keys measured when none are asked for.
+DEFAULT_KEYS: tuple[str, ...] = tuple(definition.key for definition in REGISTRY if definition.default)
+INTENSITY_KEYS = frozenset(definition.key for definition in REGISTRY if definition.intensity)
 
 
 def imageQuantity(volume: Volume | None) -> tuple[Code, Code]:
@@ -223,13 +174,13 @@ def imageQuantity(volume: Volume | None) -> tuple[Code, Code]:
     modality = volume.modality.upper() if volume is not None else "CT"
     units = volume.units if volume is not None else None
     if modality == "CT":
-        return _ATTENUATION, units or _HOUNSFIELD
+        return _ATTENUATION, units or HOUNSFIELD_UNIT
     if modality == "MR":
-        return _MR_SIGNAL, units or _NO_UNITS
+        return _MR_SIGNAL, units or NO_UNITS
     if modality in ("PT", "NM"):
         is_suv = units is not None and "SUV" in units.value.upper()
-        return (_SUV if is_suv else _NM_ACTIVITY), units or _NO_UNITS
-    return _IMAGE_INTENSITY, units or _NO_UNITS
+        return (_SUV if is_suv else _NM_ACTIVITY), units or NO_UNITS
+    return _IMAGE_INTENSITY, units or NO_UNITS
 
 
 def quantity(key: str, volume: Volume | None = None) -> Quantity:
@@ -244,17 +195,14 @@ def quantity(key: str, volume: Volume | None = None) -> Quantity:
     InvalidInputError
         When ``key`` is not one of :data:`KEYS`.
     """
-    if key in _GEOMETRIC_QUANTITIES:
-        return _GEOMETRIC_QUANTITIES[key]
-    if key in _INTENSITY_DERIVATIONS:
-        name, unit = imageQuantity(volume)
-        derivation, label = _INTENSITY_DERIVATIONS[key]
-        return Quantity(name, unit, derivation=derivation, key=key, label=label)
-    raise InvalidInputError(f"unknown measurement {key!r}; known measurements: {', '.join(KEYS)}")
+    if key not in DEFINITIONS:
+        raise InvalidInputError(f"unknown measurement {key!r}; known measurements: {', '.join(KEYS)}")
+    return DEFINITIONS[key].quantity(volume)
 
 
 #: Every quantity by key; intensity quantities as for a CT volume.
 QUANTITIES: dict[str, Quantity] = {key: quantity(key) for key in KEYS}
+_GEOMETRIC_NAMES = frozenset(definition.name for definition in REGISTRY if not definition.intensity)
 
 
 def findKey(candidate: Quantity) -> str | None:
@@ -270,7 +218,7 @@ def findKey(candidate: Quantity) -> str | None:
     for key in KEYS:
         known = QUANTITIES[key]
         if key in INTENSITY_KEYS:
-            if candidate.derivation == known.derivation and candidate.name not in (_VOLUME, _AREA, _DIAMETER):
+            if candidate.derivation == known.derivation and candidate.name not in _GEOMETRIC_NAMES:
                 return key
         elif (candidate.name, candidate.unit, candidate.derivation) == (known.name, known.unit, known.derivation):
             return key

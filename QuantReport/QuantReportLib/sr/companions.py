@@ -38,26 +38,20 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from ..dicomio.identity import MILLIMETER
 from ..errors import GeometryError, InvalidInputError, NotFoundError
 from ..measurements.geometry import centroidIjk, longAxis
-from ..measurements.quantities import PRIVATE_SCHEME_DESIGNATOR
+from ..measurements.quantities import LONG_AXIS, LONG_AXIS_METHOD
 from ..model import Code, MeasurementTable, Segmentation, Terminology, Volume
 from .content import Concepts, conceptName, findingSite
 
 #: "Geometric purpose of region" (TID 1410, CID 219) of the centroid companion group.
 CENTER_OF_MASS = Code("128138", "DCM", "Center of Mass")
-
-
-#: "Geometric purpose of region" of the long axis companion group, and the concept name of its length.
-LONG_AXIS = Code("103339001", "SCT", "Long axis")
-
-
+#: The long axis companion group's "Geometric purpose of region" is the concept name of its length:
+#: :data:`~QuantReportLib.measurements.quantities.LONG_AXIS`.
 #: The geometric purposes that mark a TID 1410 group as a companion of a TID 1411 group.
 COMPANION_PURPOSES = frozenset({(CENTER_OF_MASS.value, CENTER_OF_MASS.scheme), (LONG_AXIS.value, LONG_AXIS.scheme)})
 _GEOMETRIC_PURPOSE = ("130400", "DCM")
-_MILLIMETER = Code("mm", "UCUM", "millimeter")
-_LONG_AXIS_METHOD = Code("longest-inplane-voxel", PRIVATE_SCHEME_DESIGNATOR,
-                         "Longest voxel centre distance on the slice of largest area")
 
 
 def isCompanionGroup(item: Dataset) -> bool:
@@ -115,8 +109,8 @@ def companionGroups(table: MeasurementTable, tracking: list[tuple[str, str]], se
         axis = longAxis(mask, volume.geometry)
         if axis is None:
             continue
-        length = hd.sr.Measurement(name=concepts(LONG_AXIS), value=axis.length_mm, unit=concepts(_MILLIMETER),
-                                   method=concepts(_LONG_AXIS_METHOD))
+        length = hd.sr.Measurement(name=concepts(LONG_AXIS), value=axis.length_mm, unit=concepts(MILLIMETER),
+                                   method=concepts(LONG_AXIS_METHOD))
         groups.append(_companionGroup(
             row.segment.terminology, f"{identifier} long axis", _companionUid(uid, "long axis"), LONG_AXIS,
             hd.sr.GraphicTypeValues.POLYLINE, [axis.first, axis.second], volume, axis.slice_index, time_point,
