@@ -15,8 +15,7 @@ import warnings
 from pathlib import Path
 
 from .errors import InvalidInputError, QuantReportError
-from .labelmaps import readSegmentationOnGrid
-from .report import ReportOptions, loadSeriesFromFolder, saveReport
+from .report import ReportOptions, exportReport
 
 #: Columns of a ``quantreport batch`` jobs file: required, then optional.
 BATCH_COLUMNS = ("series_dir", "labelmap", "out")
@@ -78,10 +77,9 @@ def runJob(job: dict[str, str], labelmap_seg: bool = False) -> dict:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom/highdicom warnings, one per file, would drown the progress
-            volume = loadSeriesFromFolder(job["series_dir"], series_instance_uid=job.get("series") or None)
-            segmentation = readSegmentationOnGrid(job["labelmap"], job.get("segments") or None, volume.geometry)
-            saved = saveReport(volume, segmentation, out_dir=job["out"],
-                               options=ReportOptions(labelmap_seg=labelmap_seg))
+            saved = exportReport(job["labelmap"], job.get("segments") or None, series_dir=job["series_dir"],
+                                 series_instance_uid=job.get("series") or None, out_dir=job["out"],
+                                 options=ReportOptions(labelmap_seg=labelmap_seg))
     except QuantReportError as error:
         return {"row": job["row"], "status": "error", "file": error.source or job["labelmap"],
                 "problem": error.message}

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
@@ -50,6 +51,13 @@ def _loadVolume(args: argparse.Namespace):
         return loadSeriesFromDatabase(database, args.series)
 
 
+def _caseArguments(args: argparse.Namespace) -> dict:
+    """The :func:`~QuantReportLib.report.loadCase` arguments of ``--labelmap``, ``--segments``, the series
+    options and the AI output options."""
+    return {"labelmap": args.labelmap, "segments": args.segments, "series_dir": args.series_dir,
+            "series_instance_uid": args.series, "labels": _labelOptions(args)}
+
+
 def _labelOptions(args: argparse.Namespace):
     """The ``--terminology``, ``--allow-unmapped``, ``--label-names``, ``--algorithm``, ``--fractional`` options."""
     from .labelcodes import LabelOptions
@@ -58,23 +66,19 @@ def _labelOptions(args: argparse.Namespace):
                         label_names=args.label_names, algorithm=args.algorithm, fractional=args.fractional)
 
 
-def _loadSegmentation(args: argparse.Namespace, volume):
-    """The ``--labelmap`` file or folder (with ``--segments`` metadata) on the volume's grid.
-
-    Findings on the label codes used are printed as ``warning:`` lines.
-    """
+@contextlib.contextmanager
+def _labelCodeWarningsPrinted() -> Iterator[None]:
+    """Findings on the label codes used (while a labelmap is read) printed as ``warning:`` lines."""
     import warnings
 
     from .labelcodes import LabelCodeWarning
-    from .labelmaps import readSegmentationOnGrid
 
     with warnings.catch_warnings(record=True) as found:
         warnings.simplefilter("always", LabelCodeWarning)
-        segmentation = readSegmentationOnGrid(args.labelmap, args.segments, volume.geometry, _labelOptions(args))
+        yield
     for warning in found:
         if issubclass(warning.category, LabelCodeWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
-    return segmentation
 
 
 def _labelmapNote(saved) -> str | None:
@@ -135,12 +139,7 @@ def cmdImport(args: argparse.Namespace) -> int:
         result = database.importPaths(args.paths, copy=args.copy, progress=not (args.quiet or args.json),
                                       workers=args.workers)
     if args.json:
-        _printJson({
-            "indexed": result.indexed,
-            "unchanged": result.unchanged,
-            "skipped": [{"path": str(s.path), "reason": s.reason} for s in result.skipped],
-            "duplicates": result.duplicates,
-        })
+        _printJson(result.toJson())
     else:
         print(f"indexed {result.indexed} file(s), {result.unchanged} unchanged, "
               f"{result.duplicates} duplicate(s), {len(result.skipped)} skipped")
@@ -152,22 +151,14 @@ def cmdImport(args: argparse.Namespace) -> int:
 def cmdList(args: argparse.Namespace) -> int:
     with _openDatabase(args.db, create=False) as database:
         series = database.listSeries()
-    rows = [{
-        "patient_id": s.patient_id,
-        "study_instance_uid": s.study_instance_uid,
-        "series_instance_uid": s.series_instance_uid,
-        "modality": s.modality,
-        "series_description": s.series_description,
-        "instances": s.instances,
-    } for s in series]
     if args.json:
-        _printJson(rows)
+        _printJson([summary.toJson() for summary in series])
         return 0
-    if not rows:
+    if not series:
         print("the database holds no series")
-    for row in rows:
-        print(f"{row['patient_id']:<16} {row['modality']:<4} {row['instances']:>5}  "
-              f"{row['series_instance_uid']}  {row['series_description']}")
+    for summary in series:
+        print(f"{summary.patient_id:<16} {summary.modality:<4} {summary.instances:>5}  "
+              f"{summary.series_instance_uid}  {summary.series_description}")
     return 0
 
 
@@ -186,9 +177,15 @@ def cmdSegment(args: argparse.Namespace) -> int:
 
 def cmdMeasure(args: argparse.Namespace) -> int:
     from .measurements import computeMeasurements, formatTable, writeTable
+    from .report import loadCase
 
-    volume = _loadVolume(args)
-    table = computeMeasurements(volume, _loadSegmentation(args, volume))
+    with _labelCodeWarningsPrinted():
+        if args.series_dir:
+            volume, segmentation = loadCase(**_caseArguments(args))
+        else:
+            with _openDatabase(args.db, create=False) as database:
+                volume, segmentation = loadCase(**_caseArguments(args), database=database)
+    table = computeMeasurements(volume, segmentation)
     if args.out:
         writeTable(table, args.out)
         print(args.out)
@@ -198,17 +195,15 @@ def cmdMeasure(args: argparse.Namespace) -> int:
 
 
 def cmdExport(args: argparse.Namespace) -> int:
-    from .report import ReportOptions, saveReport
+    from .report import ReportOptions, exportReport
 
-    volume = _loadVolume(args)
-    segmentation = _loadSegmentation(args, volume)
     options = ReportOptions(labelmap_seg=args.labelmap_seg, ohif_companions=args.ohif_companions)
-    use_database = bool(args.series) or bool(args.db) or not args.out
-    if use_database:
-        with _openDatabase(args.db) as database:
-            saved = saveReport(volume, segmentation, out_dir=args.out, database=database, options=options)
-    else:
-        saved = saveReport(volume, segmentation, out_dir=args.out, options=options)
+    with _labelCodeWarningsPrinted():
+        if args.series_dir and not args.db and args.out:
+            saved = exportReport(**_caseArguments(args), out_dir=args.out, options=options)
+        else:  # the series comes from the database, or SEG + SR go into it
+            with _openDatabase(args.db, create=bool(args.series_dir)) as database:
+                saved = exportReport(**_caseArguments(args), database=database, out_dir=args.out, options=options)
     print(saved.seg_path)
     print(saved.sr_path)
     note = _labelmapNote(saved)

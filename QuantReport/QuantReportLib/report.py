@@ -110,6 +110,29 @@ def loadSeriesFromFolder(folder: str | os.PathLike, series_instance_uid: str | N
     return series.loadSeries(next(iter(found.values())), headers=found.headers)
 
 
+def loadCase(labelmap: str | os.PathLike, segments: str | os.PathLike | None = None, *,
+             series_dir: str | os.PathLike | None = None, series_instance_uid: str | None = None,
+             database: DicomDatabase | None = None, labels: Any = None) -> tuple[Volume, Segmentation]:
+    """An image series and its segmentation on the series' grid: what ``measure``, ``export`` and ``batch`` read.
+
+    The series is the one in ``series_dir`` (or the one with
+    ``series_instance_uid`` there), else the database's series with that UID.
+    ``labelmap`` is a labelmap file, ``.seg.nrrd``, NIfTI file or folder of
+    masks, ``segments`` its dcmqi segment metadata and ``labels`` the
+    :class:`~QuantReportLib.labelcodes.LabelOptions` of AI outputs
+    (:func:`~QuantReportLib.labelmaps.readSegmentationOnGrid`).
+    """
+    from .labelmaps import readSegmentationOnGrid
+
+    if series_dir is not None:
+        volume = loadSeriesFromFolder(series_dir, series_instance_uid=series_instance_uid)
+    elif database is not None and series_instance_uid is not None:
+        volume = loadSeriesFromDatabase(database, series_instance_uid)
+    else:
+        raise InvalidInputError("give the series as a folder, or as a UID with a database", "loadCase")
+    return volume, readSegmentationOnGrid(labelmap, segments, volume.geometry, labels)
+
+
 # -- saving ---------------------------------------------------------------------------------------------
 
 
@@ -199,6 +222,20 @@ def saveReport(
     seg_bytes = seg_path.stat().st_size
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
                        segmentation, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes))
+
+
+def exportReport(labelmap: str | os.PathLike, segments: str | os.PathLike | None = None, *,
+                 series_dir: str | os.PathLike | None = None, series_instance_uid: str | None = None,
+                 database: DicomDatabase | None = None, out_dir: str | os.PathLike | None = None,
+                 options: ReportOptions = ReportOptions(), labels: Any = None) -> SavedReport:
+    """``quantreport export`` and each ``quantreport batch`` job: :func:`loadCase`, then :func:`saveReport`.
+
+    SEG + SR go to ``out_dir`` or into the database folder; with a database
+    they are indexed in it.
+    """
+    volume, segmentation = loadCase(labelmap, segments, series_dir=series_dir,
+                                    series_instance_uid=series_instance_uid, database=database, labels=labels)
+    return saveReport(volume, segmentation, out_dir=out_dir, database=database, options=options)
 
 
 def _readPredecessor(sop_instance_uid: str, database: DicomDatabase | None) -> pydicom.Dataset:
