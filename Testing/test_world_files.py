@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
@@ -122,6 +123,77 @@ def test_deflated_image_frame_compression(name, reference, tmp_path):
     for segment in expected.segmentation.segments:
         np.testing.assert_array_equal(loaded.segmentation.mask(segment.number),
                                       expected.segmentation.mask(segment.number))
+
+
+# -- SEGs without plane positions: a projection radiograph, tiled slide microscopy -----------------------------------
+
+
+def _hdCounts(path: Path) -> dict[int, int]:
+    """Segmented pixels per segment as highdicom reads the SEG (frame by frame, or its total pixel matrix)."""
+    reader = hd.seg.segread(path)
+    counts = {}
+    for number in reader.segment_numbers:
+        if reader.is_tiled:
+            pixels = reader.get_total_pixel_matrix(segment_numbers=[number], combine_segments=False)
+        else:
+            pixels = reader.get_pixels_by_source_instance(
+                [uid for _, _, uid in reader.get_source_image_uids()], segment_numbers=[number],
+                ignore_spatial_locations=True)
+        counts[number] = int(np.count_nonzero(pixels))
+    return counts
+
+
+def test_seg_on_a_projection_radiograph(tmp_path):
+    cr = worldfiles.projectionRadiograph(pydicom.dcmread(dataPath("mr", "pydicom-mr-small", "MR_small.dcm")))
+    mask = np.zeros((int(cr.Rows), int(cr.Columns)), dtype=np.uint8)
+    mask[10:30, 5:40] = 1
+    mask[40:50, 40:60] = 2
+    dataset = worldfiles.highdicomSeg([cr], mask, "BINARY")
+    assert not any("PlanePositionSequence" in item for item in dataset.PerFrameFunctionalGroupsSequence)
+    path = worldfiles.save(dataset, tmp_path / "cr-seg.dcm")
+    expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
+    assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
+    loaded = seg.readSeg(path)
+    assert loaded.segmentation.geometry.shape == (1, *mask.shape)
+    for number in (1, 2):
+        np.testing.assert_array_equal(loaded.segmentation.mask(number)[0], mask == number)
+
+
+SLIDE = (100, 120, 32)  # total pixel matrix rows, columns; tile size (partial tiles at the right and bottom)
+
+
+def _slideMask() -> np.ndarray:
+    mask = np.zeros((1, SLIDE[0], SLIDE[1]), dtype=np.uint8)
+    mask[0, 10:60, 20:100] = 1
+    mask[0, 70:90, 5:50] = 2
+    mask[0, 95:100, 110:120] = 1  # in the partial corner tile
+    return mask
+
+
+@pytest.mark.parametrize("organization", ["TILED_FULL", "TILED_SPARSE"])
+def test_binary_seg_on_tiled_slide_microscopy(organization, tmp_path):
+    mask = _slideMask()
+    dataset = worldfiles.highdicomSeg([worldfiles.slideImage(*SLIDE)], mask, "BINARY", tile_pixel_array=True,
+                                      dimension_organization_type=organization, omit_empty_frames=False)
+    path = worldfiles.save(dataset, tmp_path / "sm-seg.dcm")
+    expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
+    assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
+    loaded = seg.readSeg(path)
+    assert loaded.segmentation.geometry.shape == mask.shape
+    for number in (1, 2):
+        np.testing.assert_array_equal(loaded.segmentation.mask(number), mask == number)
+
+
+def test_labelmap_palette_color_seg_on_tiled_slide_microscopy(tmp_path):
+    mask = _slideMask()
+    palette = hd.PaletteColorLUTTransformation.from_colors(["black", "red", "green"], palette_color_lut_uid=hd.UID())
+    dataset = worldfiles.highdicomSeg([worldfiles.slideImage(*SLIDE)], mask, "LABELMAP", tile_pixel_array=True,
+                                      dimension_organization_type="TILED_FULL", omit_empty_frames=False,
+                                      palette_color_lut_transformation=palette)
+    assert dataset.PhotometricInterpretation == "PALETTE COLOR"
+    path = worldfiles.save(dataset, tmp_path / "sm-labelmap.dcm")
+    expected = {1: int(np.count_nonzero(mask == 1)), 2: int(np.count_nonzero(mask == 2))}
+    assert voxelCounts(loadJson(path)) == expected == _hdCounts(path)
 
 
 # -- Number of Frames below the per-frame functional groups ---------------------------------------------------------

@@ -29,6 +29,7 @@ from ..dicomio.reading import checkPixelDataClaim, readDataset
 from ..errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
 from ..model import Code, Fractions, Geometry, Segment, Segmentation, Terminology, Volume, fractionalMask
 from ..terminology import DEFAULT_TERMINOLOGY
+from . import planar
 from ._fast import FrameGroups, inBox, nativeFrames, pixelDataLength
 from .placement import SegFrame, coordinates, placeFrames, referencesOf
 
@@ -180,8 +181,16 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
     with malformedInput(name, "frame functional groups"):
         groups = FrameGroups(dataset, name)
         dataset = _withFramesHeld(dataset, groups, name, warnings)
-        frames, all_positions = _frameInfo(dataset, groups, segmentation_type, numbers, wanted, reference, name)
-        geometry, slice_of_frame = placeFrames(dataset, frames, all_positions, reference, name)
+        try:
+            if planar.isTiled(dataset):
+                raise planar.NoPatientPositions("tiles", name)
+            frames, all_positions = _frameInfo(dataset, groups, segmentation_type, numbers, wanted, reference, name)
+            geometry, slice_of_frame = placeFrames(dataset, frames, all_positions, reference, name)
+            slots = [(k, 0, 0) for k in slice_of_frame]
+        except planar.NoPatientPositions:
+            # A slide's tiles, or a projection image's frames: on their own planes, without patient geometry.
+            arranged = planar.layout(dataset, segmentation_type, numbers, wanted, name)
+            frames, geometry, slots = arranged.frames, arranged.geometry, arranged.slots
         maximum = int(dataset.MaximumFractionalValue) if segmentation_type == "FRACTIONAL" else None
         fractional_type = str(dataset.SegmentationFractionalType) if segmentation_type == "FRACTIONAL" else None
     if maximum is not None and maximum < 1:
@@ -197,7 +206,8 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         if wanted is not None:
             keep = np.zeros(max(numbers, default=0) + 1, dtype=dtype)
             keep[sorted(wanted)] = sorted(wanted)
-        for frame, k, (box, pixels) in zip(frames, slice_of_frame, pixels_of, strict=True):
+        for frame, slot, (box, pixels) in zip(frames, slots, pixels_of, strict=True):
+            k, box, pixels = planar.moved(box, pixels, slot, geometry.shape)
             histogram = np.bincount(pixels.ravel())
             for value in np.flatnonzero(histogram[1:]) + 1:
                 if int(value) not in numbers:
@@ -212,7 +222,8 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         result = Segmentation(geometry, tuple(segments), (labelmap,), tuple((0, s.number) for s in segments))
     else:
         layers = _SegmentLayers(geometry.shape, dtype)
-        for frame, k, (box, pixels) in zip(frames, slice_of_frame, pixels_of, strict=True):
+        for frame, slot, (box, pixels) in zip(frames, slots, pixels_of, strict=True):
+            k, box, pixels = planar.moved(box, pixels, slot, geometry.shape)
             if maximum is not None and int(pixels.max(initial=0)) > maximum:
                 raise InvalidInputError(f"frame {frame.index + 1} has values above the Maximum Fractional Value "
                                         f"{maximum}", name)
@@ -470,6 +481,8 @@ def _frameInfo(dataset: Dataset, groups: FrameGroups, segmentation_type: str, nu
             derivation = groups.elements({_DERIVATION_IMAGE_TAG}, [index])[0].get(_DERIVATION_IMAGE_TAG)
             references = nested.value(derivation, referencesOf) or shared_references or ()
         frames.append(SegFrame(index, segment_of[index], None if position is None else np.array(position), references))
+    if positions is not None and positions and all(position is None for position in positions):
+        raise planar.NoPatientPositions("no SEG frame has a plane position", name)
     if positions is not None and any(position is None for position in positions):
         raise GeometryError("SEG frames without plane positions need a reference geometry", name)
     return frames, None if positions is None else np.array(positions, dtype=float).reshape(-1, 3)
