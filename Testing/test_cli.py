@@ -286,3 +286,17 @@ def test_export_with_ohif_companions_keeps_the_volumetric_content(capsys, tmp_pa
     assert templates.count("1410") == 2 and templates.count("1411") == 1, templates
     reports = [runJson(capsys, "load", outputs[flag]) for flag in (False, True)]
     assert [g["measurements"] for g in reports[0]["groups"]] == [g["measurements"] for g in reports[1]["groups"]]
+
+
+def test_export_warns_about_what_3d_slicer_reads_only_partly(capsys, tmp_path, lidc_dir, lidc_nodule_labelmap):
+    """A known reader that cannot read an option says so on stderr (QuantReportLib.slicerreaders)."""
+    from QuantReportLib import slicerreaders
+
+    status, _, err = run(capsys, "export", "--series-dir", lidc_dir, "--labelmap", lidc_nodule_labelmap,
+                         "--out", tmp_path / "default")
+    assert status == 0 and "warning:" not in err, err
+    status, _, err = run(capsys, "export", "--series-dir", lidc_dir, "--labelmap", lidc_nodule_labelmap,
+                         "--out", tmp_path / "options", "--labelmap-seg", "--ohif-companions")
+    assert status == 0, err
+    assert f"warning: {slicerreaders.LABELMAP_SEG_WARNING}" in err.splitlines()
+    assert f"warning: {slicerreaders.OHIF_COMPANIONS_WARNING}" in err.splitlines()

@@ -430,3 +430,43 @@ def _tag(vtk_segment, name):
     value = reference("")
     assert vtk_segment.GetTag(name, value), name
     return str(value)
+
+
+def test_segment_voxels_are_the_image_scalars_slicer_export_reads(slicer_app, scene, lidc_volume):
+    """Slicer's "Export to DICOM" (DICOMSegmentationExporter.isSegmentEmpty) reads a segment's voxels from the
+    point data array named ImageScalars and calls a segment without one empty ("No non empty segments found")."""
+    mrml = _mrml()
+    volume_node = mrml.volumeNodeFromVolume(scene, lidc_volume)
+    assert volume_node.GetImageData().GetPointData().GetArray("ImageScalars") is not None
+    segmentation = _threeSegments(lidc_volume.geometry)
+    node = mrml.segmentationNodeFromSegmentation(scene, segmentation, volume_node, slicer_app.terminologies_logic)
+    labelmap = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    counts = segmentation.voxelCounts()
+    for segment, segment_id in zip(segmentation.segments, ("Segment_1", "Segment_2", "Segment_4"), strict=True):
+        scalars = node.GetSegmentation().GetSegment(segment_id).GetRepresentation(labelmap).GetPointData() \
+            .GetArray("ImageScalars")
+        assert scalars is not None, segment.label
+        # isSegmentEmpty: empty when the value range of the (shared) layer is (0, 0).
+        assert (scalars.GetValueRange() == (0, 0)) == (counts[segment.number] == 0 and len(segmentation.layers) == 1)
+
+
+def test_an_sr_and_its_seg_loaded_together_make_one_segmentation(slicer_app, scene, lidc_dir, tmp_path):
+    """The DICOM browser may load an SR and its SEG in one go (both checked): the SEG's segments load once."""
+    from QuantReportLib import report
+    from QuantReportLib.database import EmbeddedDicomDatabase
+    from QuantReportLib.model import Code, Segment, Segmentation, Terminology
+    from QuantReportLib.inslicer import ReportLogic
+
+    database = EmbeddedDicomDatabase(tmp_path / "db")
+    database.importPaths([lidc_dir])
+    volume = report.loadSeriesFromDatabase(database, database.listSeries()[0].series_instance_uid)
+    mask = np.zeros(volume.geometry.shape, dtype=bool)
+    mask[20:30, 300:330, 330:370] = True
+    tissue = Code("85756007", "SCT", "Tissue")
+    segments = [Segment(1, "Nodule", Terminology(tissue, tissue))]
+    saved = report.saveReport(volume, Segmentation.fromMasks([mask], volume.geometry, segments), database=database)
+    logic = ReportLogic(scene, database, slicer_app.terminologies_logic)
+    fromSr, _ = logic.loadReport(saved.sr_sop_instance_uid)
+    fromSeg, _ = logic.loadReport(saved.seg_sop_instance_uid)
+    assert fromSeg is fromSr
+    assert scene.GetNodesByClass("vtkMRMLSegmentationNode").GetNumberOfItems() == 1

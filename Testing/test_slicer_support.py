@@ -38,13 +38,16 @@ def test_label_map_seg_is_recognized():
     assert set(loadable.referenced_instance_uids) <= _uids(sorted(_data("ct", "dcmqi-24x38x3").iterdir()))
 
 
-def test_sr_loadable_references_its_seg_and_image_series():
+def test_sr_loadable_references_its_image_series_not_its_seg():
+    """The SR plugin loads the SEG itself: were the SEG a reference too, the DICOM browser would load it again
+    (DICOMBrowser.loadCheckedLoadables loads the selected loadables of every referenced series)."""
     seg_path = _data("seg", "dcmqi-liver.dcm")
+    images = sorted(_data("ct", "dcmqi-ct-3slice").iterdir())
     (loadable,) = examine.examineFiles([[_data("sr", "dcmqi-liver-tid1500.dcm")]])
     assert loadable.kind == "SR" and loadable.name == "1001: Measurements"
-    assert _uids([seg_path], "SeriesInstanceUID") | _uids(sorted(_data("ct", "dcmqi-ct-3slice").iterdir()),
-                                                          "SeriesInstanceUID") == set(loadable.referenced_series_uids)
-    assert _uids([seg_path]) <= set(loadable.referenced_instance_uids)
+    assert _uids(images, "SeriesInstanceUID") == set(loadable.referenced_series_uids)
+    assert _uids(images) <= set(loadable.referenced_instance_uids)
+    assert not _uids([seg_path]) & set(loadable.referenced_instance_uids)
 
 
 def test_sr_without_evidence_sequence_takes_references_from_the_content_tree():

@@ -27,6 +27,7 @@ from pydicom.sr.codedict import codes
 from QuantReportLib import series, sr
 from QuantReportLib.dicomio import identity
 from QuantReportLib.errors import InvalidInputError, NotFoundError, UnsupportedError
+from QuantReportLib.sr.write import imageSeriesFirst
 from QuantReportLib.model import (
     Code,
     Measurement,
@@ -359,7 +360,8 @@ def _written(dataset: pydicom.Dataset) -> bytes:
 def test_export_is_the_sr_highdicom_makes_of_the_content(tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset,
                                                          table: MeasurementTable) -> None:
     """createSr gives highdicom a stem of the content and adds the content afterwards (sr._fast.srDocument); highdicom's
-    Comprehensive3DSR of the whole content (copied, walked for evidence) must be the same document."""
+    Comprehensive3DSR of the whole content (copied, walked for evidence) must be the same document, with the image
+    series listed first in the evidence (sr.write.imageSeriesFirst, for 3D Slicer's DICOMTID1500Plugin)."""
     dataset = sr.createSr(volume, seg_dataset, table, observer_name="Doe^Jane", image_library=True,
                           verifier_name="Doe^Jane", predecessors=[seg_dataset])
     root = pydicom.Dataset()
@@ -378,6 +380,9 @@ def test_export_is_the_sr_highdicom_makes_of_the_content(tmp_path: Path, volume:
         manufacturer_model_name="QuantReport", software_versions=dataset.SoftwareVersions,
         series_description="QuantReport measurements", is_complete=True, is_verified=True,
         verifying_observer_name="Doe^Jane", verifying_organization="QuantReport", previous_versions=[seg_dataset])
+    assert reference.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0].SeriesInstanceUID == \
+        seg_dataset.SeriesInstanceUID, "highdicom lists the evidence in the order given, the SEG first"
+    imageSeriesFirst(reference, volume.series_instance_uid)
     assert _elementLines(dataset.file_meta) == _elementLines(reference.file_meta)
     assert _elementLines(dataset) == _elementLines(reference)
     assert len(_written(dataset)) == len(_written(reference))

@@ -13,6 +13,7 @@ import os
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 from .errors import InvalidInputError, QuantReportError
 from .report import ReportOptions, exportReport
@@ -86,7 +87,11 @@ def runJob(job: dict[str, str], labelmap_seg: bool = False) -> dict:
     except Exception as error:  # a bug, but the other cases still run; details come with --debug on one case
         return {"row": job["row"], "status": "error", "file": job["labelmap"],
                 "problem": f"internal error ({type(error).__name__}: {error})"}
-    return {"row": job["row"], "status": "ok", "seg": str(saved.seg_path), "sr": str(saved.sr_path),
-            "segments": len(saved.segmentation.segments), "seg_bytes": saved.seg_bytes,
-            "labelmap_seg_bytes_estimate": saved.labelmap_seg_bytes_estimate,
-            "seconds": round(time.perf_counter() - started, 3)}
+    result: dict[str, Any] = {
+        "row": job["row"], "status": "ok", "seg": str(saved.seg_path), "sr": str(saved.sr_path),
+        "segments": len(saved.segmentation.segments), "seg_bytes": saved.seg_bytes,
+        "labelmap_seg_bytes_estimate": saved.labelmap_seg_bytes_estimate,
+        "seconds": round(time.perf_counter() - started, 3)}
+    if saved.warnings:
+        result["warnings"] = list(saved.warnings)
+    return result

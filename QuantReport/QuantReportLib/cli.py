@@ -197,7 +197,8 @@ def cmdMeasure(args: argparse.Namespace) -> int:
 def cmdExport(args: argparse.Namespace) -> int:
     from .report import ReportOptions, exportReport
 
-    options = ReportOptions(labelmap_seg=args.labelmap_seg, ohif_companions=args.ohif_companions)
+    options = ReportOptions(labelmap_seg=args.labelmap_seg, ohif_companions=args.ohif_companions,
+                            keep_empty_segments=args.keep_empty_segments)
     with _labelCodeWarningsPrinted():
         if args.series_dir and not args.db and args.out:
             saved = exportReport(**_caseArguments(args), out_dir=args.out, options=options)
@@ -206,6 +207,8 @@ def cmdExport(args: argparse.Namespace) -> int:
                 saved = exportReport(**_caseArguments(args), database=database, out_dir=args.out, options=options)
     print(saved.seg_path)
     print(saved.sr_path)
+    for warning in saved.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     note = _labelmapNote(saved)
     if note:
         print(note, file=sys.stderr)
@@ -448,9 +451,13 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("--segments", metavar="META.json", help="segment descriptions (dcmqi meta JSON)")
     _addLabelArguments(p)
     p.add_argument("--ohif-companions", action="store_true",
-                   help="add each segment's centroid point and long axis as planar groups that OHIF displays")
+                   help="add each segment's centroid point and long axis as planar groups that OHIF displays "
+                        "(3D Slicer then shows only those)")
     p.add_argument("--labelmap-seg", action="store_true",
                    help="write a LABELMAP SEG (smaller; segments must not overlap) instead of BINARY")
+    p.add_argument("--keep-empty-segments", action="store_true",
+                   help="write segments without voxels too (left out by default: 3D Slicer's SEG reader "
+                        "misplaces the other segments' names then)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: inside the database folder)")
     p.set_defaults(run=cmdExport)
 

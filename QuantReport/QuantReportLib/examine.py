@@ -37,6 +37,7 @@ from .dicomio.identity import (
     LABEL_MAP_SEGMENTATION_STORAGE,
     MANUFACTURER,
     MEASUREMENT_REPORT,
+    SEG_SOP_CLASSES,
     SEGMENTATION_STORAGE,
     TID1500_SR_SOP_CLASSES,
     TID1500_TEMPLATE_ID,
@@ -160,18 +161,32 @@ def _segReferences(header: pydicom.Dataset) -> tuple[tuple[str, ...], tuple[str,
 
 
 def _srReferences(header: pydicom.Dataset) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Evidence (PS3.3 C.17.2.3) plus every SOP instance referenced from the content tree."""
+    """Evidence (PS3.3 C.17.2.3) plus every SOP instance referenced from the content tree, SEGs excepted.
+
+    The SR plugin loads the SEG itself; offered as a reference too, the DICOM
+    browser would load it a second time (``DICOMBrowser.loadCheckedLoadables``
+    loads the selected loadables of every referenced series).
+    """
     series: dict[str, None] = {}
     instances: dict[str, None] = {}
+    segs: set[str] = set()
     for study in header.get("CurrentRequestedProcedureEvidenceSequence") or []:
-        found_series, found_instances = _seriesAndInstances(study.get("ReferencedSeriesSequence") or [],
-                                                            "ReferencedSOPSequence")
+        items = []
+        for item in study.get("ReferencedSeriesSequence") or []:
+            references = item.get("ReferencedSOPSequence") or []
+            found = {str(r.get("ReferencedSOPInstanceUID", "")) for r in references
+                     if str(r.get("ReferencedSOPClassUID", "")) in SEG_SOP_CLASSES}
+            segs |= found
+            if not found or len(found) < len(references):
+                items.append(item)
+        found_series, found_instances = _seriesAndInstances(items, "ReferencedSOPSequence")
         series.update(dict.fromkeys(found_series))
-        instances.update(dict.fromkeys(found_instances))
+        instances.update(dict.fromkeys(uid for uid in found_instances if uid not in segs))
     for item in _contentItems(header.get("ContentSequence") or []):
         for reference in item.get("ReferencedSOPSequence") or []:
             uid = str(reference.get("ReferencedSOPInstanceUID", ""))
-            if uid:
+            if uid and uid not in segs and \
+                    str(reference.get("ReferencedSOPClassUID", "")) not in SEG_SOP_CLASSES:
                 instances[uid] = None
     return tuple(series), tuple(instances)
 

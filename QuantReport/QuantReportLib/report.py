@@ -18,14 +18,14 @@ from typing import Any
 import pydicom
 from pydicom.uid import generate_uid
 
-from . import check, measurements, seg, series, sr
+from . import check, measurements, seg, series, slicerreaders, sr
 from .database import DicomDatabase
 from .dicomio.identity import SEG_SOP_CLASSES, SR_SOP_CLASSES
 from .dicomio.reading import HeaderProblem, readDicomHeader, readHeader
 from .dicomio.uids import checkUid
 from .dicomio.walk import walkFiles
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
-from .model import MeasurementTable, Segmentation, Volume
+from .model import MeasurementTable, Segment, Segmentation, Volume
 
 
 @dataclass(frozen=True)
@@ -44,10 +44,17 @@ class ReportOptions:
     draft); ``verified`` marks it VERIFIED by ``observer_name``.
     ``predecessor`` is the SOP Instance UID of the SR this report amends: it
     is looked up in the database and listed as predecessor document.
+    ``keep_empty_segments`` writes segments without voxels too (the SEG
+    describes them, the SR measures them); off by default because 3D Slicer's
+    own SEG reader then puts the names of later segments on the wrong voxels
+    (see :mod:`.slicerreaders`).  ``labelmap_seg`` and ``ohif_companions``
+    make files that Slicer's TID 1500 reader only partly reads: the saved
+    report's ``warnings`` say so.
     """
 
     labelmap_seg: bool = False
     ohif_companions: bool = False
+    keep_empty_segments: bool = False
     observer_name: str | None = None
     time_point: str | None = None
     complete: bool = True
@@ -65,6 +72,10 @@ class SavedReport:
     non-overlapping segments, ``labelmap_seg_bytes_estimate`` is the size the
     same SEG would have as LABELMAP (``ReportOptions(labelmap_seg=True)``),
     estimated without encoding it (:func:`seg.estimateLabelmapBytes`); else ``None``.
+    ``segmentation`` is what the SEG holds, with tracking assigned: without
+    the ``omitted`` empty segments (unless ``keep_empty_segments``), the
+    others numbered 1..N.  ``warnings`` are for the user: segments left out,
+    and what a known reader cannot read of the options used.
     """
 
     seg_path: Path
@@ -75,6 +86,8 @@ class SavedReport:
     table: MeasurementTable
     seg_bytes: int = 0
     labelmap_seg_bytes_estimate: int | None = None
+    omitted: tuple[Segment, ...] = ()
+    warnings: tuple[str, ...] = ()
 
 
 # -- loading the source series ----------------------------------------------------------------------
@@ -170,6 +183,9 @@ def saveReport(
     Files go to ``out_dir`` or, without it, into the database folder in CTK's
     layout.  Both files are written or neither: a failure removes what was
     written.  ``table`` defaults to :func:`measurements.computeMeasurements`.
+    Empty segments are left out unless ``options.keep_empty_segments``; the
+    SR lists its groups in the order 3D Slicer loads the SEG's segments
+    (:func:`.slicerreaders.slicerSegmentOrder`).
     """
     if not segmentation.geometry.matches(volume.geometry):
         raise GeometryError("the segmentation is not on the grid of the image series; resample it first",
@@ -177,21 +193,31 @@ def saveReport(
     if out_dir is None and database is None:
         raise InvalidInputError("give an output folder or a database", "saveReport")
     segmentation = assignTracking(segmentation)
+    reported, omitted = (segmentation, ()) if options.keep_empty_segments else \
+        slicerreaders.withoutEmptySegments(segmentation)
+    if not reported.segments:
+        raise InvalidInputError("every segment is empty: there is nothing to report", volume.series_instance_uid)
+    by_tracking_uid = {segment.tracking_uid: segment for segment in reported.segments}
     if table is None:
-        table = measurements.computeMeasurements(volume, segmentation)
+        table = measurements.computeMeasurements(volume, reported)
     else:
-        table = MeasurementTable(tuple(dataclasses.replace(row, segment=segmentation.segment(row.segment.number))
-                                       for row in table.rows))
+        table = MeasurementTable(tuple(
+            dataclasses.replace(row, segment=by_tracking_uid[segmentation.segment(row.segment.number).tracking_uid])
+            for row in table.rows if segmentation.segment(row.segment.number).tracking_uid in by_tracking_uid))
+    if not options.labelmap_seg:
+        # Slicer's DICOMTID1500Plugin gives the i-th group's tracking UID to the i-th segment it loaded.
+        order = {number: index for index, number in enumerate(slicerreaders.slicerSegmentOrder(reported))}
+        table = MeasurementTable(tuple(sorted(table.rows, key=lambda row: order[row.segment.number])))
     if options.verified and not options.observer_name:
         raise InvalidInputError("a verified report needs the name of the person who verifies it", "observer_name")
     predecessors = [_readPredecessor(options.predecessor, database)] if options.predecessor else []
-    seg_dataset = seg.createSeg(volume, segmentation, labelmap=options.labelmap_seg,
+    seg_dataset = seg.createSeg(volume, reported, labelmap=options.labelmap_seg,
                                 series_description=options.seg_series_description)
     sr_dataset = sr.createSr(volume, seg_dataset, table, observer_name=options.observer_name,
                              series_description=options.sr_series_description, time_point=options.time_point,
                              complete=options.complete,
                              verifier_name=options.observer_name if options.verified else None,
-                             predecessors=predecessors, segmentation=segmentation,
+                             predecessors=predecessors, segmentation=reported,
                              ohif_companions=options.ohif_companions)
 
     # The checks of `quantreport check` (references, segments, geometry, codes, units) before anything is written.
@@ -221,7 +247,19 @@ def saveReport(
         raise
     seg_bytes = seg_path.stat().st_size
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
-                       segmentation, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes))
+                       reported, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes), omitted,
+                       _warnings(options, omitted))
+
+
+def _warnings(options: ReportOptions, omitted: Sequence[Segment]) -> tuple[str, ...]:
+    """What to tell the user about a saved report: segments left out, options a known reader cannot read."""
+    warnings = []
+    if omitted:
+        labels = ", ".join(repr(segment.label) for segment in omitted)
+        warnings.append(f"empty segment{'s' if len(omitted) > 1 else ''} {labels} not written "
+                        f"({slicerreaders.EMPTY_SEGMENTS_NOTE}); the others are numbered 1..N")
+    return (*warnings, *slicerreaders.optionWarnings(labelmap_seg=options.labelmap_seg,
+                                                     ohif_companions=options.ohif_companions))
 
 
 def exportReport(labelmap: str | os.PathLike, segments: str | os.PathLike | None = None, *,

@@ -16,6 +16,7 @@ amended SR naming the SR it replaces as predecessor.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .. import measurements, provenance, report
@@ -121,9 +122,14 @@ class ReportLogic:
             predecessor=segmentationNode.GetAttribute(SR_UID_ATTRIBUTE) or None,
             **({"seg_series_description": seriesDescription} if seriesDescription else {}),
         )
+        # Tracking is assigned here, so that the node keeps it for every segment, empty ones included
+        # (saveReport leaves those out of the files, and renumbers the rest).
+        segmentation = report.assignTracking(segmentation)
         saved = report.saveReport(volume, segmentation, out_dir=outputFolder,
                                   database=None if outputFolder else self.database, options=options)
-        nodes.updateSegmentDescriptions(segmentationNode, saved.segmentation)
+        nodes.updateSegmentDescriptions(segmentationNode, segmentation)
+        for warning in saved.warnings:
+            logging.warning(f"QuantReport: {warning}")
         segmentationNode.SetAttribute(SEG_UID_ATTRIBUTE, saved.seg_sop_instance_uid)
         segmentationNode.SetAttribute(SR_UID_ATTRIBUTE, saved.sr_sop_instance_uid)
         segmentationNode.SetAttribute(STATUS_ATTRIBUTE, "completed" if complete else "saved")
@@ -144,7 +150,9 @@ class ReportLogic:
         """Load a SEG or SR (SOP Instance UID in the database, or a file path): ``(segmentationNode, tableNode)``.
 
         The source series is loaded too (or reused when in the scene); an SR
-        brings the segments of the SEG it references.  Either node may be None
+        brings the segments of the SEG it references (the scene's node of that
+        SEG when there is one, so that loading an SR and its SEG together
+        makes one segmentation).  Either node may be None
         (a SEG has no table; an SR whose SEG is not found has no segments).
         A completed SR loads as a completed (locked) report.
         """
@@ -152,9 +160,13 @@ class ReportLogic:
         volumeNode = self._volumeNodeFor(loaded.volume) if loaded.volume is not None else None
         segmentationNode = None
         if loaded.segmentation is not None:
-            segmentationNode = nodes.segmentationNodeFromSegmentation(
-                self.scene, loaded.segmentation, volumeNode, self.terminologiesLogic,
-                name=str(loaded.seg.dataset.get("SeriesDescription", "")) or "Segmentation")
+            # The DICOM browser may load an SR and its SEG in one go (the SEG checked too, or offered as a
+            # reference): the SEG's segments are loaded once.
+            segmentationNode = self._segmentationNodeOfSeg(loaded.seg.sop_instance_uid)
+            if segmentationNode is None:
+                segmentationNode = nodes.segmentationNodeFromSegmentation(
+                    self.scene, loaded.segmentation, volumeNode, self.terminologiesLogic,
+                    name=str(loaded.seg.dataset.get("SeriesDescription", "")) or "Segmentation")
             segmentationNode.SetAttribute(SEG_UID_ATTRIBUTE, loaded.seg.sop_instance_uid)
             status = "saved"
             if loaded.kind == "SR":
@@ -203,6 +215,15 @@ class ReportLogic:
         if seriesInstanceUid not in self._volumes:
             self._volumes[seriesInstanceUid] = report.loadSeriesFromDatabase(self.database, seriesInstanceUid)
         return self._volumes[seriesInstanceUid]
+
+    def _segmentationNodeOfSeg(self, segSopInstanceUid: str) -> Any:
+        """The scene's segmentation node of this SEG (loaded from it, or last saved as it), or None."""
+        segmentationNodes = self.scene.GetNodesByClass("vtkMRMLSegmentationNode")
+        for index in range(segmentationNodes.GetNumberOfItems()):
+            node = segmentationNodes.GetItemAsObject(index)
+            if node.GetAttribute(SEG_UID_ATTRIBUTE) == segSopInstanceUid:
+                return node
+        return None
 
     def _volumeNodeFor(self, volume: Volume) -> Any:
         """The scene's node of this series on the same grid, or a new one."""

@@ -77,6 +77,8 @@ DESCRIPTION_TAG = "Description"
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
 SEGMENT_COLUMN = "Segment"
 """Name of the first table column, as ``SegmentStatisticsLogic.segmentColumnName``."""
+IMAGE_SCALARS_NAME = "ImageScalars"
+"""Name of the scalars of every image this adapter makes (what vtkImageData filters and Slicer's readers use)."""
 
 
 # LPS <-> RAS: negate the first two axes (PS3.3 C.7.6.2.1.1 versus Slicer's RAS world).
@@ -664,11 +666,19 @@ def _codeFromEntryString(text: str) -> Code | None:
 
 
 def _imageDataFromArray(array: np.ndarray) -> vtkImageData:
-    """A deep copy of a ``(k, j, i)`` array as image data with unit spacing at the origin (MRML's convention)."""
+    """A deep copy of a ``(k, j, i)`` array as image data with unit spacing at the origin (MRML's convention).
+
+    The scalars are named ``ImageScalars``, as VTK's image filters and Slicer's
+    readers name them: Slicer's "Export to DICOM"
+    (``DICOMSegmentationExporter.isSegmentEmpty``) looks a segment's voxels up
+    by that name and calls a segment without such an array empty.
+    """
     array = np.ascontiguousarray(array)
     image = vtkImageData()
     image.SetDimensions(array.shape[2], array.shape[1], array.shape[0])
-    image.GetPointData().SetScalars(numpy_support.numpy_to_vtk(array.ravel(), deep=True))
+    scalars = numpy_support.numpy_to_vtk(array.ravel(), deep=True)
+    scalars.SetName(IMAGE_SCALARS_NAME)
+    image.GetPointData().SetScalars(scalars)
     return image
 
 

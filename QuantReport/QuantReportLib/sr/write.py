@@ -209,10 +209,11 @@ def createSr(
             referenced_images=library,
         )
         # The SEG comes first: the SR takes patient and study from the first evidence instance,
-        # and the SEG always has them (the image evidence may be minimal, see _imageEvidence).
+        # and the SEG always has them (the image evidence may be minimal, see _imageEvidence);
+        # the written evidence lists the image series first (imageSeriesFirst).
         evidence = [seg, *_imageEvidence(volume)]
         _checkEvidence(evidence, library or (), seg_uid)
-        return srDocument(
+        document = srDocument(
             report,
             evidence=evidence,
             series_instance_uid=series_instance_uid or hd.UID(),
@@ -229,10 +230,33 @@ def createSr(
             verifying_organization=verifying_organization if verifier_name is not None else None,
             previous_versions=list(predecessors) or None,
         )
+        imageSeriesFirst(document, volume.series_instance_uid)
+        return document
     except (ValueError, TypeError, AttributeError) as error:
         # highdicom validates while it builds (code meaning lengths, PN syntax, missing header attributes):
         # report what it found as one line about this export.
         raise InvalidInputError(f"cannot encode the measurement report: {error}", seg_uid) from error
+
+
+def imageSeriesFirst(document: Dataset, image_series_uid: str) -> None:
+    """List the image series first in the Current Requested Procedure Evidence Sequence (PS3.3 C.17.2.3).
+
+    The order has no meaning in the standard, but 3D Slicer's DICOMTID1500Plugin
+    reads the image positions of an SR's planar groups from the files of
+    ``CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]``
+    (``extractBboxMetadataToVtkTableNode``, ``getIPPFromSOP``): a SEG series
+    there, which has no Image Position (Patient), makes it raise AttributeError.
+    """
+    def isImageSeries(item: Dataset) -> bool:
+        return str(item.get("SeriesInstanceUID", "")) == image_series_uid
+
+    studies = list(document.get("CurrentRequestedProcedureEvidenceSequence", []))
+    for study in studies:
+        study.ReferencedSeriesSequence = sorted(study.get("ReferencedSeriesSequence", []),
+                                                key=lambda item: not isImageSeries(item))
+    if studies:
+        document.CurrentRequestedProcedureEvidenceSequence = sorted(
+            studies, key=lambda study: not any(isImageSeries(item) for item in study.ReferencedSeriesSequence))
 
 
 def _checkEvidence(evidence: Sequence[Dataset], library: Sequence[Dataset], seg_uid: str) -> None:
