@@ -454,8 +454,8 @@ def test_an_sr_and_its_seg_loaded_together_make_one_segmentation(slicer_app, sce
     """The DICOM browser may load an SR and its SEG in one go (both checked): the SEG's segments load once."""
     from QuantReportLib import report
     from QuantReportLib.database import EmbeddedDicomDatabase
+    from QuantReportLib.inslicer.logic import ReportLogic
     from QuantReportLib.model import Code, Segment, Segmentation, Terminology
-    from QuantReportLib.inslicer import ReportLogic
 
     database = EmbeddedDicomDatabase(tmp_path / "db")
     database.importPaths([lidc_dir])

@@ -27,7 +27,6 @@ from pydicom.sr.codedict import codes
 from QuantReportLib import series, sr
 from QuantReportLib.dicomio import identity
 from QuantReportLib.errors import InvalidInputError, NotFoundError, UnsupportedError
-from QuantReportLib.sr.write import imageSeriesFirst
 from QuantReportLib.model import (
     Code,
     Measurement,
@@ -38,6 +37,7 @@ from QuantReportLib.model import (
     Terminology,
     Volume,
 )
+from QuantReportLib.sr.write import imageSeriesFirst
 
 HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
 ATTENUATION = Code("112031", "DCM", "Attenuation Coefficient")
