@@ -281,11 +281,16 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onRefreshSeries(self) -> None:
         self.ui.seriesComboBox.clear()
-        with slicer.util.tryWithErrorDisplay(_("Failed to list the series of the DICOM database."),
-                                             show=False):
-            for series in self.logic.listImageSeries():
-                label = f"{series.patient_id} {series.modality} {series.series_description} ({series.instances})"
-                self.ui.seriesComboBox.addItem(label, series.series_instance_uid)
+        # Refreshed on every visit to the panel, so no dialog: the reason (no database open, an unreadable
+        # one) goes to the status line. tryWithErrorDisplay(show=False) would re-raise it out of the Qt slot.
+        try:
+            seriesList = self.logic.listImageSeries()
+        except QuantReportError as error:
+            self.ui.statusLabel.text = _("No series listed: {error}").format(error=error)
+            return
+        for series in seriesList:
+            label = f"{series.patient_id} {series.modality} {series.series_description} ({series.instances})"
+            self.ui.seriesComboBox.addItem(label, series.series_instance_uid)
 
     def onLoadSeries(self) -> None:
         seriesUid = self.ui.seriesComboBox.itemData(self.ui.seriesComboBox.currentIndex)
@@ -457,6 +462,7 @@ class QuantReportTest(ScriptedLoadableModuleTest):
         from DICOMLib import DICOMUtils
         from QuantReportLib.inslicer import scenarios
 
+        ensureDependencies("QuantReport self-test")  # a missing package is named, not an ImportError
         self.delayDisplay("Starting the QuantReport scenario")
         with DICOMUtils.TemporaryDICOMDatabase() as database:
             context = scenarios.ScenarioContext(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pydicom
 import pytest
+from packaging.requirements import Requirement
 from conftest import sharedData as _data
 from QuantReportLib import dependencies, examine, provenance
 from QuantReportLib.dicomio import identity
@@ -97,25 +99,40 @@ def test_every_shared_seg_and_sr_is_examined():
 
 # -- dependencies: version ranges against what each Slicer bundles -------------------------------------
 
-SLICER_5_12 = {"highdicom": "0.27.0", "pydicom": "3.0.2", "pynrrd": "1.1.3", "tqdm": "4.67.1", "pyjpegls": "1.5.1",
-               "pillow": "12.2.0"}
-SLICER_5_10 = {"pydicom": "2.4.4", "pynrrd": "1.1.3", "tqdm": "4.67.1"}
-DECODERS = {"pylibjpeg": "2.1.0", "pylibjpeg-openjpeg": "2.6.0", "pylibjpeg-rle": "2.2.0", "python-gdcm": "3.2.6"}
+BUNDLED = json.loads((Path(__file__).resolve().parent / "slicer_bundled_packages.json").read_text(encoding="utf-8"))
+"""What each supported Slicer bundles: the pins of its SuperBuild/External_python-*.cmake (tag and commit recorded)."""
+SLICER_5_10 = BUNDLED["versions"]["5.10"]["packages"]
+SLICER_5_12 = BUNDLED["versions"]["5.12"]["packages"]
+SLICER_MAIN = BUNDLED["versions"]["main"]["packages"]
+FIRST_USE = {"pynrrd": "1.1.3", "tqdm": "4.67.1", "pylibjpeg": "2.1.0", "pylibjpeg-openjpeg": "2.6.0",
+             "pylibjpeg-rle": "2.2.0", "python-gdcm": "3.2.6"}
 GDCM = ("python-gdcm>=3.0.24; platform_machine == 'x86_64' or platform_machine == 'AMD64' or "
         "platform_machine == 'aarch64' or platform_machine == 'arm64'")
-READY = {**SLICER_5_12, **DECODERS}  # Slicer 5.12 once QuantReport's first use installed the decoders
+READY = {**SLICER_5_12, **FIRST_USE}  # Slicer 5.12 once QuantReport's first use installed what it misses
+ON_5_12 = ["pynrrd>=1.0", "tqdm>=4.60", "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0", GDCM]
 
 
-def test_slicer_5_12_bundles_everything_but_the_pylibjpeg_decoders_and_gdcm():
-    assert dependencies.missingRequirements(installed=SLICER_5_12.get) == [
-        "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0", GDCM]
+def test_slicer_5_12_and_main_bundle_highdicom_pydicom_pyjpegls_and_pillow_not_pynrrd_tqdm_or_the_decoders():
+    for bundled in (SLICER_5_12, SLICER_MAIN):
+        assert dependencies.missingRequirements(installed=bundled.get) == ON_5_12
     assert dependencies.missingRequirements(installed=READY.get) == []
 
 
-def test_slicer_5_10_misses_highdicom_pydicom_3_and_the_decoders():
+def test_slicer_5_10_misses_highdicom_pydicom_3_and_pyjpegls_too():
+    assert SLICER_5_10["pydicom"].startswith("2.")
     assert dependencies.missingRequirements(installed=SLICER_5_10.get) == [
-        "highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2",
-        "pylibjpeg-rle>=2.0", "pyjpegls>=1.3", "pillow>=10", GDCM]
+        "highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pynrrd>=1.0", "tqdm>=4.60", "pylibjpeg>=2.0",
+        "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0", "pyjpegls>=1.3", GDCM]
+
+
+def test_the_readme_names_what_first_use_installs_on_slicer_5_12():
+    """The install paragraph of the README names every package Slicer 5.12+ misses, and what it bundles."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    paragraph = readme[readme.index("### Install"):readme.index("- **From source**")]
+    for line in ON_5_12:
+        assert f"`{Requirement(line).name}`" in paragraph.split("so only")[1], Requirement(line).name
+    for name in ("highdicom", "pydicom", "pyjpegls", "pillow"):
+        assert name in SLICER_5_12 and name in SLICER_MAIN
 
 
 @pytest.mark.parametrize(("version", "met"), [("0.26.1", False), ("0.27.0", True), ("0.28.2", True),

@@ -12,6 +12,11 @@ Report state lives on the segmentation node (attributes), so it follows the
 report and is saved with the scene: ``draft`` -> ``saved`` -> ``completed``
 (verified, locked) -> ``amending`` -> ``saved``/``completed`` again, the
 amended SR naming the SR it replaces as predecessor.
+
+:mod:`QuantReportLib.report` and :mod:`QuantReportLib.measurements` (which
+need highdicom and pynrrd) are imported by the methods that use them, so that
+the Slicer module and its DICOM plugins import, and can ask to install those
+packages, on a Slicer that lacks them (Slicer 5.10 bundles no highdicom).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import measurements, provenance, report
+from .. import provenance
 from ..database import DicomDatabase
 from ..errors import GeometryError, InvalidInputError, NotFoundError
 from ..model import Volume
@@ -91,6 +96,8 @@ class ReportLogic:
 
     def computeMeasurements(self, segmentationNode: Any, volumeNode: Any, tableNode: Any = None) -> Any:
         """Measure every segment on the volume's DICOM series; returns the (new or given) table node."""
+        from .. import measurements
+
         volume, segmentation = self.reportInputs(volumeNode, segmentationNode)
         table = measurements.computeMeasurements(volume, segmentation)
         return nodes.tableNodeFromMeasurementTable(self.scene, table, tableNode)
@@ -107,6 +114,8 @@ class ReportLogic:
         report saved again after :meth:`amendReport` names the SR it replaces
         as predecessor and keeps segment numbers and tracking UIDs.
         """
+        from .. import report
+
         if volumeNode is None and segmentationNode is not None:
             volumeNode = segmentationNode.GetNodeReference(
                 segmentationNode.GetReferenceImageGeometryReferenceRole())
@@ -156,6 +165,8 @@ class ReportLogic:
         (a SEG has no table; an SR whose SEG is not found has no segments).
         A completed SR loads as a completed (locked) report.
         """
+        from .. import report
+
         loaded = report.loadReport(source, self.database)
         volumeNode = self._volumeNodeFor(loaded.volume) if loaded.volume is not None else None
         segmentationNode = None
@@ -181,6 +192,8 @@ class ReportLogic:
 
     def exportCsv(self, segmentationNode: Any, volumeNode: Any, path: str) -> None:
         """Write the measurements as CSV (the ``quantreport measure`` format), recomputed so they are current."""
+        from .. import measurements
+
         volume, segmentation = self.reportInputs(volumeNode, segmentationNode)
         measurements.writeTable(measurements.computeMeasurements(volume, segmentation), path)
 
@@ -212,6 +225,8 @@ class ReportLogic:
     # -- helpers -----------------------------------------------------------------------------------------
 
     def _volume(self, seriesInstanceUid: str) -> Volume:
+        from .. import report
+
         if seriesInstanceUid not in self._volumes:
             self._volumes[seriesInstanceUid] = report.loadSeriesFromDatabase(self.database, seriesInstanceUid)
         return self._volumes[seriesInstanceUid]
