@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from packaging.requirements import Requirement
 from conftest import sharedData as _data
+from packaging.requirements import Requirement
 from QuantReportLib import dependencies, examine, provenance
 from QuantReportLib.dicomio import identity
 from QuantReportLib.errors import InvalidInputError
