@@ -224,9 +224,9 @@ def test_older_slicer_confirms_then_installs_and_asks_for_a_restart_when_pydicom
     with pytest.raises(dependencies.MissingDependencyError, match="restart 3D Slicer"):
         dependencies.ensureRequirements(host, installed=lambda name: host.installed.get(name))
     assert host.calls == [("confirm", "QuantReport"),
-                          ("pipInstall", ("highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pylibjpeg>=2.0",
-                                          "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0", "pyjpegls>=1.3",
-                                          "pillow>=10", GDCM))]
+                          ("pipInstall", ("highdicom>=0.27,<0.29", "pydicom>=3.0.1,<4", "pynrrd>=1.0", "tqdm>=4.60",
+                                          "pylibjpeg>=2.0", "pylibjpeg-openjpeg>=2.2", "pylibjpeg-rle>=2.0",
+                                          "pyjpegls>=1.3", GDCM))]
 
 
 def test_older_slicer_declined_offline_or_testing_installs_nothing():
