@@ -152,3 +152,19 @@ def test_options_slicer_cannot_fully_read_say_so(volume, tmp_path):
     # DICOMTID1500Plugin.createLoadableAndAddReferences follows evidence of Segmentation Storage only.
     assert saved.warnings == (slicerreaders.LABELMAP_SEG_WARNING,)
     assert not report.saveReport(volume, segmentation, out_dir=tmp_path / "default").warnings
+
+
+def test_an_empty_probability_map_is_left_out_of_a_fractional_seg_too(volume, tmp_path):
+    shape = volume.geometry.shape
+    probability = np.zeros(shape, dtype=np.uint8)
+    probability[20:30, 300:330, 330:370] = 200
+    probability[20:30, 300:305, 330:335] = 60  # below half: not in the mask, but frames are written for it
+    segments = [Segment(1, "Nothing", TISSUE), Segment(2, "Nodule", NODULE)]
+    segmentation = Segmentation.fromFractions([np.zeros(shape, dtype=np.uint8), probability], volume.geometry,
+                                              segments, "PROBABILITY")
+    saved = report.saveReport(volume, segmentation, out_dir=tmp_path)
+    seg_dataset = pydicom.dcmread(saved.seg_path)
+    assert seg_dataset.SegmentationType == "FRACTIONAL"
+    assert [(int(item.SegmentNumber), item.SegmentLabel) for item in seg_dataset.SegmentSequence] == [(1, "Nodule")]
+    assert np.array_equal(saved.segmentation.fractions.values[1], probability)
+    assert [s.label for s in saved.omitted] == ["Nothing"]

@@ -32,6 +32,8 @@ bundles:
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from .model import Segment, Segmentation
@@ -53,19 +55,27 @@ def withoutEmptySegments(segmentation: Segmentation) -> tuple[Segmentation, tupl
     C.8.20.2.3); tracking identifiers and UIDs, which tie a segment to its
     measurement group across reports, are kept.
     """
-    counts = segmentation.voxelCounts()
-    empty = tuple(segment for segment in segmentation.segments if counts[segment.number] == 0)
+    fractions = segmentation.fractions
+    if fractions is None:
+        counts = segmentation.voxelCounts()
+        has_voxels = {number: counts[number] > 0 for number in counts}
+    else:  # a FRACTIONAL SEG has frames wherever a value is not 0
+        has_voxels = {number: bool(values.any()) for number, values in fractions.values.items()}
+    empty = tuple(segment for segment in segmentation.segments if not has_voxels[segment.number])
     if not empty:
         return segmentation, ()
     kept = sorted(((segment, placement) for segment, placement in zip(segmentation.segments, segmentation.placement,
-                                                                       strict=True) if counts[segment.number]),
+                                                                       strict=True) if has_voxels[segment.number]),
                   key=lambda pair: pair[0].number)
     segments = tuple(segment.replace(number=number) for number, (segment, _) in enumerate(kept, 1))
     layers_used = sorted({layer for _, (layer, _) in kept})
     new_index = {old: new for new, old in enumerate(layers_used)}
     layers = tuple(segmentation.layers[old] for old in layers_used) or (np.zeros_like(segmentation.layers[0]),)
     placement = tuple((new_index[layer], value) for _, (layer, value) in kept)
-    return Segmentation(segmentation.geometry, segments, layers, placement), empty
+    if fractions is not None:
+        fractions = dataclasses.replace(fractions, values={
+            number: fractions.values[segment.number] for number, (segment, _) in enumerate(kept, 1)})
+    return Segmentation(segmentation.geometry, segments, layers, placement, fractions), empty
 
 
 def slicerSegmentOrder(segmentation: Segmentation) -> list[int]:
