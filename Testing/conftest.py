@@ -96,3 +96,42 @@ def lidc_nodule_labelmap(tmp_path, lidc_dir) -> Path:
     path = tmp_path / "nodule-label.nrrd"
     writeLabelmapNrrd(loaded.segmentation.labelmap(), volume.geometry, path)
     return path
+
+
+# -- Orthanc, started by the tests (Testing/orthanc.py) ------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def orthanc_servers(tmp_path_factory):
+    """Two Orthancs for the whole session: ``open`` (no authentication, DICOM enabled, a Lua filter that
+    discards Raw Data Storage) and ``auth`` (HTTP basic, user ``alice``); stopped by PID at the end."""
+    import orthanc
+
+    require(orthanc.orthancInstalled(), "Orthanc is not installed (Debian package orthanc)")
+    require(orthanc.dicomWebPlugin() is not None, "the Orthanc DICOMweb plugin is not installed (orthanc-dicomweb)")
+    folder = tmp_path_factory.mktemp("orthanc")
+    servers = {}
+    try:
+        servers["open"] = orthanc.startOrthanc(folder / "open", "QR-TEST", luaFilter=True)
+        servers["auth"] = orthanc.startOrthanc(folder / "auth", "QR-AUTH", users={"alice": "wonderland-7"},
+                                               dicom=False)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+@pytest.fixture
+def orthanc(orthanc_servers):
+    """The unauthenticated Orthanc, emptied for this test."""
+    server = orthanc_servers["open"]
+    server.clear()
+    return server
+
+
+@pytest.fixture
+def orthanc_auth(orthanc_servers):
+    """The Orthanc with HTTP basic authentication (alice / wonderland-7), emptied for this test."""
+    server = orthanc_servers["auth"]
+    server.clear()
+    return server

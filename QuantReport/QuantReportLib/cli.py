@@ -1,4 +1,5 @@
-"""The ``quantreport`` command line: import, list, segment, measure, export, batch, load, check, demo.
+"""The ``quantreport`` command line: import, list, segment, measure, export, batch, load, check, demo,
+pull, push, query.
 
 Every sub-command works on files and on the embedded DICOM database (the
 CTK/Slicer schema, so a Slicer DICOM database folder works too).  Exit status
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import InvalidInputError, QuantReportError
+from .pacs.commands import addCommands, addPushOption, pushExported
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 1
@@ -212,7 +214,7 @@ def cmdExport(args: argparse.Namespace) -> int:
     note = _labelmapNote(saved)
     if note:
         print(note, file=sys.stderr)
-    return 0
+    return pushExported(args, [str(saved.seg_path), str(saved.sr_path)])
 
 
 def cmdLoad(args: argparse.Namespace) -> int:
@@ -459,6 +461,7 @@ def buildParser() -> argparse.ArgumentParser:
                    help="write segments without voxels too (left out by default: 3D Slicer's SEG reader "
                         "misplaces the other segments' names then)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: inside the database folder)")
+    addPushOption(p)
     p.set_defaults(run=cmdExport)
 
     p = commands.add_parser("load", help="load a SEG or SR (file or UID) and print or write its content")
@@ -496,6 +499,8 @@ def buildParser() -> argparse.ArgumentParser:
                    help="work folder for the demo's database and outputs (default ./quantreport-demo)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=cmdDemo)
+
+    addCommands(commands)  # pull, push, query: PACS and DICOMweb servers
     return parser
 
 

@@ -76,3 +76,10 @@ def malformedInput(source: str | os.PathLike, what: str) -> Iterator[None]:
     except (*_MALFORMED_CONTENT_ERRORS, InvalidDicomError, BytesLengthException) as error:
         detail = " ".join(str(error).split())[:300]
         raise InvalidInputError(f"malformed {what}: {type(error).__name__}: {detail}", source=source) from error
+
+
+class ServerError(QuantReportError):
+    """A PACS or DICOMweb server cannot be reached, refuses us, or answers what QuantReport cannot use.
+
+    ``source`` is the server as the user named it (without credentials).
+    """
