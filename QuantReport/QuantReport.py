@@ -12,6 +12,7 @@ import os
 import qt
 import slicer
 import vtk
+from QuantReportLib.dependencies import PACS_REQUIREMENTS_PATH
 from QuantReportLib.errors import QuantReportError
 from QuantReportLib.inslicer.host import SlicerReportLogic, ensureDependencies
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
@@ -31,6 +32,9 @@ SEGMENT_EDITOR_NODE_TAG = "QuantReport"
 MEASUREMENT_DELAY_MS = 500
 SETTINGS_READER = "QuantReport/ReaderName"
 SETTINGS_TIME_POINT = "QuantReport/TimePoint"
+SETTINGS_PACS_URL = "QuantReport/PACS/URL"
+SETTINGS_PACS_USER = "QuantReport/PACS/User"
+SETTINGS_PUSH_ON_SAVE = "QuantReport/PACS/PushOnSave"
 
 
 class QuantReport(ScriptedLoadableModule):
@@ -84,6 +88,7 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._segmentEditorNode = None
         self._observedSegmentation = None
         self._dependenciesChecked = False
+        self._pacsPassword = ""  # when no keyring keeps it: for this session only
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -121,6 +126,12 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.exportCsvButton.connect("clicked(bool)", self.onExportCsv)
         self.ui.readerLineEdit.connect("editingFinished()", self._rememberMetadata)
         self.ui.timePointLineEdit.connect("editingFinished()", self._rememberMetadata)
+        self.ui.pacsUrlLineEdit.connect("editingFinished()", self._rememberPacsServer)
+        self.ui.pacsUserLineEdit.connect("editingFinished()", self._rememberPacsServer)
+        self.ui.pacsPasswordLineEdit.connect("editingFinished()", self._rememberPacsPassword)
+        self.ui.pushOnSaveCheckBox.connect("toggled(bool)", self._rememberPacsServer)
+        self.ui.pushReportButton.connect("clicked(bool)", self.onPushReport)
+        self._restorePacsServer()
 
         self.initializeParameterNode()
         self.onRefreshSeries()
@@ -213,6 +224,32 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = qt.QSettings()
         settings.setValue(SETTINGS_READER, self._parameterNode.readerName)
         settings.setValue(SETTINGS_TIME_POINT, self._parameterNode.timePoint)
+
+    # -- PACS server: URL and user in Slicer's settings, the password in the system keyring -----------
+
+    def _restorePacsServer(self) -> None:
+        from QuantReportLib.pacs.urls import storedPassword
+
+        self.ui.pacsUrlLineEdit.text = slicer.util.settingsValue(SETTINGS_PACS_URL, "")
+        self.ui.pacsUserLineEdit.text = slicer.util.settingsValue(SETTINGS_PACS_USER, "")
+        self.ui.pushOnSaveCheckBox.checked = slicer.util.settingsValue(SETTINGS_PUSH_ON_SAVE, False,
+                                                                       converter=slicer.util.toBool)
+        url, user = self.ui.pacsUrlLineEdit.text.strip(), self.ui.pacsUserLineEdit.text.strip()
+        self.ui.pacsPasswordLineEdit.text = (storedPassword(url, user) or "") if url and user else ""
+
+    def _rememberPacsServer(self) -> None:
+        settings = qt.QSettings()
+        settings.setValue(SETTINGS_PACS_URL, self.ui.pacsUrlLineEdit.text.strip())
+        settings.setValue(SETTINGS_PACS_USER, self.ui.pacsUserLineEdit.text.strip())
+        settings.setValue(SETTINGS_PUSH_ON_SAVE, self.ui.pushOnSaveCheckBox.checked)
+
+    def _rememberPacsPassword(self) -> None:
+        from QuantReportLib.pacs.urls import storePassword
+
+        url, user = self.ui.pacsUrlLineEdit.text.strip(), self.ui.pacsUserLineEdit.text.strip()
+        password = self.ui.pacsPasswordLineEdit.text
+        if not (url and user and storePassword(url, user, password)):
+            self._pacsPassword = password  # never written to Slicer's settings (a plain-text file)
 
     # -- segment changes: provenance and live measurements ------------------------------------------
 
@@ -319,12 +356,41 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._rememberMetadata()
         self.ui.statusLabel.text = _("Saving the report...")
         slicer.app.processEvents()
+        saved = False
         with slicer.util.tryWithErrorDisplay(_("Failed to save the report."), waitCursor=True):
             segUid, srUid = self.logic.saveReport(parameters.inputVolume, parameters.segmentation,
                                                   readerName=parameters.readerName or None,
                                                   timePoint=parameters.timePoint or None, complete=complete)
             self.ui.statusLabel.text = _("Saved: SEG {seg}, SR {sr}").format(seg=segUid, sr=srUid)
+            saved = True
         self._updateReportState()
+        if saved and self.ui.pushOnSaveCheckBox.checked and self.ui.pacsUrlLineEdit.text.strip():
+            self.onPushReport()
+
+    def onPushReport(self) -> None:
+        """Store the report's saved SEG and SR on the configured server; the outcome goes to the status line."""
+        parameters = self._parameterNode
+        url = self.ui.pacsUrlLineEdit.text.strip()
+        if not url or not parameters or not parameters.segmentation:
+            self.ui.statusLabel.text = _("Set a server under PACS server, and save the report first.")
+            return
+        try:
+            ensureDependencies("QuantReport PACS", PACS_REQUIREMENTS_PATH)
+        except QuantReportError as error:
+            self.ui.statusLabel.text = _("Python packages missing: {error}").format(error=error)
+            return
+        user = self.ui.pacsUserLineEdit.text.strip()
+        password = self.ui.pacsPasswordLineEdit.text or self._pacsPassword
+        self.ui.statusLabel.text = _("Pushing the report to {server}...").format(server=url)
+        slicer.app.processEvents()
+        with slicer.util.tryWithErrorDisplay(_("Failed to push the report."), waitCursor=True):
+            result = self.logic.pushReport(parameters.segmentation, url, user=user or None,
+                                           password=password if user else None)
+            text = _("Pushed to {server}: {stored} stored, {present} already there, {failed} failed.").format(
+                server=url, stored=result.stored, present=result.already_present, failed=len(result.failed))
+            for failure in result.failed:
+                text += "\n" + _("{file}: {reason}").format(file=os.path.basename(failure.path), reason=failure.reason)
+            self.ui.statusLabel.text = text
 
     def onAmendReport(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to amend the report.")):
@@ -365,6 +431,7 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.completeReportButton.enabled = ready and not completed
         self.ui.amendReportButton.enabled = ready and completed
         self.ui.exportCsvButton.enabled = bool(ready and parameters.tableNode)
+        self.ui.pushReportButton.enabled = ready and state in ("saved", "completed")
         self.ui.segmentEditorWidget.setReadOnly(completed)
         self.ui.reportStatusLabel.text = {
             "draft": _("Draft (not saved)"),

@@ -37,6 +37,8 @@ from .errors import QuantReportError
 MINIMUM_SLICER_VERSION = (5, 10)
 REQUIREMENTS_PATH = Path(__file__).resolve().parents[1] / "Resources" / "requirements.txt"
 """``QuantReport/Resources/requirements.txt`` beside this package, in the source tree and in the installed module."""
+PACS_REQUIREMENTS_PATH = REQUIREMENTS_PATH.with_name("pacs-requirements.txt")
+"""The clients the panel's push to a PACS needs, checked only when a report is pushed."""
 
 
 class MissingDependencyError(QuantReportError):

@@ -9,12 +9,13 @@ on ``slicer.app``, ``slicer.packaging`` and ``slicer.util``;
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import slicer
 
 from ..database import DicomDatabase
-from ..dependencies import ensureRequirements
+from ..dependencies import REQUIREMENTS_PATH, ensureRequirements
 from ..errors import NotFoundError
 from .database import SlicerDicomDatabase
 from .logic import ReportLogic
@@ -48,9 +49,13 @@ class SlicerPackageHost:
         slicer.util.pip_install(requirements)
 
 
-def ensureDependencies(requester: str = "QuantReport") -> None:
-    """Install missing Python packages after asking the user; raises ``MissingDependencyError`` otherwise."""
-    ensureRequirements(SlicerPackageHost(), requester)
+def ensureDependencies(requester: str = "QuantReport", requirementsPath: str | os.PathLike = REQUIREMENTS_PATH) -> None:
+    """Install missing Python packages after asking the user; raises ``MissingDependencyError`` otherwise.
+
+    ``requirementsPath``: ``Resources/requirements.txt`` (what every use needs) or
+    ``Resources/pacs-requirements.txt`` (what pushing to a server needs).
+    """
+    ensureRequirements(SlicerPackageHost(), requester, requirementsPath)
 
 
 class SlicerReportLogic(ReportLogic):

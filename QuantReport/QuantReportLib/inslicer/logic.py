@@ -190,6 +190,36 @@ class ReportLogic:
             tableNode = nodes.tableNodeFromMeasurementTable(self.scene, loaded.table)
         return segmentationNode, tableNode
 
+    def pushReport(self, segmentationNode: Any, url: str, user: str | None = None, password: str | None = None,
+                   token: str | None = None, aeTitle: str | None = None) -> Any:
+        """Store the saved SEG and SR of a report on a server (DICOMweb or ``dimse://``); a ``PushResult``.
+
+        What the server already has is not sent again, so pushing after every
+        save sends only new files.
+
+        Raises
+        ------
+        InvalidInputError
+            The report has not been saved, or the URL is malformed.
+        ServerError
+            The server cannot be reached or refuses the credentials.
+        """
+        from ..pacs import connect
+        from ..pacs.transfer import push
+        from ..pacs.urls import Credentials
+
+        uids = [segmentationNode.GetAttribute(name) if segmentationNode is not None else None
+                for name in (SEG_UID_ATTRIBUTE, SR_UID_ATTRIBUTE)]
+        paths = [self.database.fileForInstance(uid) for uid in uids if uid]
+        if not paths or not all(paths):
+            raise InvalidInputError("save the report before pushing it", "QuantReport")
+        connection = connect(url, Credentials(user=user or None, password=password or None, token=token or None),
+                             aeTitle=aeTitle)
+        try:
+            return push(connection, paths)
+        finally:
+            connection.close()
+
     def exportCsv(self, segmentationNode: Any, volumeNode: Any, path: str) -> None:
         """Write the measurements as CSV (the ``quantreport measure`` format), recomputed so they are current."""
         from .. import measurements
