@@ -7,6 +7,7 @@ they print one ``error: <server>: <problem>`` line and exit 2 on failure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
@@ -117,12 +118,8 @@ def cmdPush(args: argparse.Namespace) -> int:
     from ..cli import _openDatabase
     from .transfer import resolvePushSources
 
-    database = _openDatabase(args.db, create=False) if args.db else None
-    try:
+    with _openDatabase(args.db, create=False) if args.db else contextlib.nullcontext() as database:
         paths = resolvePushSources(args.sources, database)
-    finally:
-        if database is not None:
-            database.close()
     return pushFiles(args.url, [str(path) for path in paths], args)
 
 

@@ -22,7 +22,16 @@ from pydicom.errors import InvalidDicomError
 
 from ..database import SeriesSummary
 from ..errors import ServerError
-from .transfer import InstanceSink, LocalInstance, RemoteInstance, runConcurrently
+from .transfer import (
+    INSTANCE_KEYS,
+    SERIES_KEYS,
+    InstanceSink,
+    LocalInstance,
+    RemoteInstance,
+    instanceFromAnswer,
+    runConcurrently,
+    seriesFromAnswer,
+)
 from .urls import Credentials, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -53,9 +62,6 @@ FAILURE_REASONS = {
 _CONTENT_ERRORS = (InvalidDicomError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError,
                    AttributeError, OverflowError, NotImplementedError, RecursionError)
 
-# QIDO-RS attribute tags (PS3.18 6.7.1.2): series-level fields asked for and read back.
-_SERIES_FIELDS = ["00100020", "00100010", "00080020", "0020000D", "0020000E", "00200011", "00080060", "0008103E",
-                  "00201209"]
 
 
 def serverError(error: BaseException, server: str, doing: str) -> ServerError:
@@ -98,9 +104,18 @@ def _innermost(error: BaseException) -> str:
     return " ".join(str(seen).split())[:200] or type(seen).__name__
 
 
-def _value(item: dict, tag: str) -> str:
-    """The first value of a DICOM JSON attribute as text (person names by their alphabetic form)."""
-    values = item.get(tag, {}).get("Value") or [""]
+def _tags(keywords: Sequence[str]) -> list[str]:
+    """QIDO-RS ``includefield`` values (PS3.18 8.3.4.3): tags as eight hexadecimal digits."""
+    from pydicom.datadict import tag_for_keyword
+
+    return [f"{tag_for_keyword(keyword):08X}" for keyword in keywords]
+
+
+def _value(item: dict, keyword: str) -> str:
+    """The first value of an attribute of a DICOM JSON answer as text (person names by their alphabetic form)."""
+    from pydicom.datadict import tag_for_keyword
+
+    values = item.get(f"{tag_for_keyword(keyword):08X}", {}).get("Value") or [""]
     first = values[0]
     if isinstance(first, dict):
         first = first.get("Alphabetic", "")
@@ -187,34 +202,15 @@ class DicomWebConnection:
         filters = {key: value for key, value in (("PatientID", patientId), ("SeriesInstanceUID", seriesUid),
                                                  ("Modality", modality)) if value}
         found = self._search("searching for series", lambda client: client.search_for_series(
-            study_instance_uid=studyUid, search_filters=filters, fields=_SERIES_FIELDS, get_remaining=True))
-        summaries = []
-        for item in found:
-            number = _value(item, "00200011")
-            count = _value(item, "00201209")
-            summaries.append(SeriesSummary(
-                patient_id=_value(item, "00100020"), patient_name=_value(item, "00100010"),
-                study_instance_uid=_value(item, "0020000D") or (studyUid or ""), study_date=_value(item, "00080020"),
-                series_instance_uid=_value(item, "0020000E"),
-                series_number=int(number) if number.lstrip("-").isdigit() else None,
-                modality=_value(item, "00080060"), series_description=_value(item, "0008103E"),
-                instances=int(count) if count.isdigit() else 0))
-        return summaries
+            study_instance_uid=studyUid, search_filters=filters, fields=_tags(SERIES_KEYS), get_remaining=True))
+        return [seriesFromAnswer(functools.partial(_value, item), studyUid) for item in found]
 
     def findInstances(self, studyUid: str, seriesUid: str) -> list[RemoteInstance]:
         found = self._search(f"searching for the instances of series {seriesUid}",
                              lambda client: client.search_for_instances(
                                  study_instance_uid=studyUid, series_instance_uid=seriesUid,
-                                 fields=["00080016", "00280010"], get_remaining=True))
-        instances = []
-        for item in found:
-            rows = _value(item, "00280010")
-            instances.append(RemoteInstance(
-                study_instance_uid=_value(item, "0020000D") or studyUid,
-                series_instance_uid=_value(item, "0020000E") or seriesUid,
-                sop_instance_uid=_value(item, "00080018"), sop_class_uid=_value(item, "00080016"),
-                rows=int(rows) if rows.isdigit() else None))
-        return instances
+                                 fields=_tags(INSTANCE_KEYS), get_remaining=True))
+        return [instanceFromAnswer(functools.partial(_value, item), studyUid, seriesUid) for item in found]
 
     # -- retrieve ----------------------------------------------------------------------------------------
 

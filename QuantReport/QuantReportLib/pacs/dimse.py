@@ -21,7 +21,16 @@ from typing import Any
 
 from ..database import SeriesSummary
 from ..errors import ServerError
-from .transfer import InstanceSink, LocalInstance, RemoteInstance, runConcurrently
+from .transfer import (
+    INSTANCE_KEYS,
+    SERIES_KEYS,
+    InstanceSink,
+    LocalInstance,
+    RemoteInstance,
+    instanceFromAnswer,
+    runConcurrently,
+    seriesFromAnswer,
+)
 from .urls import DEFAULT_AE_TITLE, ServerAddress
 
 logger = logging.getLogger(__name__)
@@ -128,41 +137,23 @@ class DimseConnection:
 
         query = Dataset()
         query.QueryRetrieveLevel = "SERIES"
-        for keyword, value in (("PatientID", patientId), ("PatientName", None), ("StudyInstanceUID", studyUid),
-                               ("StudyDate", None), ("SeriesInstanceUID", seriesUid), ("SeriesNumber", None),
-                               ("Modality", modality), ("SeriesDescription", None),
-                               ("NumberOfSeriesRelatedInstances", None)):
-            setattr(query, keyword, value or "")
-        summaries = []
-        for found in self._find(query, "searching for series"):
-            number = _text(found, "SeriesNumber")
-            count = _text(found, "NumberOfSeriesRelatedInstances")
-            summaries.append(SeriesSummary(
-                patient_id=_text(found, "PatientID"), patient_name=_text(found, "PatientName"),
-                study_instance_uid=_text(found, "StudyInstanceUID"), study_date=_text(found, "StudyDate"),
-                series_instance_uid=_text(found, "SeriesInstanceUID"),
-                series_number=int(number) if number.lstrip("-").isdigit() else None,
-                modality=_text(found, "Modality"), series_description=_text(found, "SeriesDescription"),
-                instances=int(count) if count.isdigit() else 0))
-        return summaries
+        matching = {"PatientID": patientId, "StudyInstanceUID": studyUid, "SeriesInstanceUID": seriesUid,
+                    "Modality": modality}
+        for keyword in SERIES_KEYS:
+            setattr(query, keyword, matching.get(keyword) or None)  # empty: a return key (PS3.4 C.2.2.1.2)
+        return [seriesFromAnswer(functools.partial(_text, found), studyUid)
+                for found in self._find(query, "searching for series")]
 
     def findInstances(self, studyUid: str, seriesUid: str) -> list[RemoteInstance]:
         from pydicom import Dataset
 
         query = Dataset()
         query.QueryRetrieveLevel = "IMAGE"
+        for keyword in INSTANCE_KEYS:
+            setattr(query, keyword, None)
         query.StudyInstanceUID, query.SeriesInstanceUID = studyUid, seriesUid
-        query.SOPInstanceUID = query.SOPClassUID = ""
-        query.Rows = None  # asked for: empty (PS3.4 C.2.2.1.1)
-        instances = []
-        for found in self._find(query, f"searching for the instances of series {seriesUid}"):
-            rows = _text(found, "Rows")
-            instances.append(RemoteInstance(
-                study_instance_uid=_text(found, "StudyInstanceUID") or studyUid,
-                series_instance_uid=_text(found, "SeriesInstanceUID") or seriesUid,
-                sop_instance_uid=_text(found, "SOPInstanceUID"), sop_class_uid=_text(found, "SOPClassUID"),
-                rows=int(rows) if rows.isdigit() else None))
-        return instances
+        return [instanceFromAnswer(functools.partial(_text, found), studyUid, seriesUid)
+                for found in self._find(query, f"searching for the instances of series {seriesUid}")]
 
     # -- retrieve ------------------------------------------------------------------------------------------
 

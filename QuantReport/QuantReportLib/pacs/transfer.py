@@ -124,6 +124,33 @@ class PacsConnection(Protocol):
     def close(self) -> None: ...
 
 
+# What a series or instance query asks for and reads back (QIDO-RS fields, C-FIND return keys).
+SERIES_KEYS = ("PatientID", "PatientName", "StudyInstanceUID", "StudyDate", "SeriesInstanceUID", "SeriesNumber",
+               "Modality", "SeriesDescription", "NumberOfSeriesRelatedInstances")
+INSTANCE_KEYS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Rows")
+
+
+def seriesFromAnswer(text: Callable[[str], str], studyUid: str | None = None) -> SeriesSummary:
+    """A series as a query answered it; ``text(keyword)`` is the answer's first value as text, ``""`` if absent."""
+    number, count = text("SeriesNumber"), text("NumberOfSeriesRelatedInstances")
+    return SeriesSummary(
+        patient_id=text("PatientID"), patient_name=text("PatientName"),
+        study_instance_uid=text("StudyInstanceUID") or (studyUid or ""), study_date=text("StudyDate"),
+        series_instance_uid=text("SeriesInstanceUID"),
+        series_number=int(number) if number.lstrip("-").isdigit() else None,
+        modality=text("Modality"), series_description=text("SeriesDescription"),
+        instances=int(count) if count.isdigit() else 0)
+
+
+def instanceFromAnswer(text: Callable[[str], str], studyUid: str, seriesUid: str) -> RemoteInstance:
+    """An instance as a query answered it (UIDs as sent: :func:`selectInstances` checks them)."""
+    rows = text("Rows")
+    return RemoteInstance(study_instance_uid=text("StudyInstanceUID") or studyUid,
+                          series_instance_uid=text("SeriesInstanceUID") or seriesUid,
+                          sop_instance_uid=text("SOPInstanceUID"), sop_class_uid=text("SOPClassUID"),
+                          rows=int(rows) if rows.isdigit() else None)
+
+
 # -- pull --------------------------------------------------------------------------------------------------
 
 
