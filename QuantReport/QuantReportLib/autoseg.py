@@ -83,7 +83,8 @@ def thresholdIsland(volume: Volume, seed_lps: Sequence[float] | None = None, *, 
     editable = (values >= lower) & (values <= upper)
     if roi_radius_mm is not None:
         editable &= _withinDistance(geometry, box, seed_point, roi_radius_mm)
-    local_seed = tuple(int(c - low) for c, (low, _) in zip(seed_voxel, box, strict=True))
+    k, j, i = (int(c - low) for c, (low, _) in zip(seed_voxel, box, strict=True))
+    local_seed = (k, j, i)
     seed_in_box = all(0 <= c <= high - low for c, (low, high) in zip(local_seed, box, strict=True))
     if not seed_in_box or not editable[local_seed]:
         value = float(volume.array[seed_voxel])

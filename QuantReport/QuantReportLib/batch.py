@@ -23,7 +23,7 @@ BATCH_COLUMNS = ("series_dir", "labelmap", "out")
 BATCH_OPTIONAL_COLUMNS = ("segments", "series")
 
 
-def readJobs(path: str | os.PathLike) -> list[dict[str, str]]:
+def readJobs(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The jobs of a ``quantreport batch`` CSV file, each with its ``row`` (line number in the file).
 
     The header names the columns (:data:`BATCH_COLUMNS`, optionally
@@ -68,7 +68,7 @@ def readJobs(path: str | os.PathLike) -> list[dict[str, str]]:
     return jobs
 
 
-def runJob(job: dict[str, str], labelmap_seg: bool = False) -> dict:
+def runJob(job: dict[str, Any], labelmap_seg: bool = False) -> dict:
     """Export one ``quantreport batch`` job (measurements, SEG, SR into ``job["out"]``).
 
     Never raises: the result is ``{"row", "status": "ok", "seg", "sr", "segments", "seconds", ...}`` or

@@ -137,6 +137,7 @@ class _UcumParser:
             return
         elif character.isdigit():
             match = re.compile(r"[0-9]+").match(self.text, self.position)
+            assert match is not None  # the character is a digit
             self.position = match.end()
             # "10*" and "10^" are atoms (powers of ten) that take an exponent.
             if self._peek() in ("*", "^") and match.group() == "10":

@@ -50,7 +50,7 @@ class UnsupportedError(QuantReportError):
 # attributes, unparsable values, short buffers, unknown VRs) rather than on programming errors
 # of their callers; pydicom's own (InvalidDicomError, BytesLengthException) are added where it is
 # imported, so that importing this module stays light.
-_MALFORMED_CONTENT_ERRORS: tuple[type[BaseException], ...] = (
+_MALFORMED_CONTENT_ERRORS: tuple[type[Exception], ...] = (
     AttributeError, KeyError, IndexError, TypeError, ValueError, OverflowError, struct.error, NotImplementedError,
     EOFError, OSError, RecursionError)
 
@@ -67,13 +67,14 @@ def malformedInput(source: str | os.PathLike, what: str) -> Iterator[None]:
     """
     from pydicom.errors import BytesLengthException, InvalidDicomError
 
+    malformed: tuple[type[Exception], ...] = (*_MALFORMED_CONTENT_ERRORS, InvalidDicomError, BytesLengthException)
     try:
         yield
     except QuantReportError as error:
         if error.source is not None:
             raise
         raise type(error)(error.message, source=source) from error
-    except (*_MALFORMED_CONTENT_ERRORS, InvalidDicomError, BytesLengthException) as error:
+    except malformed as error:
         detail = " ".join(str(error).split())[:300]
         raise InvalidInputError(f"malformed {what}: {type(error).__name__}: {detail}", source=source) from error
 

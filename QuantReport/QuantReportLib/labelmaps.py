@@ -22,9 +22,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import nrrd
 import numpy as np
@@ -448,7 +448,7 @@ def _geometryFromHeader(header: Mapping[str, Any], shape: tuple[int, ...],
     matrix[:3, 3] = np.asarray(header.get("space origin", np.zeros(3)), dtype=np.float64) * to_lps
     ndim = len(shape)
     # With index_order="C" numpy axis n is NRRD axis ndim - 1 - n.
-    spatial_shape = tuple(shape[ndim - 1 - axis] for axis in reversed(spatial))
+    spatial_shape = (shape[ndim - 1 - spatial[2]], shape[ndim - 1 - spatial[1]], shape[ndim - 1 - spatial[0]])
     layer_axis = ndim - 1 - other[0] if other else None
     try:
         return Geometry(spatial_shape, matrix), layer_axis
@@ -508,7 +508,7 @@ def _segmentationFromSegNrrd(data: np.ndarray, header: Mapping[str, Any], path: 
                 label=field("Name", field("ID", "")),
                 terminology=terminologyFromSlicerString(tags.get(_TERMINOLOGY_TAG, _SLICER_SEGMENT_DEFAULT_TERMINOLOGY),
                                                        os.fspath(path)),
-                color=None if color is None else tuple(int(round(float(c) * 255)) for c in color.split()[:3]),
+                color=None if color is None else _rgb(float(c) * 255 for c in color.split()[:3]),
                 algorithm_type=tags.get(_ALGORITHM_TYPE_TAG) or "MANUAL",
                 algorithm_name=tags.get(_ALGORITHM_NAME_TAG) or None,
                 description=tags.get(_DESCRIPTION_TAG) or None,
@@ -520,17 +520,30 @@ def _segmentationFromSegNrrd(data: np.ndarray, header: Mapping[str, Any], path: 
         placement.append((layer, int(field("LabelValue", "1"))))
         index += 1
     for layer, layer_extents in extents.items():
-        if all(extent is not None for extent in layer_extents):
-            _clearOutsideExtents(layers[layer], layer_extents)
+        known = [extent for extent in layer_extents if extent is not None]
+        if len(known) == len(layer_extents):
+            _clearOutsideExtents(layers[layer], known)
     return _buildSegmentation(geometry, tuple(segments), tuple(layers), tuple(placement), path)
 
 
-def _segmentFieldReader(header: Mapping[str, Any], index: int) -> Callable[[str, str | None], str | None]:
+def _segmentFieldReader(header: Mapping[str, Any], index: int) -> Any:
+    @overload
+    def field(key: str, default: str) -> str: ...
+
+    @overload
+    def field(key: str, default: None) -> str | None: ...
+
     def field(key: str, default: str | None) -> str | None:
         value = header.get(f"Segment{index}_{key}", default)
         return None if value is None else str(value)
 
     return field
+
+
+def _rgb(values: Iterable[float]) -> tuple[int, int, int]:
+    """Three colour components rounded to integers (ValueError for another number of components)."""
+    red, green, blue = (int(round(value)) for value in values)
+    return red, green, blue
 
 
 def _clearOutsideExtents(layer: np.ndarray, extents: Sequence[tuple[int, ...]]) -> None:
@@ -574,7 +587,7 @@ def _segmentFromDcmqi(label_id: int, attributes: Mapping[str, Any], path: str | 
             number=label_id,
             label=attributes.get("SegmentLabel") or description or terminology.type.meaning,
             terminology=terminology,
-            color=None if rgb is None else tuple(int(round(c)) for c in rgb),
+            color=None if rgb is None else _rgb(rgb),
             algorithm_type=str(algorithm_type),
             algorithm_name=attributes.get("SegmentAlgorithmName") or None,
             description=description,
@@ -624,7 +637,7 @@ def _extent(mask: np.ndarray) -> tuple[int, ...]:
     """Bounding box ``(i0, i1, j0, j1, k0, k1)`` of a mask, Slicer's empty extent when it is empty."""
     if not mask.any():
         return _EMPTY_EXTENT
-    bounds = []
+    bounds: list[int] = []
     for axis in (2, 1, 0):
         other = tuple(a for a in range(3) if a != axis)
         present = np.flatnonzero(mask.any(axis=other))

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import GeometryError, InvalidInputError, NotFoundError
 
@@ -150,13 +151,13 @@ class Geometry:
     def voxel_volume_mm3(self) -> float:
         return float(abs(np.linalg.det(self.ijk_to_lps[:3, :3])))
 
-    def lpsToIjk(self, points: np.ndarray) -> np.ndarray:
+    def lpsToIjk(self, points: npt.ArrayLike) -> np.ndarray:
         """Continuous IJK indices of LPS points (``(..., 3)`` arrays)."""
         points = np.asarray(points, dtype=np.float64)
         inverse = np.linalg.inv(self.ijk_to_lps)
         return points @ inverse[:3, :3].T + inverse[:3, 3]
 
-    def ijkToLps(self, ijk: np.ndarray) -> np.ndarray:
+    def ijkToLps(self, ijk: npt.ArrayLike) -> np.ndarray:
         ijk = np.asarray(ijk, dtype=np.float64)
         return ijk @ self.ijk_to_lps[:3, :3].T + self.ijk_to_lps[:3, 3]
 
@@ -437,7 +438,7 @@ class Segmentation:
                 merged = np.zeros(self.geometry.shape, dtype=dtype)
             for k in np.flatnonzero(maxima.any(axis=1)):
                 blocks = np.flatnonzero(maxima[k])
-                box: tuple[int | slice, ...] = (k, slice(blocks[0] * block, (blocks[-1] + 1) * block))
+                box: tuple[int | slice, ...] = (int(k), slice(blocks[0] * block, (blocks[-1] + 1) * block))
                 if identity:
                     values = layer[box]
                 else:

@@ -233,6 +233,7 @@ def saveReport(
         seg_path = folder / f"SEG-{seg_dataset.SOPInstanceUID}.dcm"
         sr_path = folder / f"SR-{sr_dataset.SOPInstanceUID}.dcm"
     else:
+        assert database is not None  # checked above: an output folder or a database
         seg_path, sr_path = _storagePath(database, seg_dataset), _storagePath(database, sr_dataset)
     written: list[Path] = []
     try:

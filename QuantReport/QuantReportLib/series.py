@@ -44,6 +44,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -221,37 +222,37 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
     if not files:
         raise InvalidInputError("no files given to load as a series")
     known = headers or {}
-    headers = [known[path] if path in known else _readHeader(path) for path in files]
-    _checkOneSeries(files, headers)
-    for path, header in zip(files, headers, strict=True):
+    datasets = [known[path] if path in known else _readHeader(path) for path in files]
+    _checkOneSeries(files, datasets)
+    for path, header in zip(files, datasets, strict=True):
         checkDecodable(header, path)
-    for path, header in zip(files, headers, strict=True):  # before any per-frame work or allocation
+    for path, header in zip(files, datasets, strict=True):  # before any per-frame work or allocation
         checkPixelDataClaim(header, os.path.getsize(path), path)
-    multiFrame = [path for path, header in zip(files, headers, strict=True) if _isMultiFrame(header)]
+    multiFrame = [path for path, header in zip(files, datasets, strict=True) if _isMultiFrame(header)]
     if multiFrame and len(files) > 1:
         raise UnsupportedError(
             f"an enhanced multi-frame image must be loaded on its own, not with {len(files) - 1} other files",
             multiFrame[0])
     if multiFrame:
-        slices = _multiFrameSlices(files[0], headers[0])
+        slices = _multiFrameSlices(files[0], datasets[0])
     else:
-        slices = [_imageSlice(path, header) for path, header in zip(files, headers, strict=True)]
-    for path, header in zip(files, headers, strict=True):
+        slices = [_imageSlice(path, header) for path, header in zip(files, datasets, strict=True)]
+    for path, header in zip(files, datasets, strict=True):
         _checkPixelFormat(path, header)
 
     order, matrix, warnings = _stackGeometry(slices)
     slices = [slices[index] for index in order]
     if not multiFrame:
-        byPath = dict(zip(files, headers, strict=True))
-        headers = [byPath[item.path] for item in slices]
-    first = headers[0]
+        byPath = dict(zip(files, datasets, strict=True))
+        datasets = [byPath[item.path] for item in slices]
+    first = datasets[0]
     modality = str(first.get("Modality", ""))
     units, unitWarnings = _units(first, modality)
     warnings += unitWarnings
     for warning in warnings:
         logger.warning("series %s: %s", first.get("SeriesInstanceUID"), warning)
 
-    array = np.empty((len(slices), slices[0].rows, slices[0].columns), dtype=_outputDtype(slices, headers))
+    array = np.empty((len(slices), slices[0].rows, slices[0].columns), dtype=_outputDtype(slices, datasets))
     _readPixels(slices, array, order if multiFrame else None)
     frameOfReference = first.get("FrameOfReferenceUID")
     return Volume(
@@ -263,14 +264,14 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
         modality=modality,
         source_images=tuple(
             SourceImage(item.sop_class_uid, item.sop_instance_uid, item.frame, item.path) for item in slices),
-        headers=tuple(headers),
+        headers=tuple(datasets),
         units=units,
         series_description=str(first.get("SeriesDescription", "")),
         warnings=tuple(warnings),
     )
 
 
-# -- headers -------------------------------------------------------------------
+# -- datasets -------------------------------------------------------------------
 
 
 def _readHeader(path: str) -> Dataset:
@@ -319,7 +320,7 @@ def _checkPixelFormat(path: str, header: Dataset) -> None:
         raise UnsupportedError("Modality LUT Sequence is not supported (only Rescale Slope/Intercept)", path)
 
 
-def _floats(value: object, count: int) -> np.ndarray | None:
+def _floats(value: Any, count: int) -> np.ndarray | None:
     """A multi-valued DS attribute as floats, or None when absent or malformed."""
     if value is None:
         return None
@@ -330,10 +331,16 @@ def _floats(value: object, count: int) -> np.ndarray | None:
     return numbers if numbers.shape == (count,) and np.all(np.isfinite(numbers)) else None
 
 
-def _number(value: object, default: float | None) -> float | None:
+def _number(value: Any) -> float | None:
+    """A DS or IS value as a float, None when absent or empty."""
     if value is None or value == "":
-        return default
+        return None
     return float(value)
+
+
+def _numberOr(value: Any, default: float) -> float:
+    number = _number(value)
+    return default if number is None else number
 
 
 def _imageSlice(path: str, header: Dataset) -> _Slice:
@@ -343,11 +350,11 @@ def _imageSlice(path: str, header: Dataset) -> _Slice:
         position=_floats(header.get("ImagePositionPatient"), 3),
         orientation=_floats(header.get("ImageOrientationPatient"), 6),
         pixel_spacing=_floats(header.get("PixelSpacing"), 2),
-        thickness=_number(header.get("SliceThickness"), None),
+        thickness=_number(header.get("SliceThickness")),
         rows=int(header.Rows),
         columns=int(header.Columns),
-        slope=_number(header.get("RescaleSlope"), 1.0),
-        intercept=_number(header.get("RescaleIntercept"), 0.0),
+        slope=_numberOr(header.get("RescaleSlope"), 1.0),
+        intercept=_numberOr(header.get("RescaleIntercept"), 0.0),
         sop_class_uid=str(header.SOPClassUID),
         sop_instance_uid=str(header.SOPInstanceUID),
     )
@@ -385,11 +392,11 @@ def _multiFrameSlices(path: str, header: Dataset) -> list[_Slice]:
             position=_floats(attribute(frame, "PlanePositionSequence", "ImagePositionPatient"), 3),
             orientation=_floats(attribute(frame, "PlaneOrientationSequence", "ImageOrientationPatient"), 6),
             pixel_spacing=_floats(attribute(frame, "PixelMeasuresSequence", "PixelSpacing"), 2),
-            thickness=_number(attribute(frame, "PixelMeasuresSequence", "SliceThickness"), None),
+            thickness=_number(attribute(frame, "PixelMeasuresSequence", "SliceThickness")),
             rows=int(header.Rows),
             columns=int(header.Columns),
-            slope=_number(attribute(frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
-            intercept=_number(attribute(frame, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
+            slope=_numberOr(attribute(frame, "PixelValueTransformationSequence", "RescaleSlope"), 1.0),
+            intercept=_numberOr(attribute(frame, "PixelValueTransformationSequence", "RescaleIntercept"), 0.0),
             sop_class_uid=str(header.SOPClassUID),
             sop_instance_uid=str(header.SOPInstanceUID),
         ))
@@ -421,15 +428,16 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
             if value is None:
                 where = "" if item.frame is None else f"frame {item.frame} "
                 raise GeometryError(f"{where}has no valid {name}, which a multi-slice series needs", item.path)
+    orientation, spacing = _checked(first.orientation), _checked(first.pixel_spacing)
     for item in slices[1:]:
-        if np.max(np.abs(item.orientation - first.orientation)) > _ORIENTATION_TOLERANCE:
-            raise GeometryError(f"{_where(item)}image orientation {list(item.orientation)} differs from "
-                                f"{list(first.orientation)} of {first.label}", item.path)
-        if np.max(np.abs(item.pixel_spacing - first.pixel_spacing)) > _PIXEL_SPACING_TOLERANCE:
-            raise GeometryError(f"{_where(item)}pixel spacing {list(item.pixel_spacing)} differs from "
-                                f"{list(first.pixel_spacing)} of {first.label}", item.path)
+        if np.max(np.abs(_checked(item.orientation) - orientation)) > _ORIENTATION_TOLERANCE:
+            raise GeometryError(f"{_where(item)}image orientation {list(_checked(item.orientation))} differs from "
+                                f"{list(orientation)} of {first.label}", item.path)
+        if np.max(np.abs(_checked(item.pixel_spacing) - spacing)) > _PIXEL_SPACING_TOLERANCE:
+            raise GeometryError(f"{_where(item)}pixel spacing {list(_checked(item.pixel_spacing))} differs from "
+                                f"{list(spacing)} of {first.label}", item.path)
 
-    row, column = _directionCosines(first)
+    row, column = _directionCosines(orientation, first)
     normal = np.cross(row, column)
     positions = np.array([item.position for item in slices])
     order = [int(index) for index in np.argsort(positions @ normal, kind="stable")]
@@ -459,15 +467,15 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
         positions - (positions[0] + np.arange(count)[:, None] * kColumn), axis=1)))
     irregular = np.flatnonzero(np.abs(steps - steps[0]) > _SPACING_TOLERANCE)
     if irregular.size:
-        index = int(irregular[0])
+        gap = int(irregular[0])
         warnings.append(
-            f"slices are not equally spaced ({steps[0]:g} mm spacing was expected, {steps[index]:g} mm was found "
-            f"between {slices[order[index]].label} and {slices[order[index + 1]].label}); loaded with the mean "
+            f"slices are not equally spaced ({steps[0]:g} mm spacing was expected, {steps[gap]:g} mm was found "
+            f"between {slices[order[gap]].label} and {slices[order[gap + 1]].label}); loaded with the mean "
             f"spacing of {along:g} mm, so slice positions are off by up to {deviation:.3g} mm")
     elif deviation > _SPACING_TOLERANCE:
         warnings.append(f"slice positions are not on a straight line; they are off by up to {deviation:.3g} mm")
 
-    rowSpacing, columnSpacing = (float(v) for v in first.pixel_spacing)
+    rowSpacing, columnSpacing = (float(v) for v in spacing)
     matrix = np.eye(4)
     matrix[:3, 0] = row * columnSpacing
     matrix[:3, 1] = column * rowSpacing
@@ -483,7 +491,7 @@ def _singleSliceGeometry(item: _Slice) -> tuple[np.ndarray, list[str]]:
         warnings.append("no valid Image Orientation (Patient): axial orientation assumed")
         row, column = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
     else:
-        row, column = _directionCosines(item)
+        row, column = _directionCosines(item.orientation, item)
     if item.position is None:
         warnings.append("no valid Image Position (Patient): origin (0, 0, 0) assumed")
     if item.pixel_spacing is None:
@@ -498,12 +506,18 @@ def _singleSliceGeometry(item: _Slice) -> tuple[np.ndarray, list[str]]:
     return matrix, warnings
 
 
-def _directionCosines(item: _Slice) -> tuple[np.ndarray, np.ndarray]:
-    """Unit row and column direction cosines; they must be orthogonal (PS3.3 C.7.6.2.1.1)."""
-    row, column = item.orientation[:3], item.orientation[3:]
+def _checked(value: np.ndarray | None) -> np.ndarray:
+    """A slice's position, orientation or spacing that :func:`_stackGeometry` has checked is there."""
+    assert value is not None, "checked before"
+    return value
+
+
+def _directionCosines(orientation: np.ndarray, item: _Slice) -> tuple[np.ndarray, np.ndarray]:
+    """Unit row and column direction cosines of ``item``'s orientation; they must be orthogonal (PS3.3 C.7.6.2.1.1)."""
+    row, column = orientation[:3], orientation[3:]
     norms = np.linalg.norm(row), np.linalg.norm(column)
     if min(norms) < 0.99 or max(norms) > 1.01 or abs(float(row @ column)) > 1e-2:
-        raise GeometryError(f"{_where(item)}Image Orientation (Patient) {list(item.orientation)} "
+        raise GeometryError(f"{_where(item)}Image Orientation (Patient) {list(orientation)} "
                             "is not two orthogonal unit vectors", item.path)
     row, column = row / norms[0], column / norms[1]
     return row, column

@@ -267,6 +267,7 @@ class CtkIndexing:
                         raise InvalidInputError(f"SOP Instance UID {result.duplicate_files[0].sop_instance_uid} is "
                                                 f"already indexed for {result.duplicate_files[0].kept_path}",
                                                 source=path)
+                    assert uid is not None, "neither skipped nor a duplicate"
                     uids.append(uid)
                 self._updateDisplayedFields(batch)
         return uids
@@ -442,8 +443,9 @@ class CtkIndexing:
         if header.problem is not None:
             result.skipped.append(SkippedFile(path, header.problem))
             return None
-        dataset = header.dataset
-        sopUID, studyUID, seriesUID = header.uids
+        dataset, uids = header.dataset, header.uids
+        assert dataset is not None and uids is not None, "a header read without problem has both"
+        sopUID, studyUID, seriesUID = uids
         target = self.storagePath(studyUID, seriesUID, sopUID) if copy else path
         row = self._db.execute("SELECT Filename FROM Images WHERE SOPInstanceUID = ?", (sopUID,)).fetchone()
         if row is not None:

@@ -28,8 +28,8 @@ import collections
 import io
 import itertools
 import struct
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableSequence, Sequence
+from typing import Any, TypeGuard, cast
 
 import pydicom
 from pydicom.charset import convert_encodings, default_encoding
@@ -102,7 +102,7 @@ def itemElements(items: Sequence[bytes], tags: Iterable[int], implicit_vr: bool,
     for raw in data_element_generator(stream, implicit_vr, little_endian, specific_tags=list(tags)):
         while stream.tell() > ends[item]:
             item += 1
-        found[item][int(raw.tag)] = raw
+        found[item][int(raw.tag)] = cast(RawDataElement, raw)  # the generator yields raw elements only
     return found
 
 
@@ -122,7 +122,7 @@ def itemCharacterSets(dataset: pydicom.Dataset) -> str | list[str]:
     return declared if nested == inherited else nested
 
 
-def encodedSequence(element: DataElement, encoding: tuple[bool, bool], character_sets: str | list[str]
+def encodedSequence(element: DataElement, encoding: tuple[bool, bool], character_sets: str | Sequence[str]
                     ) -> RawDataElement:
     """A sequence element encoded by pydicom (``write_sequence``), as a raw element pydicom writes as it is.
 
@@ -131,7 +131,7 @@ def encodedSequence(element: DataElement, encoding: tuple[bool, bool], character
     """
     buffer = DicomBytesIO()
     buffer.is_implicit_VR, buffer.is_little_endian = encoding
-    write_sequence(buffer, element, character_sets)
+    write_sequence(buffer, element, [character_sets] if isinstance(character_sets, str) else list(character_sets))
     value = buffer.getvalue()
     length = UNDEFINED_LENGTH if element.is_undefined_length else len(value)
     return RawDataElement(element.tag, "SQ", length, value, 0, *encoding)
@@ -162,9 +162,21 @@ def declareEncoded(view: pydicom.Dataset, dataset: pydicom.Dataset, encoding: tu
     return view
 
 
-def isEncoded(element: DataElement | RawDataElement) -> bool:
+def sequenceItems(element: DataElement) -> list[pydicom.Dataset]:
+    """The items of a sequence element (VR SQ), which pydicom keeps as its value."""
+    return cast("list[pydicom.Dataset]", element.value)
+
+
+def isEncoded(element: DataElement | RawDataElement) -> TypeGuard[RawDataElement]:
     """Whether ``element`` is a raw element still holding its encoded value (pydicom has not parsed it)."""
     return isinstance(element, RawDataElement) and isinstance(element.value, bytes)
+
+
+def _encodedValue(element: RawDataElement) -> bytes:
+    """The encoded value of an element :func:`isEncoded` accepts."""
+    value = element.value
+    assert isinstance(value, bytes)
+    return value
 
 
 class DecodedOnce:
@@ -182,7 +194,7 @@ class DecodedOnce:
     (``Dataset.original_character_set``).
     """
 
-    def __init__(self, characterSet: str | Sequence[str]) -> None:
+    def __init__(self, characterSet: str | MutableSequence[str]) -> None:
         self._characterSet = characterSet
         self._values: dict[tuple, Any] = {}
 
@@ -191,10 +203,10 @@ class DecodedOnce:
         if element is None:
             return None
         if isEncoded(element):
-            return self._cached(element, parse, lambda: parse(self._decoded(element).value))
-        if isinstance(element, RawDataElement):  # a value pydicom has not read (deferred)
-            element = self._decoded(element)
-        return parse(element.value)
+            raw = element
+            return self._cached(raw, parse, lambda: parse(self._decoded(raw).value))
+        decoded = self._decoded(element) if isinstance(element, RawDataElement) else element  # a deferred value
+        return parse(decoded.value)
 
     def firstValue(self, element: DataElement | RawDataElement | None, tag: int,
                    convert: Callable[[Any], Any]) -> Any:
@@ -208,18 +220,19 @@ class DecodedOnce:
         if element is None:
             return None
         if not isEncoded(element):
-            items = element.value
+            items = sequenceItems(self._decoded(element) if isinstance(element, RawDataElement) else element)
             return convert(items[0][tag].value) if items else None
+        raw = element
 
         def decode() -> Any:
-            encoding = (element.is_implicit_VR, element.is_little_endian)
-            items = itemElements(encodedItems(element.value, *encoding)[:1], {tag}, *encoding)
+            encoding = (raw.is_implicit_VR, raw.is_little_endian)
+            items = itemElements(encodedItems(_encodedValue(raw), *encoding)[:1], {tag}, *encoding)
             return convert(self._decoded(items[0][tag]).value) if items else None
 
-        return self._cached(element, (tag, convert), decode)
+        return self._cached(raw, (tag, convert), decode)
 
     def items(self, element: DataElement | RawDataElement | None, tags: Iterable[int]
-              ) -> list[Mapping[int, DataElement | RawDataElement]]:
+              ) -> Sequence[Mapping[int, DataElement | RawDataElement]]:
         """The elements ``tags`` of each item of the sequence ``element``, by tag (``[]`` without it).
 
         An encoded sequence of defined length is cut into its items' raw
@@ -231,12 +244,11 @@ class DecodedOnce:
         if isEncoded(element) and element.length != UNDEFINED_LENGTH:
             encoding = (element.is_implicit_VR, element.is_little_endian)
             try:
-                return itemElements(encodedItems(element.value, *encoding), tags, *encoding)
+                return itemElements(encodedItems(_encodedValue(element), *encoding), tags, *encoding)
             except ValueError:
                 pass  # not a sequence of items: pydicom parses it below and reports what is wrong
-        if isinstance(element, RawDataElement):
-            element = self._decoded(element)
-        return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in element.value or []]
+        decoded = self._decoded(element) if isinstance(element, RawDataElement) else element
+        return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in decoded.value or []]
 
     def _decoded(self, element: RawDataElement) -> DataElement:
         return convert_raw_data_element(element, encoding=self._characterSet)

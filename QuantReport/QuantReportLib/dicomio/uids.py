@@ -20,7 +20,7 @@ def isValidUid(value: object) -> bool:
 
 def checkUid(value: object, what: str) -> str:
     """``value`` when it is a valid UID, else :class:`InvalidInputError` naming ``what``."""
-    if not isValidUid(value):
+    if not isinstance(value, str) or not isValidUid(value):
         shown = repr(value)[:80]
         raise InvalidInputError(f"not a valid DICOM UID: {shown}", what)
     return value

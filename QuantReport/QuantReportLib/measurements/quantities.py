@@ -238,10 +238,9 @@ def withTableLabels(table: MeasurementTable) -> MeasurementTable:
         measurements = []
         for measurement in row.measurements:
             key = findKey(measurement.quantity)
-            known = QUANTITIES.get(key) if key else None
             quantity = measurement.quantity
-            if known is not None:
-                quantity = dataclasses.replace(quantity, key=key, label=known.label)
+            if key is not None:
+                quantity = dataclasses.replace(quantity, key=key, label=QUANTITIES[key].label)
             measurements.append(dataclasses.replace(measurement, quantity=quantity))
         rows.append(dataclasses.replace(row, measurements=tuple(measurements)))
     return MeasurementTable(tuple(rows))

@@ -11,6 +11,7 @@ its caller makes the plain call.
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import pydicom
@@ -19,6 +20,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_deferred_data_element
 from pydicom.filewriter import correct_ambiguous_vr
+from pydicom.tag import BaseTag
 from pydicom.valuerep import AMBIGUOUS_VR
 
 from ..dicomio.rawitems import (
@@ -29,6 +31,7 @@ from ..dicomio.rawitems import (
     fileEncoding,
     itemCharacterSets,
     itemElements,
+    sequenceItems,
 )
 from ..errors import InvalidInputError, malformedInput
 
@@ -92,10 +95,10 @@ def _itemsWithEncodedSequences(items: Sequence[Dataset], encoding: tuple[bool, b
     for item in items:
         if _SPECIFIC_CHARACTER_SET_TAG in item or not _createdInMemory(item):
             return None
-        elements: dict[int, DataElement | RawDataElement] = {}
+        elements: dict[BaseTag, DataElement | RawDataElement] = {}
         for tag, element in item.items():
             key = _encodingKey(element, item_keys)
-            if key is None:
+            if key is None or isinstance(element, RawDataElement):  # (a raw element has no key)
                 return None
             if element.VR == "SQ":
                 raw = encoded.get(key)
@@ -126,12 +129,12 @@ def _encodingKey(element: DataElement | RawDataElement, item_keys: dict[int, Has
     because highdicom builds the frames of one slice from the same position
     and source-image objects.
     """
-    if element.is_raw or element.VR in AMBIGUOUS_VR:
+    if isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
         return None
     value = element.value
     if element.VR == "SQ":
         keys = []
-        for item in value:
+        for item in sequenceItems(element):
             key = item_keys.get(id(item))
             if key is None:
                 if not _createdInMemory(item):
@@ -236,8 +239,8 @@ def _frameBytes(dataset: Dataset, name: str, indices: Sequence[int], frame_bytes
     """(index, bytes) of native frames: from the file when the pixel data was deferred, else from memory."""
     element = dataset.get_item(_PIXEL_DATA_TAG, keep_deferred=True)
     filename = getattr(dataset, "filename", None)
-    deferred = isinstance(element, RawDataElement) and element.value is None and isinstance(filename, str)
-    if deferred and len(indices) < int(dataset.get("NumberOfFrames", 1)):
+    if isinstance(element, RawDataElement) and element.value is None and isinstance(filename, str) \
+            and len(indices) < int(dataset.get("NumberOfFrames", 1)):  # deferred, and not all frames wanted
         with open(filename, "rb") as file:
             for index in indices:
                 file.seek(element.value_tell + index * frame_bytes)
@@ -310,11 +313,12 @@ class FrameGroups:
         del self._items[count:]
 
     def elements(self, tags: set[int], indices: Sequence[int] | None = None
-                 ) -> list[Mapping[int, DataElement | RawDataElement]]:
+                 ) -> Sequence[Mapping[int, DataElement | RawDataElement]]:
         """The elements ``tags`` that each item (all, or those at ``indices``) has, by tag."""
         items = self._items if indices is None else [self._items[index] for index in indices]
+        # The items are datasets exactly when they have no encoding of their own.
         if self._encoding is None:
-            return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in items]
+            return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in cast(list[Dataset], items)]
         with malformedInput(self._name, "Per-frame Functional Groups Sequence"):
-            return itemElements(items, tags, *self._encoding)
+            return itemElements(cast(list[bytes], items), tags, *self._encoding)
 

@@ -79,6 +79,7 @@ def placeFrames(dataset: Dataset, frames: Sequence[SegFrame], all_positions: np.
     cosines, pixel_spacing, measures = _segGrid(dataset, name)
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     if reference is None:
+        assert all_positions is not None, "without a reference the positions of all frames are read"
         geometry = _geometryFromFrames(all_positions, cosines, pixel_spacing, measures, (rows, columns), name)
         return geometry, _slicesAtPositions(geometry, frames, name)
 
@@ -158,9 +159,13 @@ def _slicesAtSourcePositions(geometry: Geometry, sources: np.ndarray, frames: Se
     bad = np.flatnonzero(offsets[np.arange(len(frames)), best] > _VOXEL_TOLERANCE)
     if bad.size:
         frame = frames[int(bad[0])]
-        raise GeometryError(f"frame {frame.index + 1} at {np.round(frame.position, 3).tolist()} mm is not at the "
+        raise GeometryError(f"frame {frame.index + 1} at {_positionText(frame)} mm is not at the "
                             "position of any image of the reference", name)
     return [int(k) for k in slices]
+
+
+def _positionText(frame: SegFrame) -> str:
+    return str(np.round(np.asarray(frame.position, dtype=float), 3).tolist())
 
 
 def _slicesAtPositions(geometry: Geometry, frames: Sequence[SegFrame], name: str) -> list[int]:
@@ -177,7 +182,7 @@ def _slicesAtPositions(geometry: Geometry, frames: Sequence[SegFrame], name: str
     bad = np.flatnonzero((error > _VOXEL_TOLERANCE) | (nearest < 0) | (nearest >= geometry.shape[0]))
     if bad.size:
         frame = frames[int(bad[0])]
-        raise GeometryError(f"frame {frame.index + 1} at {np.round(frame.position, 3).tolist()} mm is not on a "
+        raise GeometryError(f"frame {frame.index + 1} at {_positionText(frame)} mm is not on a "
                             "slice of the reference grid", name)
     return [int(k) for k in nearest]
 

@@ -143,11 +143,13 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
     UnsupportedError
         An unknown segmentation type or a transfer syntax without decoder.
     """
-    name = os.fspath(source) if not isinstance(source, Dataset) else None
-    # Large values (the pixel data) stay in the file until used (pydicom's deferred read), so that
-    # reading a subset of segments reads only the bytes of their frames.
-    dataset = source if isinstance(source, Dataset) else readDataset(name, deferSize=_DEFER_BYTES)
-    name = name or str(dataset.get("SOPInstanceUID", "SEG dataset"))
+    if isinstance(source, Dataset):
+        dataset, name = source, str(source.get("SOPInstanceUID", "SEG dataset"))
+    else:
+        # Large values (the pixel data) stay in the file until used (pydicom's deferred read), so that
+        # reading a subset of segments reads only the bytes of their frames.
+        name = os.fspath(source)
+        dataset = readDataset(name, deferSize=_DEFER_BYTES)
     if dataset.get("SOPClassUID") not in SEG_SOP_CLASSES:
         raise InvalidInputError(f"not a DICOM Segmentation (SOP Class {dataset.get('SOPClassUID')})", name)
     checkDecodable(dataset, name)
@@ -229,11 +231,13 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
                                         f"{maximum}", name)
             present = pixels >= 1 if maximum is None else fractionalMask(pixels, maximum)
             voxels = int(np.count_nonzero(present))
-            counts[frame.segment_number] += voxels
+            number = frame.segment_number
+            assert number is not None, "every frame but a LABELMAP's has its segment"
+            counts[number] += voxels
             if voxels:
-                layers.add(frame.segment_number, k, box, present)
+                layers.add(number, k, box, present)
             if values is not None and pixels.size:
-                layer = values.setdefault(frame.segment_number, np.zeros(geometry.shape, dtype=np.uint8))
+                layer = values.setdefault(number, np.zeros(geometry.shape, dtype=np.uint8))
                 np.maximum(layer[(k, *box)], pixels, out=layer[(k, *box)])
         result = layers.segmentation(geometry, segments)
         if values is not None and fractional_type is not None and maximum is not None:
@@ -374,7 +378,8 @@ def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
     color = None
     if "RecommendedDisplayCIELabValue" in item:
         rgb = hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in item.RecommendedDisplayCIELabValue)).to_rgb()
-        color = tuple(min(max(round(float(c)), 0), 255) for c in rgb)
+        red, green, blue = (min(max(round(float(c)), 0), 255) for c in rgb)
+        color = (red, green, blue)
     return Segment(
         number=number,
         label=str(item.get("SegmentLabel", "")),
@@ -444,7 +449,7 @@ def _frameInfo(dataset: Dataset, groups: FrameGroups, segmentation_type: str, nu
     shared_number = nested.firstValue(shared.get_item(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int)
     shared_position = nested.firstValue(shared.get_item(_PLANE_POSITION_TAG), _IMAGE_POSITION_TAG, coordinates)
     shared_references = nested.value(shared.get_item(_DERIVATION_IMAGE_TAG), referencesOf)
-    positions = [] if reference is None else None
+    positions: list[Any] | None = [] if reference is None else None
     # One pass over the items when the positions of (nearly) all frames are needed; a subset placed on
     # a reference grid needs only the segment numbers of most frames.
     first = {_SEGMENT_IDENTIFICATION_TAG}
@@ -462,7 +467,7 @@ def _frameInfo(dataset: Dataset, groups: FrameGroups, segmentation_type: str, nu
                 raise InvalidInputError(f"frame {index + 1} refers to undescribed segment {number}", name)
             segment_of[index] = number
     read = [wanted is None or number is None or number in wanted for number in segment_of]
-    located: Mapping[int, Mapping[int, Any]] | list[Mapping[int, Any]] = per_frame
+    located: Mapping[int, Mapping[int, Any]] | Sequence[Mapping[int, Any]] = per_frame
     if _PLANE_POSITION_TAG not in first:
         indices = [index for index in range(count) if read[index]]
         located = dict(zip(indices, groups.elements({_PLANE_POSITION_TAG}, indices), strict=True))

@@ -29,6 +29,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import highdicom as hd
 import numpy as np
@@ -65,7 +66,7 @@ _COPIED_TYPE2_ATTRIBUTES = (
 # highdicom 0.28 takes the Specific Character Set as an argument (without it, it
 # checks the first source image's); 0.27, which Slicer 5.12 bundles, has no such
 # argument and sets none, so createSeg also sets it on the result.
-_UTF8_ARGUMENTS = ({"specific_character_set": "ISO_IR 192"}
+_UTF8_ARGUMENTS: dict[str, Any] = ({"specific_character_set": "ISO_IR 192"}
                    if "specific_character_set" in inspect.signature(hd.base.SOPClass.__init__).parameters else {})
 
 
@@ -185,12 +186,13 @@ def createSeg(
     else:
         pixels = _segmentNumbersOfSlices(segmentation, slices)
 
+    fractional: dict[str, Any] = {} if fractions is None else {"fractional_type": fractions.type,
+                                                                "max_fractional_value": fractions.maximum}
     dataset = hd.seg.Segmentation(
         source_images=_sourceHeaders(headers, source),
         pixel_array=pixels,
         segmentation_type="LABELMAP" if labelmap else "BINARY" if fractions is None else "FRACTIONAL",
-        **({} if fractions is None else {"fractional_type": fractions.type,
-                                         "max_fractional_value": fractions.maximum}),
+        **fractional,
         segment_descriptions=[_segmentDescription(segment, algorithm_family) for segment in segments],
         series_instance_uid=series_instance_uid or hd.UID(),
         series_number=series_number,
@@ -373,6 +375,7 @@ def _segmentDescription(segment: Segment, algorithm_family: Code | None) -> hd.s
     terminology = segment.terminology
     identification = None
     if segment.algorithm_type != "MANUAL":
+        assert segment.algorithm_name, "a Segment checks that it names its algorithm"
         family = algorithm_family or DEFAULT_ALGORITHM_FAMILIES[segment.algorithm_type]
         identification = hd.AlgorithmIdentificationSequence(
             name=segment.algorithm_name, family=_codedConcept(family), version="unknown"

@@ -18,6 +18,7 @@ import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag
 from pydicom.valuerep import AMBIGUOUS_VR
 
 from ..dicomio.rawitems import (
@@ -26,6 +27,7 @@ from ..dicomio.rawitems import (
     encodedSequence,
     fileEncoding,
     itemCharacterSets,
+    sequenceItems,
 )
 from ..errors import InvalidInputError
 from ..model import Code, Measurement, Quantity
@@ -84,8 +86,8 @@ def _markEncoded(items: Sequence[Dataset]) -> None:
     for item in items:
         item.set_original_encoding(False, True, pydicom.charset.default_encoding)
         for element in item.elements():
-            if element.VR == "SQ":
-                _markEncoded(element.value)
+            if isinstance(element, DataElement) and element.VR == "SQ":  # highdicom's items hold no raw element
+                _markEncoded(sequenceItems(element))
 
 
 def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
@@ -118,7 +120,7 @@ def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
                 key = keys[id(element)] = _leafSequenceKey(element)
                 if key is not None:
                     occurrences[key] = occurrences.get(key, 0) + 1
-                if not all(writable(child) for child in element.value):
+                if not all(writable(child) for child in sequenceItems(element)):
                     return False
         return True
 
@@ -129,14 +131,14 @@ def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
 
     def viewOf(item: Dataset) -> Dataset:
         """``item`` itself when nothing below it is shared, else a copy holding the encoded sequences."""
-        elements = {}
+        elements: dict[BaseTag, DataElement | RawDataElement] = {}
         changed = False
         for tag, element in item.items():
-            if element.VR == "SQ":
+            if isinstance(element, DataElement) and element.VR == "SQ":  # writable: no raw element is left
                 key = keys[id(element)]
                 if key is None:
-                    children = [viewOf(child) for child in element.value]
-                    if any(view is not child for view, child in zip(children, element.value, strict=True)):
+                    children = [viewOf(child) for child in sequenceItems(element)]
+                    if any(view is not child for view, child in zip(children, sequenceItems(element), strict=True)):
                         element = DataElement(tag, "SQ", children, is_undefined_length=element.is_undefined_length)
                         changed = True
                 elif occurrences[key] > 1:
@@ -156,7 +158,7 @@ def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
 
 def _leafSequenceKey(element: DataElement) -> tuple | None:
     """Identity of a sequence whose items hold no sequences (codes, measured values), else ``None``."""
-    items = element.value
+    items = sequenceItems(element)
     if not items or any(nested.VR == "SQ" for item in items for nested in item.elements()):
         return None
     return element.tag, element.is_undefined_length, tuple(id(item) for item in items)
@@ -205,7 +207,7 @@ _READ_TAGS = (_RELATIONSHIP_TYPE, VALUE_TYPE, CONCEPT_NAME_CODE_SEQUENCE, _CONCE
 
 
 def contentItems(values: DecodedOnce, element: DataElement | RawDataElement | None
-                 ) -> list[Mapping[int, DataElement | RawDataElement]]:
+                 ) -> Sequence[Mapping[int, DataElement | RawDataElement]]:
     """The :data:`_READ_TAGS` elements of each content item of a sequence element, by tag (``[]`` without it)."""
     return values.items(element, _READ_TAGS)
 

@@ -72,7 +72,9 @@ def isCompanionGroup(item: Dataset) -> bool:
     return False
 
 
-def checkCompanionSegmentation(segmentation: Segmentation | None, volume: Volume, numbers: list[int]) -> None:
+def checkCompanionSegmentation(segmentation: Segmentation | None, volume: Volume, numbers: list[int]
+                               ) -> Segmentation:
+    """``segmentation`` when it holds the table's segments on the volume's grid, as the companions need."""
     if segmentation is None:
         raise InvalidInputError("OHIF companion groups need the segmentation (the long axis is measured on it)",
                                 volume.series_instance_uid)
@@ -83,6 +85,7 @@ def checkCompanionSegmentation(segmentation: Segmentation | None, volume: Volume
         if number not in known:
             raise NotFoundError(f"segment {number} of the measurement table is not in the segmentation",
                                 volume.series_instance_uid)
+    return segmentation
 
 
 def _companionUid(tracking_uid: str, kind: str) -> str:

@@ -8,6 +8,7 @@ and :func:`findingSite` build the coded content items :mod:`.write` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import overload
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -148,7 +149,14 @@ class Concepts:
                 name=self(name), value=self(code), relationship_type=hd.sr.RelationshipTypeValues.HAS_CONCEPT_MOD)
         return self._modifiers[key]
 
+    @overload
+    def __call__(self, code: Code) -> hd.sr.CodedConcept: ...
+
+    @overload
+    def __call__(self, code: None) -> None: ...
+
     def __call__(self, code: Code | None) -> hd.sr.CodedConcept | None:
+        """The concept of ``code`` (``None`` for ``None``)."""
         if code is None:
             return None
         key = (code.value, code.scheme, code.meaning)

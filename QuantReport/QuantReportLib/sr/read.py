@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import overload
 
 import highdicom as hd
 import numpy as np
@@ -61,7 +62,8 @@ DEFAULT_TYPE = Code("85756007", "SCT", "Tissue")
 _VOLUMETRIC_ROI_ITEMS = {("121191", "DCM"), ("121231", "DCM"), ("130488", "DCM")}
 _PLANAR_ROI_ITEMS = {("111030", "DCM"), ("121214", "DCM")}
 
-_GROUP_CLASSES = {
+# highdicom's classes of the three group templates (their common base is private to highdicom).
+_GROUP_CLASSES: dict[str, type[hd.sr.templates._MeasurementsAndQualitativeEvaluations]] = {
     "1411": hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations,
     "1410": hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations,
     "1501": hd.sr.MeasurementsAndQualitativeEvaluations,
@@ -290,7 +292,7 @@ def _planarRegion(roi: hd.sr.ImageRegion | hd.sr.ImageRegion3D | None) -> Planar
     return PlanarRegion(graphic_type, coordinates, str(sop.ReferencedSOPInstanceUID), tuple(int(f) for f in frames))
 
 
-def _segmentReference(group: hd.sr.MeasurementsAndQualitativeEvaluations
+def _segmentReference(group: hd.sr.templates._MeasurementsAndQualitativeEvaluations
                       ) -> tuple[SegmentReference | None, str | None]:
     """The SEG segment and source series of a TID 1411 or TID 1410 group, if it references one."""
     if isinstance(group, hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations):
@@ -299,14 +301,21 @@ def _segmentReference(group: hd.sr.MeasurementsAndQualitativeEvaluations
             return None, None
         series = reference.source_series_for_segmentation
         return (SegmentReference(str(reference.referenced_sop_instance_uid),
-                                 int(reference.referenced_segment_numbers[0])),
+                                 _firstNumber(reference.referenced_segment_numbers)),
                 None if series is None else str(series.value))
     if isinstance(group, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations):
         frame = group.referenced_segmentation_frame
         if frame is not None:
             return SegmentReference(str(frame.referenced_sop_instance_uid),
-                                    int(frame.referenced_segment_numbers[0])), None
+                                    _firstNumber(frame.referenced_segment_numbers)), None
     return None, None
+
+
+def _firstNumber(numbers: Sequence[int] | None) -> int:
+    """The segment number of a segment reference (ValueError without one: the group cannot be read)."""
+    if not numbers:
+        raise ValueError("a segment reference without Referenced Segment Number")
+    return int(numbers[0])
 
 
 def _readMeasurement(measurement: hd.sr.Measurement, group_method: Code | None) -> Measurement:
@@ -325,6 +334,14 @@ def _numericValue(item: Dataset) -> float:
     if "FloatingPointValue" in value:
         return float(value.FloatingPointValue)
     return float(value.NumericValue)
+
+
+@overload
+def _code(concept: None) -> None: ...
+
+
+@overload
+def _code(concept: object) -> Code: ...
 
 
 def _code(concept: object | None) -> Code | None:
