@@ -50,7 +50,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .dicomio.identity import HOUNSFIELD_UNIT, NO_UNITS
-from .dicomio.pixels import checkDecodable, iterFrames
+from .dicomio.pixels import checkDecodable, iterFrames, readNativeFrame
 from .dicomio.reading import checkPixelDataClaim, readDataset, readDicomHeader
 from .dicomio.walk import walkFiles
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
@@ -253,7 +253,7 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
         logger.warning("series %s: %s", first.get("SeriesInstanceUID"), warning)
 
     array = np.empty((len(slices), slices[0].rows, slices[0].columns), dtype=_outputDtype(slices, datasets))
-    _readPixels(slices, array, order if multiFrame else None)
+    _readPixels(slices, datasets, array, order if multiFrame else None)
     frameOfReference = first.get("FrameOfReferenceUID")
     return Volume(
         array=array,
@@ -557,17 +557,21 @@ def _outputDtype(slices: list[_Slice], headers: list[Dataset]) -> np.dtype:
     return np.dtype(np.int64)
 
 
-def _readPixels(slices: list[_Slice], array: np.ndarray, order: list[int] | None) -> None:
+def _readPixels(slices: list[_Slice], headers: list[Dataset], array: np.ndarray, order: list[int] | None) -> None:
     """Decode into ``array`` one slice at a time, applying each slice's rescale.
 
     ``order`` is None for single-frame images (``slices`` already sorted, one
     file each) and the frame order for a multi-frame image, whose frames are
-    decoded in file order and put in their sorted place.
+    decoded in file order and put in their sorted place.  ``headers`` are the
+    slices' headers (single-frame images): native pixel data is read from where
+    the header pass found it, without parsing each file again.
     """
     if order is None:
-        for k, item in enumerate(slices):
-            frames = iterFrames(readDataset(item.path, rawDatasets=True), item.path)
-            _store(array, k, next(frames), item)
+        for k, (item, header) in enumerate(zip(slices, headers, strict=True)):
+            pixels = readNativeFrame(header, item.path)
+            if pixels is None:
+                pixels = next(iterFrames(readDataset(item.path, rawDatasets=True), item.path))
+            _store(array, k, pixels, item)
         return
     slot = {frame: k for k, frame in enumerate(order)}
     path = slices[0].path

@@ -6,7 +6,8 @@ JPEG-LS, python-gdcm for JPEG Lossless, PS3.5 8.2 and Annex A.4); what
 pydicom 3.0 does not decode (1-bit RLE as OHIF writes it, Deflated Image
 Frame Compression) is decoded by :mod:`.framecodecs`.  :func:`checkDecodable` says before any
 decoding whether a file's transfer syntax can be decoded, naming what would
-decode it; :func:`iterFrames` decodes one frame at a time.
+decode it; :func:`iterFrames` decodes one frame at a time, and
+:func:`readNativeFrame` the frame of a single-frame image whose header was read, without parsing it again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydicom.dataset import Dataset
 
 from ..errors import InvalidInputError, UnsupportedError
 from . import framecodecs
-from .reading import readDicomHeader
+from .reading import nativePixelDataSpan, readDicomHeader
 
 
 def checkDecodable(header: Dataset, source: str | os.PathLike) -> None:
@@ -122,3 +123,44 @@ def iterFrames(source: str | os.PathLike | Dataset, name: str | os.PathLike, *, 
             raise InvalidInputError(f"cannot decode pixel data of frame {index + 1} ({error})", name) from error
         index += 1
         yield pixels
+
+
+def readNativeFrame(header: Dataset, path: str | os.PathLike) -> np.ndarray | None:
+    """The frame of a single-frame image with native pixel data, read without parsing the file again.
+
+    ``header`` is the file's header as :func:`~.reading.readHeader` read it,
+    which found where the Pixel Data value lies (:func:`~.reading.nativePixelDataSpan`);
+    those bytes are read and decoded by pydicom's decoder with the header's
+    Image Pixel attributes, as :func:`iterFrames` decodes the whole file
+    (stored values, unused high bits corrected, byte order swapped for
+    big-endian files).  None when there is no such span (encapsulated,
+    deflated or float pixel data, a multi-frame image, a header read
+    otherwise): decode with :func:`iterFrames`.
+
+    Raises
+    ------
+    InvalidInputError
+        The file is shorter than its header said, or the value does not hold the frame.
+    """
+    span = nativePixelDataSpan(header)
+    if span is None or int(header.get("NumberOfFrames", 1) or 1) != 1:
+        return None
+    offset, length = span
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            value = file.read(length)
+    except OSError as error:
+        raise InvalidInputError(f"cannot read pixel data ({error.strerror or error})", path) from None
+    if len(value) != length:
+        raise InvalidInputError(f"truncated file: pixel data needs {offset + length} bytes", path)
+    implicit, little = header.original_encoding
+    syntax = getattr(header, "file_meta", Dataset()).get("TransferSyntaxUID") or (
+        pydicom.uid.ImplicitVRLittleEndian if implicit and little
+        else pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
+    options = pydicom.pixels.as_pixel_options(header, transfer_syntax_uid=syntax, pixel_keyword="PixelData")
+    try:
+        pixels, _ = pydicom.pixels.get_decoder(syntax).as_array(value, **options)
+    except Exception as error:  # any decoder failure on foreign data
+        raise InvalidInputError(f"cannot decode pixel data of frame 1 ({error})", path) from error
+    return pixels

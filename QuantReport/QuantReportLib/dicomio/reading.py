@@ -28,6 +28,10 @@ from ..errors import InvalidInputError
 from .rawitems import UNDEFINED_LENGTH
 
 _PIXEL_DATA_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float, Double Float and (plain) Pixel Data
+_PLAIN_PIXEL_DATA_TAG = 0x7FE00010
+
+# Where readHeader keeps the (offset, length) of a file's native Pixel Data value on the header it returns.
+_NATIVE_PIXEL_DATA_SPAN = "_quantreport_native_pixel_data_span"
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
@@ -112,7 +116,9 @@ def readHeader(path: str | os.PathLike, size: int | None = None, specificTags: l
             # pydicom seeks over the values of attributes not asked for: past the end means truncated too.
             if reader.truncated or file.tell() > size:
                 raise HeaderProblem(f"truncated file: it ends inside a data element ({size} bytes)")
-            _checkPixelDataLength(file, dataset, size)
+            span = _checkPixelDataLength(file, dataset, size)
+            if span is not None:
+                setattr(dataset, _NATIVE_PIXEL_DATA_SPAN, span)
     except HeaderProblem:
         raise
     except Exception as error:
@@ -169,8 +175,11 @@ def _raiseUnreadable(error: Exception) -> None:
     raise HeaderProblem(f"unreadable DICOM: {type(error).__name__}: {detail}") from None
 
 
-def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
+def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> tuple[int, int] | None:
     """Raise :class:`HeaderProblem` when the pixel data element is longer than the rest of the file.
+
+    Returns the offset and length of the value of native (defined-length)
+    Pixel Data (7FE0,0010), so that it can be read without parsing the file again.
 
     pydicom stops before the pixel data with the file positioned at its tag;
     a defined length (native pixel data, PS3.5 section 8.1.1) must fit in the
@@ -181,19 +190,20 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
     fileMeta = getattr(dataset, "file_meta", None)
     syntax = fileMeta.get("TransferSyntaxUID") if fileMeta is not None else None
     if syntax is not None and getattr(syntax, "is_deflated", False):
-        return  # pydicom read the dataset inflated from the file, which is compressed as a whole
+        return None  # pydicom read the dataset inflated from the file, which is compressed as a whole
     position = file.tell()
     header = file.read(12)
     if not header and "Rows" in dataset and "Columns" in dataset and "PixelDataProviderURL" not in dataset:
         # An image without its pixel data (JPIP-referenced pixel data, PS3.3 C.7.6.3.1.11, has none on purpose).
         raise HeaderProblem(f"truncated file: it ends before its pixel data ({size} bytes)")
     if len(header) < 8:
-        return
+        return None
     implicit, little = dataset.original_encoding
     order = "<" if little else ">"
     group, element = struct.unpack(order + "HH", header[:4])
-    if (group << 16 | element) not in _PIXEL_DATA_TAGS:
-        return
+    tag = group << 16 | element
+    if tag not in _PIXEL_DATA_TAGS:
+        return None
     if implicit:
         headerLength, length = 8, struct.unpack(order + "I", header[4:8])[0]
     elif header[4:6] in _LONG_LENGTH_VRS and len(header) == 12:
@@ -203,6 +213,19 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> None:
     if length != UNDEFINED_LENGTH and position + headerLength + length > size:
         raise HeaderProblem(f"truncated file: pixel data needs {position + headerLength + length} bytes, "
                             f"the file has {size}")
+    if length == UNDEFINED_LENGTH or tag != _PLAIN_PIXEL_DATA_TAG:
+        return None
+    return position + headerLength, length
+
+
+def nativePixelDataSpan(header: Dataset) -> tuple[int, int] | None:
+    """Offset and length in its file of the native Pixel Data value of a header :func:`readHeader` read.
+
+    None for encapsulated, deflated, float or absent pixel data, and for
+    datasets read otherwise.  With it, the pixels of a file whose header was
+    read are read without parsing the file a second time.
+    """
+    return getattr(header, _NATIVE_PIXEL_DATA_SPAN, None)
 
 
 def readDicomHeader(path: str | os.PathLike) -> Dataset:

@@ -1,0 +1,61 @@
+"""Each command imports only what it uses (issue 15): which modules a fresh ``quantreport`` process has imported.
+
+What this checks is the set of modules in ``sys.modules`` after the command, not how long it took (timing
+is measured in benchmarks/, never asserted in tests).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import PROJECT_ROOT
+
+# The libraries a command that does not read or write pixels or DICOM has no use for.
+HEAVY = ("numpy", "pydicom", "highdicom", "nrrd", "scipy", "PIL", "requests", "dask", "nibabel", "jinja2",
+         "matplotlib", "pynetdicom", "dicomweb_client", "pyarrow", "tqdm")
+
+_PROBE = """
+import contextlib, io, json, sys
+from QuantReportLib import cli
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        cli.main(sys.argv[1:])
+    except SystemExit:
+        pass
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def _importedBy(*arguments: str) -> set[str]:
+    result = subprocess.run([sys.executable, "-c", _PROBE, *arguments], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT / "QuantReport", check=True)
+    return set(json.loads(result.stdout.splitlines()[-1]))
+
+
+def _commands() -> list[str]:
+    from QuantReportLib.cli import buildParser
+
+    parser = buildParser()
+    (subcommands,) = [action for action in parser._actions if action.choices and action.dest == "command"]
+    return sorted(subcommands.choices)
+
+
+def test_help_imports_no_heavy_library():
+    imported = _importedBy("--help")
+    assert "QuantReportLib" in imported
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_command_help_imports_no_heavy_library(command):
+    imported = _importedBy(command, "--help")
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+
+
+def test_import_uses_pydicom_but_no_writer_or_image_library(tmp_path, lidc_dir):
+    imported = _importedBy("import", str(lidc_dir), "--db", str(tmp_path / "db"), "--quiet")
+    assert "pydicom" in imported  # the probe ran the import
+    assert not imported & {"highdicom", "nrrd", "scipy", "dask", "nibabel", "jinja2", "matplotlib"}
