@@ -795,3 +795,74 @@ def test_labelmap_equals_painted_masks_and_is_read_only(case):
     with pytest.raises(ValueError, match="read-only"):
         merged[0, 0, 0] = 1
     assert segmentation.layers[0] is layer and layer.flags.writeable  # the layer itself stays writable
+
+
+# -- construction speed-up (issue 15): highdicom's IOD lookups memoized, the same dataset ---------------------
+# seg._fast.memoizeIodAttributeLookups answers highdicom's is_attribute_in_iod once per question; a SEG
+# constructed with the memo must be element for element, and written byte for byte, the SEG highdicom
+# constructs scanning the IOD tables at every call.
+
+
+# Values each construction makes anew: the clock's times and fresh UIDs.
+_FRESH = {"InstanceCreationDate", "InstanceCreationTime", "ContentDate", "ContentTime", "ContributionDateTime",
+          "DimensionOrganizationUID", "TrackingUID"}
+
+
+def _constructedPlainAndMemoized(monkeypatch, volume, segmentation, **arguments):
+    from highdicom import _standard_utils
+    from QuantReportLib.seg import write
+
+    uids = {"series_instance_uid": pydicom.uid.generate_uid(), "sop_instance_uid": pydicom.uid.generate_uid()}
+    write.memoizeIodAttributeLookups()
+    memoized = _standard_utils.is_attribute_in_iod
+    assert hasattr(memoized, "__wrapped__")
+    with monkeypatch.context() as plain:
+        plain.setattr(write, "memoizeIodAttributeLookups", lambda: None)
+        scans = []
+        plain.setattr(_standard_utils, "is_attribute_in_iod",
+                      lambda *args, **kwargs: scans.append(args) or memoized.__wrapped__(*args, **kwargs))
+        expected = seg.createSeg(volume, segmentation, **uids, **arguments)
+        assert scans, "the plain construction asks highdicom's IOD lookup"
+    assert _standard_utils.is_attribute_in_iod is memoized
+    dataset = seg.createSeg(volume, segmentation, **uids, **arguments)
+    # Values made anew (times, UIDs) are not the construction's: the memoized one gets the plain one's.
+    assert {element.keyword for element in expected.iterall()} >= _FRESH
+    for element, plainElement in zip(dataset.iterall(), expected.iterall(), strict=True):
+        if element.keyword in _FRESH and plainElement.keyword == element.keyword:
+            element.value = plainElement.value
+    return expected, dataset
+
+
+@pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian,
+                                    pydicom.uid.DeflatedExplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian],
+                         ids=["explicit", "implicit", "deflated", "big-endian"])
+@pytest.mark.parametrize("labelmap", [False, True], ids=["binary-overlapping", "labelmap"])
+def test_memoized_iod_lookups_construct_the_plain_seg(tmp_path, monkeypatch, labelmap, syntax):
+    volume = _volume("ct", "lidc-idri-0001")
+    original = _lidcSegmentation(volume, overlapping=not labelmap)
+    expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, original, labelmap=labelmap)
+    assert list(dataset.iterall()) == list(expected.iterall())
+    for each in (expected, dataset):
+        each.file_meta.TransferSyntaxUID = syntax
+    assert seg.writeSeg(dataset, tmp_path / "memoized.dcm").read_bytes() == \
+        seg.writeSeg(expected, tmp_path / "plain.dcm").read_bytes()
+
+
+@pytest.mark.parametrize("charset", ["ISO_IR 100", "ISO_IR 192", ["", "ISO 2022 IR 87"]],
+                         ids=["latin-1-source", "utf-8-source", "iso-2022-jp-source"])
+def test_memoized_iod_lookups_keep_text_and_character_sets(tmp_path, monkeypatch, charset):
+    """Source images in other character sets and non-ASCII segment labels: the same elements and bytes."""
+    volume = _volume("ct", "dcmqi-24x38x3")
+    for header in volume.headers:
+        header.SpecificCharacterSet = charset
+        header.PatientName = "Yamada^Tarou=山田^太郎" if "2022" in str(charset) else "Müller^Jörg"
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    labelmap[:, 5:20, 3:10] = 1
+    labelmap[1:, 10:30, 12:20] = 2
+    original = Segmentation.fromLabelmap(labelmap, volume.geometry, [_segment(1, "Läsion 山田"), _segment(2, "Ödem")])
+    expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, original, content_creator_name="Doe^Jörg")
+    assert list(dataset.iterall()) == list(expected.iterall())
+    assert seg.writeSeg(dataset, tmp_path / "memoized.dcm").read_bytes() == \
+        seg.writeSeg(expected, tmp_path / "plain.dcm").read_bytes()
+    read = pydicom.dcmread(tmp_path / "memoized.dcm")
+    assert [item.SegmentLabel for item in read.SegmentSequence] == ["Läsion 山田", "Ödem"]

@@ -10,6 +10,7 @@ its caller makes the plain call.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from typing import cast
 
@@ -38,6 +39,47 @@ from ..errors import InvalidInputError, malformedInput
 _PIXEL_DATA_TAG = 0x7FE00010
 _PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
 _SPECIFIC_CHARACTER_SET_TAG = 0x00080005
+
+
+# -- construction: highdicom's IOD lookups answered once -----------------------------------------------------
+
+
+def memoizeIodAttributeLookups() -> None:
+    """Have highdicom answer each "is this attribute in the IOD of that SOP class" question once per process.
+
+    Upstream limitation (highdicom 0.28): ``highdicom._standard_utils.is_attribute_in_iod``
+    scans every attribute of every module of the IOD on each call (several
+    milliseconds for the CT IOD), and ``hd.seg.Segmentation`` asks it, through
+    ``is_multiframe_image``, for every source image several times (spatial
+    metadata, plane matching, source references): about 0.6 s of a
+    200-slice case.  The answer depends only on the arguments and on the
+    tables of the standard that highdicom loads once per process, so a memo
+    gives every caller the answer the scan gives, and a SEG constructed with
+    it is element for element the one constructed without it (Testing/test_seg.py
+    compares them across transfer syntaxes and character sets).  Questions
+    the scan refuses (an unknown SOP class: ``KeyError``) are not memoized
+    and raise as before.  The memo goes when highdicom caches the lookup
+    (``functools.lru_cache`` on ``is_attribute_in_iod``, or a keyword set per IOD).
+    Idempotent; installed by :func:`~QuantReportLib.seg.write.createSeg`.
+    """
+    from highdicom import _standard_utils
+
+    scan = _standard_utils.is_attribute_in_iod
+    if hasattr(scan, "__wrapped__"):
+        return
+    answers: dict[tuple[str, str, tuple[str, ...] | None], bool] = {}
+
+    @functools.wraps(scan)
+    def isAttributeInIod(attribute: str, sop_class_uid: str, exclude_path_elements: Sequence[str] | None = None
+                         ) -> bool:
+        key = (attribute, str(sop_class_uid), None if exclude_path_elements is None else tuple(exclude_path_elements))
+        answer = answers.get(key)
+        if answer is None:
+            answer = answers[key] = (scan(attribute, sop_class_uid) if exclude_path_elements is None
+                                     else scan(attribute, sop_class_uid, exclude_path_elements))
+        return answer
+
+    _standard_utils.is_attribute_in_iod = isAttributeInIod
 
 
 # -- writing: per-frame functional groups encoded once -------------------------------------------------------

@@ -41,7 +41,7 @@ from ..dicomio.identity import DEVICE_SERIAL_NUMBER, MANUFACTURER, MANUFACTURER_
 from ..dicomio.writing import writeDataset
 from ..errors import GeometryError, InvalidInputError, UnsupportedError
 from ..model import Code, Segment, Segmentation, Volume
-from ._fast import encodedFrameGroupsView
+from ._fast import encodedFrameGroupsView, memoizeIodAttributeLookups
 from .placement import DIRECTION_TOLERANCE, imagePosition, positionOf
 
 #: Default Algorithm Family (CID 7162 "Surface Processing Algorithm Families")
@@ -188,6 +188,7 @@ def createSeg(
 
     fractional: dict[str, Any] = {} if fractions is None else {"fractional_type": fractions.type,
                                                                 "max_fractional_value": fractions.maximum}
+    memoizeIodAttributeLookups()
     dataset = hd.seg.Segmentation(
         source_images=_sourceHeaders(headers, source),
         pixel_array=pixels,
