@@ -659,3 +659,40 @@ def test_write_sr_is_byte_identical_to_plain_pydicom(tmp_path: Path, sr_path: Pa
     assert path.read_bytes() == expected
     assert _elementLines(dataset) == before
     assert sr.readSr(path) == sr.readSr(dataset)
+
+
+@pytest.mark.parametrize("charset", [None, "ISO_IR 100", ["", "ISO 2022 IR 87"]],
+                         ids=["as-read", "latin-1-images", "iso-2022-jp-images"])
+def test_memoized_iod_lookups_construct_the_plain_image_library(monkeypatch, volume: Volume,
+                                                               seg_dataset: pydicom.Dataset,
+                                                               table: MeasurementTable, charset) -> None:
+    """Every TID 1602 library entry asks highdicom's IOD lookup; with the memo
+    (seg._fast.memoizeIodAttributeLookups) the SR is element for element, and byte for byte, the plain one."""
+    from highdicom import _standard_utils
+    from QuantReportLib.sr import write
+
+    if charset is not None:
+        volume = dataclasses.replace(volume, headers=tuple(copy.deepcopy(header) for header in volume.headers))
+        for header in volume.headers:
+            header.SpecificCharacterSet = charset
+            header.SeriesDescription = "山田 胸部" if "2022" in str(charset) else "Thorax ärztlich"
+    uids = {"series_instance_uid": pydicom.uid.generate_uid(), "sop_instance_uid": pydicom.uid.generate_uid()}
+    write.memoizeIodAttributeLookups()
+    memoized = _standard_utils.is_attribute_in_iod
+    with monkeypatch.context() as plain:
+        plain.setattr(write, "memoizeIodAttributeLookups", lambda: None)
+        scans = []
+        plain.setattr(_standard_utils, "is_attribute_in_iod",
+                      lambda *args, **kwargs: scans.append(args) or memoized.__wrapped__(*args, **kwargs))
+        expected = sr.createSr(volume, seg_dataset, table, image_library=True, **uids)
+        assert len(scans) >= len(volume.headers)  # at least one question per library entry
+    dataset = sr.createSr(volume, seg_dataset, table, image_library=True, **uids)
+    # Values each construction makes anew (dates and times, tracking UIDs of the groups): the plain one's.
+    def fresh(element) -> bool:
+        return element.VR in ("DA", "DT", "TM") or element.tag == 0x0040A124
+    for element, plainElement in zip(dataset.iterall(), expected.iterall(), strict=True):
+        assert element.tag == plainElement.tag
+        if fresh(element):
+            element.value = plainElement.value
+    assert _elementLines(dataset) == _elementLines(expected)
+    assert _written(dataset) == _written(expected)

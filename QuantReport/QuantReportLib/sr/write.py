@@ -60,6 +60,7 @@ from ..dicomio.uids import checkUid
 from ..dicomio.writing import writeDataset
 from ..errors import InvalidInputError, NotFoundError
 from ..model import Code, Measurement, MeasurementTable, Segment, Segmentation, SegmentMeasurements, Volume
+from ..seg._fast import memoizeIodAttributeLookups
 from ._fast import sharedSequencesEncodedOnce, srDocument
 from .companions import checkCompanionSegmentation, companionGroups, libraryHeaders
 from .content import Concepts, findingSite
@@ -203,6 +204,7 @@ def createSr(
             groups += companions
             if library is None:
                 library = libraryHeaders(volume, slices)
+        memoizeIodAttributeLookups()  # each library entry asks highdicom's IOD lookup (TID 1602)
         report = hd.sr.MeasurementReport(
             observation_context=_observationContext(observer_name, device_observer_uid),
             procedure_reported=concepts(procedure_reported),
