@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from conftest import PROJECT_ROOT, require_tool
 from conftest import sharedData as dataPath
-from QuantReportLib import check, measurements
+from QuantReportLib import check, measurements, ucum
 from QuantReportLib.database import EmbeddedDicomDatabase
 from test_robustness import assertOneError, run, tiny_case  # noqa: F401 -- tiny_case is a fixture
 
@@ -47,14 +47,14 @@ def messages(result, name: str) -> list[str]:
     "Bq/ml", "umol/min/ml", "ml/min/g", "%", "mm[Hg]", "kg.m-2", "(mm2)/s", "10*3/uL", "s-1", "daL", "ms", "Gy",
 ])
 def test_valid_ucum(unit):
-    assert check.isValidUcum(unit)
+    assert ucum.isValidUcum(unit)
 
 
 @pytest.mark.parametrize("unit", [
     "voxels", "HU", "mm^3", "", "m m", "{unclosed", "mm3)", "cm/", "µm", "mm3 ", "m..m", "[hnsf'U", "//s", "kgg",
 ])
 def test_invalid_ucum(unit):
-    assert not check.isValidUcum(unit)
+    assert not ucum.isValidUcum(unit)
 
 
 def test_every_unit_quantreport_writes_is_valid_ucum():
@@ -62,7 +62,7 @@ def test_every_unit_quantreport_writes_is_valid_ucum():
 
     units = [q.unit.value for q in measurements.QUANTITIES.values()]
     units += [code.value for code in (*series._PET_UNITS.values(), *series._SUV_UNITS.values())]
-    assert [unit for unit in units if not check.isValidUcum(unit)] == []
+    assert [unit for unit in units if not ucum.isValidUcum(unit)] == []
 
 
 # -- our own reports ---------------------------------------------------------------------------------

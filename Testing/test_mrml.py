@@ -68,6 +68,12 @@ def _mrml():
     return nodes
 
 
+def _tables():
+    from QuantReportLib.inslicer import tables
+
+    return tables
+
+
 def _matrix(vtk_matrix) -> np.ndarray:
     return np.array([[vtk_matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
@@ -381,9 +387,9 @@ def _gridForTable():
 
 
 def test_table_node_round_trip(slicer_app, scene):
-    mrml = _mrml()
+    tables = _tables()
     table, segments = _measurementTable()
-    node = mrml.tableNodeFromMeasurementTable(scene, table)
+    node = tables.tableNodeFromMeasurementTable(scene, table)
 
     assert node.GetNumberOfColumns() == 3 and node.GetNumberOfRows() == 3
     assert node.GetColumnName(0) == "Segment"
@@ -402,7 +408,7 @@ def test_table_node_round_trip(slicer_app, scene):
     assert node.GetColumnTitle("mean_hu") == "Mean Attenuation Coefficient [[hnsf'U]]"
     assert math.isnan(node.GetTable().GetColumnByName("mean_hu").GetValue(2))
 
-    back = mrml.measurementTableFromTableNode(node, segments)
+    back = tables.measurementTableFromTableNode(node, segments)
     assert back.quantities == table.quantities
     assert [row.segment for row in back.rows] == list(segments)
     for original, read in zip(table.rows, back.rows, strict=True):
@@ -410,18 +416,18 @@ def test_table_node_round_trip(slicer_app, scene):
     assert back.row(4).measurements == (table.row(4).measurements[0],)
 
     # Writing again into the same node replaces the columns.
-    assert mrml.tableNodeFromMeasurementTable(scene, back, node) is node
+    assert tables.tableNodeFromMeasurementTable(scene, back, node) is node
     assert node.GetNumberOfColumns() == 3
 
 
 def test_table_rows_must_match_segments(slicer_app, scene):
     from QuantReportLib.errors import InvalidInputError
 
-    mrml = _mrml()
+    tables = _tables()
     table, segments = _measurementTable()
-    node = mrml.tableNodeFromMeasurementTable(scene, table)
+    node = tables.tableNodeFromMeasurementTable(scene, table)
     with pytest.raises(InvalidInputError, match="Margin"):
-        mrml.measurementTableFromTableNode(node, [segments[0], segments[2]])
+        tables.measurementTableFromTableNode(node, [segments[0], segments[2]])
 
 
 def _tag(vtk_segment, name):

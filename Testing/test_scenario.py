@@ -86,7 +86,8 @@ def test_logic_loads_another_tools_report_into_nodes(slicer_app, tmp_path, testd
     import pydicom
     from QuantReportLib.database import EmbeddedDicomDatabase
     from QuantReportLib.inslicer.logic import ReportLogic
-    from QuantReportLib.inslicer.nodes import measurementTableFromTableNode, segmentationFromSegmentationNode
+    from QuantReportLib.inslicer.nodes import segmentationFromSegmentationNode
+    from QuantReportLib.inslicer.tables import measurementTableFromTableNode
 
     scene = slicer_app.scene
     sr_file = testdata_dir / "sr" / "dcmqi-liver-tid1500.dcm"

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Iterable, Iterator, Sequence
@@ -54,135 +53,13 @@ from .dicomio.reading import readDataset, readDicomHeader
 from .dicomio.walk import walkFiles
 from .errors import InvalidInputError, NotFoundError, QuantReportError, malformedInput
 from .model import Volume
+from .seg.placement import DIRECTION_TOLERANCE, VOXEL_TOLERANCE
+from .ucum import isValidUcum
 
 RETIRED_SCHEMES = {"SRT": "SNOMED-RT style identifiers, retired from DICOM in 2019: use SCT"}
 
-# A SEG frame must be on a source slice within a hundredth of a voxel; directions and spacings agree to
-# 1e-3 (dcmqi writes six decimals), as the SEG reader requires.
-_VOXEL_TOLERANCE = 1e-2
-_DIRECTION_TOLERANCE = 1e-3
 _DCIODVFY_TIMEOUT_SECONDS = 300
 _MAXIMUM_PROBLEMS_PER_CHECK = 20
-
-# -- UCUM ------------------------------------------------------------------------------------------
-
-# UCUM prefixes (UCUM section 2.2, table 1); "da" before "d" so that the longer one is tried first.
-_UCUM_PREFIXES = ("da", "Y", "Z", "E", "P", "T", "G", "M", "k", "h", "d", "c", "m", "u", "n", "p", "f", "a", "z", "y")
-# Metric atoms (they take prefixes): SI base and derived units and the metric units of UCUM tables 2-6
-# that imaging measurements use.
-_UCUM_METRIC_ATOMS = frozenset({
-    "m", "g", "s", "rad", "K", "C", "cd", "mol", "sr", "Hz", "N", "Pa", "J", "W", "A", "V", "F", "Ohm", "S", "Wb",
-    "Cel", "T", "H", "lm", "lx", "Bq", "Gy", "Sv", "l", "L", "ar", "t", "bar", "u", "eV", "Ci", "R", "RAD", "REM",
-    "eq", "osm", "U", "[iU]", "[IU]", "B", "G", "b",
-})
-# Non-metric atoms (no prefix): time, angle, ratios and the arbitrary units of UCUM tables 7-21 in use.
-_UCUM_OTHER_ATOMS = frozenset({
-    "min", "h", "d", "wk", "mo", "a", "deg", "'", "''", "%", "[ppth]", "[ppm]", "[ppb]", "[pptr]", "[hnsf'U]",
-    "mm[Hg]", "cm[H2O]", "[in_i]", "[ft_i]", "[lb_av]", "[pi]", "[degF]", "10*", "10^", "[arb'U]", "[pH]",
-    "[drp]", "[HPF]", "[LPF]", "[mi_i]", "[yd_i]",
-})
-_UCUM_ATOM = re.compile(r"(\[[^\[\]]*\]|[^.\/(){}\[\]0-9+\-]+(?:\[[^\[\]]*\])?|'{1,2})")
-_UCUM_ANNOTATION = re.compile(r"\{[\x21-\x7a\x7c\x7e ]*\}")
-
-
-def isValidUcum(expression: str) -> bool:
-    """Whether ``expression`` is a valid UCUM unit over the atoms this module knows (see the module notes).
-
-    Parameters
-    ----------
-    expression:
-        A Code Value of a UCUM unit, e.g. ``"mm3"``, ``"g/ml{SUVbw}"``, ``"[hnsf'U]"``, ``"{voxels}"``, ``"1"``.
-    """
-    if not isinstance(expression, str) or not expression or not expression.isascii() or " " in expression:
-        return False
-    parser = _UcumParser(expression)
-    try:
-        parser.mainTerm()
-    except ValueError:
-        return False
-    return parser.position == len(expression)
-
-
-class _UcumParser:
-    """Recursive descent over the UCUM grammar (UCUM specification section 2.1, "Syntax rules")."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.position = 0
-
-    def _peek(self) -> str:
-        return self.text[self.position] if self.position < len(self.text) else ""
-
-    def mainTerm(self) -> None:
-        if self._peek() == "/":
-            self.position += 1
-        self.term()
-
-    def term(self) -> None:
-        self.component()
-        while self._peek() in (".", "/") and self._peek():
-            self.position += 1
-            self.component()
-
-    def component(self) -> None:
-        character = self._peek()
-        if character == "(":
-            self.position += 1
-            self.term()
-            if self._peek() != ")":
-                raise ValueError("unbalanced parenthesis")
-            self.position += 1
-        elif character == "{":
-            self.annotation()
-            return
-        elif character.isdigit():
-            match = re.compile(r"[0-9]+").match(self.text, self.position)
-            assert match is not None  # the character is a digit
-            self.position = match.end()
-            # "10*" and "10^" are atoms (powers of ten) that take an exponent.
-            if self._peek() in ("*", "^") and match.group() == "10":
-                self.position += 1
-                self.exponent(required=True)
-        else:
-            self.simpleUnit()
-            self.exponent(required=False)
-        if self._peek() == "{":
-            self.annotation()
-
-    def annotation(self) -> None:
-        match = _UCUM_ANNOTATION.match(self.text, self.position)
-        if match is None:
-            raise ValueError("bad annotation")
-        self.position = match.end()
-
-    def exponent(self, required: bool) -> None:
-        match = re.compile(r"[+-]?[0-9]+").match(self.text, self.position)
-        if match is None:
-            if required:
-                raise ValueError("exponent expected")
-            return
-        self.position = match.end()
-
-    def simpleUnit(self) -> None:
-        match = _UCUM_ATOM.match(self.text, self.position)
-        if match is None:
-            raise ValueError("unit expected")
-        symbol = match.group()
-        # The longest known atom (with or without a prefix) that the symbol starts with.
-        for end in range(len(symbol), 0, -1):
-            candidate = symbol[:end]
-            if _isUcumAtom(candidate):
-                self.position += end
-                return
-        raise ValueError(f"unknown unit {symbol!r}")
-
-
-def _isUcumAtom(symbol: str) -> bool:
-    if symbol in _UCUM_METRIC_ATOMS or symbol in _UCUM_OTHER_ATOMS:
-        return True
-    return any(symbol.startswith(prefix) and symbol[len(prefix):] in _UCUM_METRIC_ATOMS
-               for prefix in _UCUM_PREFIXES)
-
 
 # -- results ----------------------------------------------------------------------------------------
 
@@ -361,7 +238,7 @@ def runDciodvfy(path: str | os.PathLike) -> tuple[str, list[str]]:
 def _checkSegFile(path: Path, index: _Index) -> list[Problem]:
     from .seg import readSeg
 
-    dataset = readDataset(path, rawDatasets=True)  # readDicomHeader has checked it is DICOM
+    dataset = readDataset(path, raw_datasets=True)  # readDicomHeader has checked it is DICOM
     problems = _segProblems(dataset)
     volume = None
     for uid in _referencedSeries(dataset):
@@ -383,7 +260,7 @@ def _checkSegFile(path: Path, index: _Index) -> list[Problem]:
 def _checkSrFile(path: Path, index: _Index) -> list[Problem]:
     from .sr import readSr
 
-    dataset = readDataset(path, rawDatasets=True)  # readDicomHeader has checked it is DICOM
+    dataset = readDataset(path, raw_datasets=True)  # readDicomHeader has checked it is DICOM
     items = list(_codeItems(dataset))
     problems = _codeProblems(items) + _unitProblems(items)
     loaded = readSr(dataset)
@@ -513,10 +390,10 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
     if not orientation or not measures:
         return problem("no Plane Orientation or Pixel Measures functional group")
     cosines = np.array(orientation[0].ImageOrientationPatient, dtype=float).reshape(2, 3)
-    if np.max(np.abs(cosines.T - geometry.directions[:, :2])) > _DIRECTION_TOLERANCE:
+    if np.max(np.abs(cosines.T - geometry.directions[:, :2])) > DIRECTION_TOLERANCE:
         return problem(f"orientation {cosines.ravel().tolist()} differs from the source series'")
     spacing = np.array(measures[0].PixelSpacing, dtype=float)
-    if not np.allclose(spacing, geometry.spacing[[1, 0]], rtol=_DIRECTION_TOLERANCE):
+    if not np.allclose(spacing, geometry.spacing[[1, 0]], rtol=DIRECTION_TOLERANCE):
         return problem(f"pixel spacing {spacing.tolist()} differs from the source series' "
                        f"{geometry.spacing[[1, 0]].tolist()}")
     for frame, item in enumerate(per_frame, 1):
@@ -524,7 +401,7 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
         if not planes:
             return problem(f"frame {frame} has no Plane Position (Patient)")
         i, j, k = geometry.lpsToIjk(np.array(planes[0].ImagePositionPatient, dtype=float))
-        if max(abs(i), abs(j), abs(k - round(k))) > _VOXEL_TOLERANCE or not 0 <= round(k) < geometry.shape[0]:
+        if max(abs(i), abs(j), abs(k - round(k))) > VOXEL_TOLERANCE or not 0 <= round(k) < geometry.shape[0]:
             return problem(f"frame {frame} at {[float(v) for v in planes[0].ImagePositionPatient]} mm is not on a "
                            "slice of the source series")
     return problems

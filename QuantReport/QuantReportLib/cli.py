@@ -119,6 +119,15 @@ def _addLabelArguments(parser: argparse.ArgumentParser) -> None:
                         "one file) and write a FRACTIONAL SEG of that type")
 
 
+def _addCaseArguments(parser: argparse.ArgumentParser) -> None:
+    """A series and its segmentation (:func:`_caseArguments`): ``measure`` and ``export``."""
+    _addSeriesArguments(parser)
+    parser.add_argument("--labelmap", required=True, metavar="FILE|DIR",
+                        help="labelmap (.nrrd, .nii, .nii.gz), .seg.nrrd, or a folder of one mask per structure")
+    parser.add_argument("--segments", metavar="META.json", help="segment descriptions (dcmqi meta JSON)")
+    _addLabelArguments(parser)
+
+
 def _addSeriesArguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_argument_group("image series (one of)")
     source.add_argument("--series", metavar="UID", help="Series Instance UID of a series in the database")
@@ -437,21 +446,13 @@ def buildParser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmdSegment)
 
     p = commands.add_parser("measure", help="measure segments on a series and print or write the table")
-    _addSeriesArguments(p)
-    p.add_argument("--labelmap", required=True, metavar="FILE|DIR",
-                   help="labelmap (.nrrd, .nii, .nii.gz), .seg.nrrd, or a folder of one mask per structure")
-    p.add_argument("--segments", metavar="META.json", help="segment descriptions (dcmqi meta JSON)")
-    _addLabelArguments(p)
+    _addCaseArguments(p)
     p.add_argument("--format", choices=("csv", "tsv", "json"), default="tsv", help="output format (default tsv)")
     p.add_argument("--out", metavar="FILE", help="write the table to FILE (.csv, .tsv or .json)")
     p.set_defaults(run=cmdMeasure)
 
     p = commands.add_parser("export", help="write DICOM SEG + TID 1500 SR for a labelmap and print their paths")
-    _addSeriesArguments(p)
-    p.add_argument("--labelmap", required=True, metavar="FILE|DIR",
-                   help="labelmap (.nrrd, .nii, .nii.gz), .seg.nrrd, or a folder of one mask per structure")
-    p.add_argument("--segments", metavar="META.json", help="segment descriptions (dcmqi meta JSON)")
-    _addLabelArguments(p)
+    _addCaseArguments(p)
     p.add_argument("--ohif-companions", action="store_true",
                    help="add each segment's centroid point and long axis as planar groups that OHIF displays "
                         "(3D Slicer then shows only those)")

@@ -191,14 +191,14 @@ def _srReferences(header: pydicom.Dataset) -> tuple[tuple[str, ...], tuple[str, 
     return tuple(series), tuple(instances)
 
 
-def _seriesAndInstances(items: Iterable[Any], instanceSequence: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _seriesAndInstances(items: Iterable[Any], instance_sequence: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     series: dict[str, None] = {}
     instances: dict[str, None] = {}
     for item in items:
         uid = str(item.get("SeriesInstanceUID", ""))
         if uid:
             series[uid] = None
-        for reference in item.get(instanceSequence) or []:
+        for reference in item.get(instance_sequence) or []:
             instance = str(reference.get("ReferencedSOPInstanceUID", ""))
             if instance:
                 instances[instance] = None

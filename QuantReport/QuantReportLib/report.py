@@ -445,7 +445,7 @@ def _findInstance(sop_instance_uid: str, near: Path, database: DicomDatabase | N
         if candidate == near:
             continue
         try:
-            header = readHeader(candidate, specificTags=["SOPInstanceUID"])
+            header = readHeader(candidate, specific_tags=["SOPInstanceUID"])
         except HeaderProblem:  # neighbours that are not DICOM are simply not the file we look for
             continue
         if header.get("SOPInstanceUID") == sop_instance_uid:

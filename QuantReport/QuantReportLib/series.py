@@ -166,7 +166,7 @@ def findSeries(folder: str | os.PathLike) -> SeriesFiles:
     if not os.path.isdir(folder):
         raise NotFoundError("not a folder", folder)
     found = SeriesFiles()
-    for path in walkFiles(folder, onProblem=lambda path, reason: found.skipped.append(path)):
+    for path in walkFiles(folder, on_problem=lambda path, reason: found.skipped.append(path)):
         try:
             header = _readHeader(path)
         except InvalidInputError:
@@ -228,12 +228,12 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
         checkDecodable(header, path)
     for path, header in zip(files, datasets, strict=True):  # before any per-frame work or allocation
         checkPixelDataClaim(header, os.path.getsize(path), path)
-    multiFrame = [path for path, header in zip(files, datasets, strict=True) if _isMultiFrame(header)]
-    if multiFrame and len(files) > 1:
+    multi_frame = [path for path, header in zip(files, datasets, strict=True) if _isMultiFrame(header)]
+    if multi_frame and len(files) > 1:
         raise UnsupportedError(
             f"an enhanced multi-frame image must be loaded on its own, not with {len(files) - 1} other files",
-            multiFrame[0])
-    if multiFrame:
+            multi_frame[0])
+    if multi_frame:
         slices = _multiFrameSlices(files[0], datasets[0])
     else:
         slices = [_imageSlice(path, header) for path, header in zip(files, datasets, strict=True)]
@@ -242,25 +242,25 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
 
     order, matrix, warnings = _stackGeometry(slices)
     slices = [slices[index] for index in order]
-    if not multiFrame:
-        byPath = dict(zip(files, datasets, strict=True))
-        datasets = [byPath[item.path] for item in slices]
+    if not multi_frame:
+        by_path = dict(zip(files, datasets, strict=True))
+        datasets = [by_path[item.path] for item in slices]
     first = datasets[0]
     modality = str(first.get("Modality", ""))
-    units, unitWarnings = _units(first, modality)
-    warnings += unitWarnings
+    units, unit_warnings = _units(first, modality)
+    warnings += unit_warnings
     for warning in warnings:
         logger.warning("series %s: %s", first.get("SeriesInstanceUID"), warning)
 
     array = np.empty((len(slices), slices[0].rows, slices[0].columns), dtype=_outputDtype(slices, datasets))
-    _readPixels(slices, datasets, array, order if multiFrame else None)
-    frameOfReference = first.get("FrameOfReferenceUID")
+    _readPixels(slices, datasets, array, order if multi_frame else None)
+    frame_of_reference = first.get("FrameOfReferenceUID")
     return Volume(
         array=array,
         geometry=Geometry(array.shape, matrix),
         series_instance_uid=str(first.SeriesInstanceUID),
         study_instance_uid=str(first.get("StudyInstanceUID", "")),
-        frame_of_reference_uid=str(frameOfReference) if frameOfReference else None,
+        frame_of_reference_uid=str(frame_of_reference) if frame_of_reference else None,
         modality=modality,
         source_images=tuple(
             SourceImage(item.sop_class_uid, item.sop_instance_uid, item.frame, item.path) for item in slices),
@@ -369,12 +369,12 @@ def _multiFrameSlices(path: str, header: Dataset) -> list[_Slice]:
     to the top-level attributes, which leaves frames without positions.
     """
     count = int(header.get("NumberOfFrames", 1) or 1)
-    perFrame = header.get("PerFrameFunctionalGroupsSequence") or []
+    per_frame = header.get("PerFrameFunctionalGroupsSequence") or []
     shared = header.get("SharedFunctionalGroupsSequence")
     shared = shared[0] if shared else Dataset()
-    if perFrame and len(perFrame) != count:
+    if per_frame and len(per_frame) != count:
         raise InvalidInputError(
-            f"{len(perFrame)} Per-Frame Functional Groups items for {count} frames", path)
+            f"{len(per_frame)} Per-Frame Functional Groups items for {count} frames", path)
 
     def attribute(frame: Dataset, sequence: str, keyword: str) -> object:
         for group in (frame, shared):
@@ -385,7 +385,7 @@ def _multiFrameSlices(path: str, header: Dataset) -> list[_Slice]:
 
     slices = []
     for index in range(count):
-        frame = perFrame[index] if perFrame else Dataset()
+        frame = per_frame[index] if per_frame else Dataset()
         slices.append(_Slice(
             path=path,
             frame=index + 1,
@@ -453,18 +453,18 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
     count = len(slices)
     step = (positions[-1] - positions[0]) / (count - 1)
     along = float(step @ normal)
-    offAxis = step - along * normal
+    off_axis = step - along * normal
     warnings = []
-    if np.linalg.norm(offAxis) * (count - 1) > _SPACING_TOLERANCE:
-        tilt = math.degrees(math.atan2(float(np.linalg.norm(offAxis)), along))
+    if np.linalg.norm(off_axis) * (count - 1) > _SPACING_TOLERANCE:
+        tilt = math.degrees(math.atan2(float(np.linalg.norm(off_axis)), along))
         warnings.append(
             f"slice positions are not along the slice normal (gantry tilt or shear of {tilt:.3g} degrees); "
             "the geometry is sheared so that every slice keeps its DICOM position")
-        kColumn = step
+        k_column = step
     else:
-        kColumn = along * normal
+        k_column = along * normal
     deviation = float(np.max(np.linalg.norm(
-        positions - (positions[0] + np.arange(count)[:, None] * kColumn), axis=1)))
+        positions - (positions[0] + np.arange(count)[:, None] * k_column), axis=1)))
     irregular = np.flatnonzero(np.abs(steps - steps[0]) > _SPACING_TOLERANCE)
     if irregular.size:
         gap = int(irregular[0])
@@ -475,11 +475,11 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
     elif deviation > _SPACING_TOLERANCE:
         warnings.append(f"slice positions are not on a straight line; they are off by up to {deviation:.3g} mm")
 
-    rowSpacing, columnSpacing = (float(v) for v in spacing)
+    row_spacing, column_spacing = (float(v) for v in spacing)
     matrix = np.eye(4)
-    matrix[:3, 0] = row * columnSpacing
-    matrix[:3, 1] = column * rowSpacing
-    matrix[:3, 2] = kColumn
+    matrix[:3, 0] = row * column_spacing
+    matrix[:3, 1] = column * row_spacing
+    matrix[:3, 2] = k_column
     matrix[:3, 3] = positions[0]
     return order, matrix, warnings
 
@@ -496,11 +496,11 @@ def _singleSliceGeometry(item: _Slice) -> tuple[np.ndarray, list[str]]:
         warnings.append("no valid Image Position (Patient): origin (0, 0, 0) assumed")
     if item.pixel_spacing is None:
         warnings.append("no valid Pixel Spacing: 1 mm pixels assumed")
-    rowSpacing, columnSpacing = (1.0, 1.0) if item.pixel_spacing is None else (float(v) for v in item.pixel_spacing)
+    row_spacing, column_spacing = (1.0, 1.0) if item.pixel_spacing is None else (float(v) for v in item.pixel_spacing)
     thickness = item.thickness if item.thickness and item.thickness > 0 else 1.0
     matrix = np.eye(4)
-    matrix[:3, 0] = row * columnSpacing
-    matrix[:3, 1] = column * rowSpacing
+    matrix[:3, 0] = row * column_spacing
+    matrix[:3, 1] = column * row_spacing
     matrix[:3, 2] = np.cross(row, column) * thickness
     matrix[:3, 3] = np.zeros(3) if item.position is None else item.position
     return matrix, warnings
@@ -570,7 +570,7 @@ def _readPixels(slices: list[_Slice], headers: list[Dataset], array: np.ndarray,
         for k, (item, header) in enumerate(zip(slices, headers, strict=True)):
             pixels = readNativeFrame(header, item.path)
             if pixels is None:
-                pixels = next(iterFrames(readDataset(item.path, rawDatasets=True), item.path))
+                pixels = next(iterFrames(readDataset(item.path, raw_datasets=True), item.path))
             _store(array, k, pixels, item)
         return
     slot = {frame: k for k, frame in enumerate(order)}
@@ -611,10 +611,10 @@ def _petUnits(header: Dataset) -> tuple[Code | None, list[str]]:
     """PET Units (0054,1001) as CID 84/85 UCUM codes (PS3.3 C.8.9.1.1.3)."""
     units = str(header.get("Units", "")).strip().upper()
     if units == "GML":
-        suvType = str(header.get("SUVType", "") or "BW").strip().upper()
-        if suvType in _SUV_UNITS:
-            return _SUV_UNITS[suvType], []
-        return Code("g/ml", "UCUM", "gram/milliliter"), [f"unknown SUV Type {suvType!r}: units are plain g/ml"]
+        suv_type = str(header.get("SUVType", "") or "BW").strip().upper()
+        if suv_type in _SUV_UNITS:
+            return _SUV_UNITS[suv_type], []
+        return Code("g/ml", "UCUM", "gram/milliliter"), [f"unknown SUV Type {suv_type!r}: units are plain g/ml"]
     if units in _PET_UNITS:
         return _PET_UNITS[units], []
     return None, [f"unknown or missing PET Units {units!r}: values have no units"]

@@ -211,22 +211,7 @@ class CtkIndexing:
             The file is unreadable, not DICOM, truncated, lacks a UID, or its
             SOP Instance UID is already indexed for another existing file.
         """
-        path = os.path.abspath(os.fspath(filePath))
-        result = ImportResult()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with self._transaction():
-                batch = ImportBatch()
-                uid = self._importFile(path, storeFile, _timestamp(), {}, batch, result)
-                self._updateDisplayedFields(batch)
-        if result.skipped:
-            raise InvalidInputError(result.skipped[0].reason, source=path)
-        if result.duplicate_files:
-            duplicate = result.duplicate_files[0]
-            raise InvalidInputError(f"SOP Instance UID {duplicate.sop_instance_uid} is already indexed for "
-                                    f"{duplicate.kept_path}", source=path)
-        assert uid is not None
-        return uid
+        return self._indexNow([filePath], storeFile)[0]
 
     def addFile(self, path: str | os.PathLike) -> str:
         """Index a file just written (e.g. our SEG or SR) in place; returns its SOP Instance UID.
@@ -252,6 +237,10 @@ class CtkIndexing:
             As :meth:`insert`, for the first file that cannot be indexed; the
             database is then left as it was.
         """
+        return self._indexNow(paths, False)
+
+    def _indexNow(self, paths: Sequence[str | os.PathLike], copy: bool) -> list[str]:
+        """Index ``paths`` in one transaction, raising for the first that cannot be indexed (all or none)."""
         uids = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -260,7 +249,7 @@ class CtkIndexing:
                 timestamp = _timestamp()
                 for path in (os.path.abspath(os.fspath(path)) for path in paths):
                     result = ImportResult()
-                    uid = self._importFile(path, False, timestamp, {}, batch, result)
+                    uid = self._importFile(path, copy, timestamp, {}, batch, result)
                     if result.skipped:
                         raise InvalidInputError(result.skipped[0].reason, source=path)
                     if result.duplicate_files:
@@ -377,8 +366,8 @@ class CtkIndexing:
             if os.path.isfile(path):
                 addFile(path)
             elif os.path.isdir(path):
-                for found in walkFiles(path, seenFolders=seenFolders,
-                                       onProblem=lambda where, reason: skipped.append(SkippedFile(where, reason))):
+                for found in walkFiles(path, seen_folders=seenFolders,
+                                       on_problem=lambda where, reason: skipped.append(SkippedFile(where, reason))):
                     addFile(found)
             else:
                 skipped.append(SkippedFile(path, "no such file or folder (or a broken link)"))

@@ -189,13 +189,13 @@ class DecodedOnce:
     sequence: all of it); equal bytes in the same encoding decode to equal
     values, so each distinct encoding is decoded once and looked up by its
     bytes.  Elements already parsed (an undefined-length sequence, a dataset
-    built in memory) are read as they are.  ``characterSet`` is the Specific
+    built in memory) are read as they are.  ``character_set`` is the Specific
     Character Set of the dataset the elements come from
     (``Dataset.original_character_set``).
     """
 
-    def __init__(self, characterSet: str | MutableSequence[str]) -> None:
-        self._characterSet = characterSet
+    def __init__(self, character_set: str | MutableSequence[str]) -> None:
+        self._characterSet = character_set
         self._values: dict[tuple, Any] = {}
 
     def value(self, element: DataElement | RawDataElement | None, parse: Callable[[Any], Any]) -> Any:

@@ -82,7 +82,7 @@ _IMAGE_TAGS = [Tag("Rows"), Tag("Columns"), Tag("PixelDataProviderURL")]
 _RAW_DATASET_STARTS = (b"\x02\x00", b"\x08\x00")  # a little-endian group 0002 or 0008 element
 
 
-def readHeader(path: str | os.PathLike, size: int | None = None, specificTags: list[Any] | None = None) -> Dataset:
+def readHeader(path: str | os.PathLike, size: int | None = None, specific_tags: list[Any] | None = None) -> Dataset:
     """The header of one DICOM file, up to its pixel data; raises :class:`HeaderProblem`.
 
     Files without the PS3.10 preamble are read only when they start like a
@@ -91,7 +91,7 @@ def readHeader(path: str | os.PathLike, size: int | None = None, specificTags: l
     truncated: a file that ends inside a data element, whose pixel data is
     longer than the rest of the file, or an image (Rows and Columns) that ends
     before its pixel data.  ``size`` is the file's size when already known;
-    ``specificTags`` selects the attributes to read (pydicom ``specific_tags``).
+    ``specific_tags`` selects the attributes to read (pydicom ``specific_tags``).
     """
     path = os.fspath(path)
     if size is None:
@@ -101,7 +101,7 @@ def readHeader(path: str | os.PathLike, size: int | None = None, specificTags: l
             raise HeaderProblem(f"cannot read: {error.strerror or error}") from None
     if size == 0:
         raise HeaderProblem("empty file")
-    tags = None if specificTags is None else [*specificTags, *_IMAGE_TAGS]
+    tags = None if specific_tags is None else [*specific_tags, *_IMAGE_TAGS]
     reader = None
     try:
         with open(path, "rb") as file:
@@ -138,10 +138,10 @@ def _startsLikeRawDataset(file: Any) -> bool:
     return start in _RAW_DATASET_STARTS
 
 
-def readDataset(path: str | os.PathLike, *, deferSize: int | None = None, rawDatasets: bool = False) -> Dataset:
-    """A whole DICOM file, pixel data included (values of ``deferSize`` bytes or more read only when used).
+def readDataset(path: str | os.PathLike, *, defer_size: int | None = None, raw_datasets: bool = False) -> Dataset:
+    """A whole DICOM file, pixel data included (values of ``defer_size`` bytes or more read only when used).
 
-    A PS3.10 file, or with ``rawDatasets`` also a file without preamble and
+    A PS3.10 file, or with ``raw_datasets`` also a file without preamble and
     File Meta Information that starts like a dataset, as :func:`readHeader`
     accepts them (old archives hold such images; SEG and SR readers want
     PS3.10 files).  Check a file a user names with :func:`readDicomHeader`
@@ -155,12 +155,12 @@ def readDataset(path: str | os.PathLike, *, deferSize: int | None = None, rawDat
     path = os.fspath(path)
     try:
         try:
-            return pydicom.dcmread(path, defer_size=deferSize)
+            return pydicom.dcmread(path, defer_size=defer_size)
         except InvalidDicomError:
             with open(path, "rb") as file:
-                if not rawDatasets or not _startsLikeRawDataset(file):
+                if not raw_datasets or not _startsLikeRawDataset(file):
                     raise
-            return pydicom.dcmread(path, defer_size=deferSize, force=True)
+            return pydicom.dcmread(path, defer_size=defer_size, force=True)
     except Exception as error:  # pydicom raises many types for unreadable files
         raise InvalidInputError(f"not a readable DICOM file ({error})", path) from error
 
@@ -187,8 +187,8 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> tuple[int, 
     deflated file (PS3.5 A.5, compressed as a whole).  An image whose file
     ends there has lost its pixel data.
     """
-    fileMeta = getattr(dataset, "file_meta", None)
-    syntax = fileMeta.get("TransferSyntaxUID") if fileMeta is not None else None
+    file_meta = getattr(dataset, "file_meta", None)
+    syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
     if syntax is not None and getattr(syntax, "is_deflated", False):
         return None  # pydicom read the dataset inflated from the file, which is compressed as a whole
     position = file.tell()
@@ -205,17 +205,17 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> tuple[int, 
     if tag not in _PIXEL_DATA_TAGS:
         return None
     if implicit:
-        headerLength, length = 8, struct.unpack(order + "I", header[4:8])[0]
+        header_length, length = 8, struct.unpack(order + "I", header[4:8])[0]
     elif header[4:6] in _LONG_LENGTH_VRS and len(header) == 12:
-        headerLength, length = 12, struct.unpack(order + "I", header[8:12])[0]
+        header_length, length = 12, struct.unpack(order + "I", header[8:12])[0]
     else:
-        headerLength, length = 8, struct.unpack(order + "H", header[6:8])[0]
-    if length != UNDEFINED_LENGTH and position + headerLength + length > size:
-        raise HeaderProblem(f"truncated file: pixel data needs {position + headerLength + length} bytes, "
+        header_length, length = 8, struct.unpack(order + "H", header[6:8])[0]
+    if length != UNDEFINED_LENGTH and position + header_length + length > size:
+        raise HeaderProblem(f"truncated file: pixel data needs {position + header_length + length} bytes, "
                             f"the file has {size}")
     if length == UNDEFINED_LENGTH or tag != _PLAIN_PIXEL_DATA_TAG:
         return None
-    return position + headerLength, length
+    return position + header_length, length
 
 
 def nativePixelDataSpan(header: Dataset) -> tuple[int, int] | None:
@@ -302,8 +302,8 @@ def checkPixelDataClaim(dataset: Dataset, available: int, source: str | os.PathL
         raise InvalidInputError(f"invalid image dimensions: {rows} rows, {columns} columns, {frames} frames, "
                                 f"{samples} samples per pixel, {bits} bits allocated", source=source)
     claimed = (rows * columns * samples * frames * bits + 7) // 8
-    fileMeta = getattr(dataset, "file_meta", None)
-    syntax = fileMeta.get("TransferSyntaxUID") if fileMeta is not None else None
+    file_meta = getattr(dataset, "file_meta", None)
+    syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
     # A deflated file is compressed as a whole, so its pixel data claim is bounded like an encapsulated one.
     encapsulated = syntax is not None and syntax.is_transfer_syntax and (syntax.is_encapsulated or syntax.is_deflated)
     limit = max(available * _MAXIMUM_COMPRESSION_RATIO, _UNCHECKED_CLAIM_BYTES) if encapsulated else available
@@ -315,8 +315,8 @@ def checkPixelDataClaim(dataset: Dataset, available: int, source: str | os.PathL
 
 
 def mediaStorageSopClass(dataset: Dataset) -> str:
-    fileMeta = getattr(dataset, "file_meta", None)
-    return str(fileMeta.get("MediaStorageSOPClassUID", "")) if fileMeta is not None else ""
+    file_meta = getattr(dataset, "file_meta", None)
+    return str(file_meta.get("MediaStorageSOPClassUID", "")) if file_meta is not None else ""
 
 
 def firstText(dataset: Dataset, keyword: str) -> str | None:

@@ -6,13 +6,13 @@ import os
 from collections.abc import Callable, Iterator
 
 
-def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seenFolders: set[str] | None = None,
-              onProblem: Callable[[str, str], object] | None = None) -> Iterator[str]:
+def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seen_folders: set[str] | None = None,
+              on_problem: Callable[[str, str], object] | None = None) -> Iterator[str]:
     """The files under ``root``: sorted by name, a folder's files before its subfolders.
 
     Symbolic links are followed, but each real folder is walked once (so link
     loops end, and folders reached twice, also across calls sharing
-    ``seenFolders``, give their files once).
+    ``seen_folders``, give their files once).
 
     Parameters
     ----------
@@ -20,16 +20,16 @@ def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seenFolders: s
         The folder to walk.
     recursive:
         Walk subfolders too (else only the files directly in ``root``).
-    seenFolders:
+    seen_folders:
         Real paths of folders already walked; updated.
-    onProblem:
-        Called as ``onProblem(path, reason)`` for a folder that cannot be
+    on_problem:
+        Called as ``on_problem(path, reason)`` for a folder that cannot be
         listed, an entry that cannot be accessed and anything that is neither
         a file nor a folder (a broken link, a special file); without it these
         are passed over.
     """
-    seen = set() if seenFolders is None else seenFolders
-    report = onProblem or (lambda path, reason: None)
+    seen = set() if seen_folders is None else seen_folders
+    report = on_problem or (lambda path, reason: None)
     stack = [os.fspath(root)]
     while stack:
         folder = stack.pop()

@@ -28,7 +28,7 @@ from .. import provenance
 from ..database import DicomDatabase
 from ..errors import GeometryError, InvalidInputError, NotFoundError
 from ..model import Volume
-from . import nodes
+from . import nodes, tables
 
 SEG_UID_ATTRIBUTE = "QuantReport.SEGInstanceUID"
 SR_UID_ATTRIBUTE = "QuantReport.SRInstanceUID"
@@ -100,7 +100,7 @@ class ReportLogic:
 
         volume, segmentation = self.reportInputs(volumeNode, segmentationNode)
         table = measurements.computeMeasurements(volume, segmentation)
-        return nodes.tableNodeFromMeasurementTable(self.scene, table, tableNode)
+        return tables.tableNodeFromMeasurementTable(self.scene, table, tableNode)
 
     def saveReport(self, volumeNode: Any, segmentationNode: Any, readerName: str | None = None,
                    timePoint: str | None = None, complete: bool = False, seriesDescription: str | None = None,
@@ -187,7 +187,7 @@ class ReportLogic:
             segmentationNode.SetAttribute(STATUS_ATTRIBUTE, status)
         tableNode = None
         if loaded.table is not None:
-            tableNode = nodes.tableNodeFromMeasurementTable(self.scene, loaded.table)
+            tableNode = tables.tableNodeFromMeasurementTable(self.scene, loaded.table)
         return segmentationNode, tableNode
 
     def pushReport(self, segmentationNode: Any, url: str, user: str | None = None, password: str | None = None,

@@ -1,6 +1,6 @@
 """Convert between Slicer's MRML nodes and QuantReport's data types.
 
-This is the only module of ``QuantReportLib`` that imports slicer and VTK; it
+Like all of :mod:`QuantReportLib.inslicer` it imports slicer and VTK, so it
 can be imported only where the Slicer libraries exist (inside 3D Slicer, or
 headless through the ``slicer-core`` wheels that trame-slicer uses).  Every
 function takes the scene, and any module logic it needs, as an argument
@@ -26,9 +26,7 @@ plugins are interchangeable:
 * segment tags ``TerminologyEntry`` (``vtkSegment::GetTerminologyEntryTagName``),
   ``Description``, ``DICOM.SegmentAlgorithmType`` and ``DICOM.SegmentAlgorithmName``
   as Slicer's DICOM SEG plugin reads and writes them;
-* table column properties ``DICOM.QuantityCode``, ``DICOM.UnitsCode``,
-  ``DICOM.DerivationCode`` and ``DICOM.MeasurementMethodCode`` in
-  ``vtkCodedEntry`` string form, as ``SegmentStatistics`` exports them.
+* (measurement tables: :mod:`.tables`).
 
 QuantReport adds three segment tags of its own, for values Slicer has no
 place for: :data:`SEGMENT_NUMBER_TAG` (DICOM Segment Number),
@@ -38,14 +36,13 @@ identifier and UID of the segment's measurement group).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import slicer
 from vtkmodules.util import numpy_support
-from vtkmodules.vtkCommonCore import reference, vtkStringArray
+from vtkmodules.vtkCommonCore import reference
 from vtkmodules.vtkCommonDataModel import vtkImageData
 from vtkmodules.vtkCommonMath import vtkMatrix4x4
 from vtkmodules.vtkFiltersSources import vtkSphereSource
@@ -54,12 +51,8 @@ from ..errors import GeometryError, InvalidInputError, UnsupportedError
 from ..model import (
     Code,
     Geometry,
-    Measurement,
-    MeasurementTable,
-    Quantity,
     Segment,
     Segmentation,
-    SegmentMeasurements,
     Terminology,
     Volume,
 )
@@ -75,8 +68,6 @@ TRACKING_UID_TAG = "QuantReport.TrackingUID"
 DESCRIPTION_TAG = "Description"
 
 INSTANCE_UIDS_ATTRIBUTE = "DICOM.instanceUIDs"
-SEGMENT_COLUMN = "Segment"
-"""Name of the first table column, as ``SegmentStatisticsLogic.segmentColumnName``."""
 IMAGE_SCALARS_NAME = "ImageScalars"
 """Name of the scalars of every image this adapter makes (what vtkImageData filters and Slicer's readers use)."""
 
@@ -122,9 +113,9 @@ def volumeNodeFromVolume(scene: Any, volume: Volume, name: str | None = None) ->
     node.SetAndObserveImageData(_imageDataFromArray(volume.array))
     node.SetIJKToRASMatrix(_vtkMatrix(_LPS_TO_RAS @ volume.geometry.ijk_to_lps))
     if volume.modality in _VOXEL_QUANTITY:
-        node.SetVoxelValueQuantity(_codedEntry(_VOXEL_QUANTITY[volume.modality]))
+        node.SetVoxelValueQuantity(codedEntry(_VOXEL_QUANTITY[volume.modality]))
     if volume.units is not None:
-        node.SetVoxelValueUnits(_codedEntry(volume.units))
+        node.SetVoxelValueUnits(codedEntry(volume.units))
     instance_uids = " ".join(dict.fromkeys(image.sop_instance_uid for image in volume.source_images))
     node.SetAttribute(INSTANCE_UIDS_ATTRIBUTE, instance_uids)
     node.CreateDefaultDisplayNodes()
@@ -514,155 +505,13 @@ def _recommendedColor(terminology: Terminology, terminologies_logic: Any) -> tup
     return None if rgb == (127, 127, 127) else rgb
 
 
-# -- measurement tables ----------------------------------------------------------------------------
-
-
-def tableNodeFromMeasurementTable(scene: Any, table: MeasurementTable, tableNode: Any = None) -> Any:
-    """Write ``table`` to a table node, in the layout of ``SegmentStatistics``' ``exportToTable``.
-
-    The first column, ``Segment``, holds segment labels; then one double
-    column per quantity, named by the quantity's ``key`` (or its column title)
-    and titled by its column title, with the unit code value as unit label
-    and the codes as column properties ``DICOM.QuantityCode``,
-    ``DICOM.UnitsCode``, ``DICOM.DerivationCode`` and
-    ``DICOM.MeasurementMethodCode`` (``vtkCodedEntry`` strings,
-    ``CodeValue:...|CodingSchemeDesignator:...|CodeMeaning:...``).  A segment
-    without a value for a quantity gets NaN, as in SegmentStatistics.
-
-    Parameters
-    ----------
-    scene:
-        The ``vtkMRMLScene``.
-    table:
-        The measurements.
-    tableNode:
-        A table node to overwrite; a new one is added when omitted.
-
-    Raises
-    ------
-    InvalidInputError
-        When two quantities would get the same column name.
-    """
-    quantities = table.quantities
-    names = [quantity.key or quantity.column for quantity in quantities]
-    duplicates = sorted({name for name in names if names.count(name) > 1 or name == SEGMENT_COLUMN})
-    if duplicates:
-        raise InvalidInputError(f"quantities share the column names {duplicates}")
-    node = tableNode or scene.AddNewNodeByClass("vtkMRMLTableNode", "Measurements")
-    was_modifying = node.StartModify()
-    try:
-        node.RemoveAllColumns()
-        labels = vtkStringArray()
-        labels.SetName(SEGMENT_COLUMN)
-        for row in table.rows:
-            labels.InsertNextValue(row.segment.label)
-        node.AddColumn(labels)
-        for quantity, name in zip(quantities, names, strict=True):
-            values = np.array([_valueOrNan(row, quantity) for row in table.rows], dtype=np.float64)
-            column = numpy_support.numpy_to_vtk(values, deep=True)  # float64 -> vtkDoubleArray
-            column.SetName(name)
-            node.AddColumn(column)
-            node.SetColumnTitle(name, quantity.column)
-            node.SetColumnUnitLabel(name, quantity.unit.value)
-            node.SetColumnDescription(name, quantity.name.meaning)
-            codes = {
-                "DICOM.QuantityCode": quantity.name,
-                "DICOM.UnitsCode": quantity.unit,
-                "DICOM.DerivationCode": quantity.derivation,
-                "DICOM.MeasurementMethodCode": quantity.method,
-            }
-            for property_name, code in codes.items():
-                if code is not None:
-                    node.SetColumnProperty(name, property_name, _codedEntry(code).GetAsString())
-    finally:
-        node.EndModify(was_modifying)
-    return node
-
-
-def measurementTableFromTableNode(node: Any, segments: Sequence[Segment]) -> MeasurementTable:
-    """Read the measurements of a table node written as ``SegmentStatistics`` writes them.
-
-    Rows are matched to ``segments`` by label (the ``Segment`` column).  Every
-    scalar column with ``DICOM.QuantityCode`` and ``DICOM.UnitsCode``
-    properties becomes a quantity; other columns (string, multi-component,
-    uncoded) are skipped.  NaN cells are missing measurements.
-
-    Raises
-    ------
-    InvalidInputError
-        When there is no ``Segment`` column, segment labels are not unique, or
-        a row's label is not one of ``segments``.
-    """
-    vtk_table = node.GetTable()
-    labels = vtk_table.GetColumnByName(SEGMENT_COLUMN)
-    if labels is None:
-        raise InvalidInputError(f"table has no {SEGMENT_COLUMN!r} column", node.GetName())
-    by_label = {segment.label: segment for segment in segments}
-    if len(by_label) != len(segments):
-        raise InvalidInputError("segment labels are not unique, table rows cannot be matched", node.GetName())
-
-    columns: list[tuple[Quantity, np.ndarray]] = []
-    for index in range(vtk_table.GetNumberOfColumns()):
-        column = vtk_table.GetColumn(index)
-        name = column.GetName()
-        quantity = _quantityOfColumn(node, name)
-        if quantity is None or not column.IsNumeric() or column.GetNumberOfComponents() != 1:
-            continue
-        columns.append((quantity, numpy_support.vtk_to_numpy(column).astype(np.float64)))
-
-    rows = []
-    for row_index in range(vtk_table.GetNumberOfRows()):
-        label = labels.GetValue(row_index)
-        if label not in by_label:
-            raise InvalidInputError(f"row {row_index}: no segment labelled {label!r}", node.GetName())
-        measurements = tuple(
-            Measurement(quantity, float(values[row_index]))
-            for quantity, values in columns
-            if not math.isnan(values[row_index])
-        )
-        rows.append(SegmentMeasurements(by_label[label], measurements))
-    return MeasurementTable(tuple(rows))
-
-
-def _quantityOfColumn(node: Any, name: str) -> Quantity | None:
-    name_code = _codeFromEntryString(node.GetColumnProperty(name, "DICOM.QuantityCode"))
-    unit = _codeFromEntryString(node.GetColumnProperty(name, "DICOM.UnitsCode"))
-    if name_code is None or unit is None:
-        return None
-    return Quantity(
-        name=name_code,
-        unit=unit,
-        derivation=_codeFromEntryString(node.GetColumnProperty(name, "DICOM.DerivationCode")),
-        method=_codeFromEntryString(node.GetColumnProperty(name, "DICOM.MeasurementMethodCode")),
-        key=name,
-        label=node.GetColumnTitle(name) or "",
-    )
-
-
-def _valueOrNan(row: SegmentMeasurements, quantity: Quantity) -> float:
-    for measurement in row.measurements:
-        if measurement.quantity == quantity:
-            return float(measurement.value)
-    return math.nan
-
-
 # -- small VTK helpers -----------------------------------------------------------------------------
 
 
-def _codedEntry(code: Code) -> Any:
+def codedEntry(code: Code) -> Any:
     entry = slicer.vtkCodedEntry()
     entry.SetValueSchemeMeaning(code.value, code.scheme, code.meaning)
     return entry
-
-
-def _codeFromEntryString(text: str) -> Code | None:
-    if not text:
-        return None
-    entry = slicer.vtkCodedEntry()
-    entry.SetFromString(text)
-    if not entry.GetCodeValue():
-        return None
-    return Code(entry.GetCodeValue(), entry.GetCodingSchemeDesignator() or "", entry.GetCodeMeaning() or "")
 
 
 def _imageDataFromArray(array: np.ndarray) -> vtkImageData:

@@ -96,7 +96,7 @@ def _tableValues(table) -> dict:
 def runFullScenario(context: ScenarioContext) -> dict:
     """The tutorial end to end on the real Slicer libraries; returns figures for the log."""
     from .. import autoseg, measurements, report, slicerreaders, sr
-    from .nodes import measurementTableFromTableNode
+    from .tables import measurementTableFromTableNode
 
     logic = context.logic
     context.log("Import the sample CT by link")

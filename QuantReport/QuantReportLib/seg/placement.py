@@ -24,7 +24,7 @@ from ..model import Geometry, Volume
 # a hundredth of a voxel (decimal strings of Image Position (Patient) carry far
 # more precision than that), and directions must agree to 1e-3 (dcmqi writes
 # Image Orientation (Patient) with six decimals).
-_VOXEL_TOLERANCE = 1e-2
+VOXEL_TOLERANCE = 1e-2
 DIRECTION_TOLERANCE = 1e-3
 
 
@@ -156,7 +156,7 @@ def _slicesAtSourcePositions(geometry: Geometry, sources: np.ndarray, frames: Se
     offsets = np.abs(frame_ijk[:, None, :] - source_ijk[candidates]).max(axis=2)
     best = np.argmin(offsets, axis=1)
     slices = candidates[np.arange(len(frames)), best]
-    bad = np.flatnonzero(offsets[np.arange(len(frames)), best] > _VOXEL_TOLERANCE)
+    bad = np.flatnonzero(offsets[np.arange(len(frames)), best] > VOXEL_TOLERANCE)
     if bad.size:
         frame = frames[int(bad[0])]
         raise GeometryError(f"frame {frame.index + 1} at {_positionText(frame)} mm is not at the "
@@ -179,7 +179,7 @@ def _slicesAtPositions(geometry: Geometry, frames: Sequence[SegFrame], name: str
     ijk = geometry.lpsToIjk(np.array([frame.position for frame in frames])).reshape(-1, 3)
     nearest = np.round(ijk[:, 2]).astype(int)
     error = np.maximum(np.abs(ijk[:, :2]).max(axis=1), np.abs(ijk[:, 2] - nearest))
-    bad = np.flatnonzero((error > _VOXEL_TOLERANCE) | (nearest < 0) | (nearest >= geometry.shape[0]))
+    bad = np.flatnonzero((error > VOXEL_TOLERANCE) | (nearest < 0) | (nearest >= geometry.shape[0]))
     if bad.size:
         frame = frames[int(bad[0])]
         raise GeometryError(f"frame {frame.index + 1} at {_positionText(frame)} mm is not on a "
@@ -209,7 +209,7 @@ def _geometryFromFrames(positions: np.ndarray, cosines: np.ndarray, pixel_spacin
         if step <= 0:
             continue
         steps = unique / step
-        if np.max(np.abs(steps - np.round(steps))) <= _VOXEL_TOLERANCE:
+        if np.max(np.abs(steps - np.round(steps))) <= VOXEL_TOLERANCE:
             break
     else:
         raise GeometryError("SEG frame positions do not form a regular slice grid", name)

@@ -149,7 +149,7 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
         # Large values (the pixel data) stay in the file until used (pydicom's deferred read), so that
         # reading a subset of segments reads only the bytes of their frames.
         name = os.fspath(source)
-        dataset = readDataset(name, deferSize=_DEFER_BYTES)
+        dataset = readDataset(name, defer_size=_DEFER_BYTES)
     if dataset.get("SOPClassUID") not in SEG_SOP_CLASSES:
         raise InvalidInputError(f"not a DICOM Segmentation (SOP Class {dataset.get('SOPClassUID')})", name)
     checkDecodable(dataset, name)

@@ -185,7 +185,7 @@ def createSr(
     if (image_library or ohif_companions) and not volume.headers:
         raise InvalidInputError("an image library needs the source image headers, and the volume has none",
                                 volume.series_instance_uid)
-    companionSegmentation = checkCompanionSegmentation(segmentation, volume, numbers) if ohif_companions else None
+    companion_segmentation = checkCompanionSegmentation(segmentation, volume, numbers) if ohif_companions else None
     tracking = [_tracking(row.segment, seg_segments[row.segment.number]) for row in table.rows]
     uids = [uid for _, uid in tracking]
     if len(set(uids)) != len(uids):
@@ -198,8 +198,8 @@ def createSr(
             _measurementGroup(row, identifier, uid, seg, volume.series_instance_uid, time_point, concepts)
             for row, (identifier, uid) in zip(table.rows, tracking, strict=True)]
         library = list(volume.headers) if image_library else None
-        if companionSegmentation is not None:
-            companions, slices = companionGroups(table, tracking, companionSegmentation, volume, time_point,
+        if companion_segmentation is not None:
+            companions, slices = companionGroups(table, tracking, companion_segmentation, volume, time_point,
                                                  concepts)
             groups += companions
             if library is None:
