@@ -195,7 +195,7 @@ class DecodedOnce:
     """
 
     def __init__(self, character_set: str | MutableSequence[str]) -> None:
-        self._characterSet = character_set
+        self._character_set = character_set
         self._values: dict[tuple, Any] = {}
 
     def value(self, element: DataElement | RawDataElement | None, parse: Callable[[Any], Any]) -> Any:
@@ -251,7 +251,7 @@ class DecodedOnce:
         return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in decoded.value or []]
 
     def _decoded(self, element: RawDataElement) -> DataElement:
-        return convert_raw_data_element(element, encoding=self._characterSet)
+        return convert_raw_data_element(element, encoding=self._character_set)
 
     def _cached(self, element: RawDataElement, kind: Hashable, decode: Callable[[], Any]) -> Any:
         key = (kind, element.tag, element.is_implicit_VR, element.is_little_endian, element.value)
