@@ -26,7 +26,7 @@ from QuantReportLib.series import findSeries, loadSeries
 
 
 def _wholeFileFrame(path: Path) -> np.ndarray:
-    return next(iterFrames(readDataset(path, rawDatasets=True), path))
+    return next(iterFrames(readDataset(path, raw_datasets=True), path))
 
 
 def _variant(source: Path, target: Path, syntax: str, *, bits: tuple[int, int, int] | None = None,
