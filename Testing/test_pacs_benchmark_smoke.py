@@ -32,6 +32,6 @@ def test_pacs_benchmark_writes_its_tables(tmp_path):
             "dicomweb-client retrieve_instance (floor)", "dicomweb-client store_instances (floor)"} <= tools
     ratios = [line for line in lines if re.fullmatch(r"\| 3 \| (pull|push) \| \d+/s \| \d+/s \([^)]+\) \| "
                                                      r"\d+\.\d\dx \((met|not met)\) \|", line)]
-    assert len(ratios) == 2, "\n".join(lines)
+    assert len(ratios) == 3, "\n".join(lines)
     rows = json.loads(out.with_suffix(".json").read_text())["rows"]
     assert len(rows) == len(figures) and all(row["seconds"] > 0 and row["peak_rss_mb"] > 0 for row in rows)

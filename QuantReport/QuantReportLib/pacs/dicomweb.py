@@ -269,8 +269,13 @@ class DicomWebConnection:
 
         study = batch[0].study_instance_uid
         datasets = [pydicom.dcmread(instance.path) for instance in batch]
+        client = self._client()
+        # One request with a Content-Length, not chunked: under load, Orthanc 1.10 left instances of chunked
+        # STOW-RS requests out of its answer (and unstored).  dicomweb-client chunks what exceeds its chunk size.
+        # (The chunk size bounds nothing else here: retrieval does not stream.)
+        client.set_chunk_size(2 * sum(instance.path.stat().st_size for instance in batch) + (1 << 20))
         try:
-            response = self._client().store_instances(datasets, study_instance_uid=study)
+            response = client.store_instances(datasets, study_instance_uid=study)
         except requests.HTTPError as error:
             if error.response is None or error.response.status_code in (401, 403) or not error.response.content:
                 raise serverError(error, self.name, f"storing {len(batch)} instance(s)") from None
