@@ -168,3 +168,76 @@ def writeNifti(path: str | os.PathLike, data_ijk: np.ndarray, affine: np.ndarray
         image.header.extensions.append(nibabel.nifti1.Nifti1Extension(0, xml.encode()))
     nibabel.save(image, os.fspath(path))
     return Path(path)
+
+
+# -- a cohort ---------------------------------------------------------------------------------------------
+
+#: The grids the cases of :func:`writeCohort` cycle through.
+COHORT_GRIDS = ({}, {"angles": (0.3, -0.2, 0.5)}, {"flips": (-1, -1, 1)},
+                {"angles": (0.1, 0.2, -0.3), "flips": (1, 1, -1)})
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    series_dir: Path
+    labelmap: Path
+    kind: str  # "folder", "multilabel", "probabilities", or the way it is broken: "unmapped", "corrupt"
+    fractional: str = ""
+
+
+def writeCohort(folder: str | os.PathLike, cases: int = 12, shape: tuple[int, int, int] = (20, 64, 64),
+                broken: bool = True) -> list[Case]:
+    """``cases`` AI results on small CT series, as TotalSegmentator writes them, plus two broken ones.
+
+    Cases alternate between a folder of masks (one NIfTI per structure) and a
+    multi-label NIfTI with TotalSegmentator's embedded label table; the sixth
+    is a folder of probability maps (PROBABILITY).  Grids cycle through
+    :data:`COHORT_GRIDS`.  The broken cases: a mask named ``tumour_blob``,
+    which the TotalSegmentator table does not map, and a truncated NIfTI.
+    """
+    folder = Path(folder)
+    made = []
+    names = {value: name for name, value in STRUCTURES.items()}
+    kinds = [("probabilities" if index == 5 else "folder" if index % 2 == 0 else "multilabel")
+             for index in range(cases)] + (["unmapped", "corrupt"] if broken else [])
+    for index, kind in enumerate(kinds):
+        name = f"case{index + 1:02d}"
+        grid_shape, matrix = grid(shape, **COHORT_GRIDS[index % len(COHORT_GRIDS)])
+        labels = phantom(grid_shape, seed=index)
+        series = writeSeries(folder / name / "dicom", grid_shape, matrix, labels.astype(np.int16), name=name)
+        affine = nibabelAffine(matrix)
+        if kind == "multilabel":
+            labelmap = writeNifti(folder / name / "segmentations.nii.gz", toNibabelArray(labels), affine,
+                                  label_names=names)
+        else:
+            labelmap = folder / name / "segmentations"
+            labelmap.mkdir(parents=True, exist_ok=True)
+            rng = np.random.default_rng(index)
+            for structure, value in STRUCTURES.items():
+                mask = labels == value
+                if kind == "probabilities":
+                    data = np.where(mask, rng.uniform(0.3, 1.0, mask.shape), rng.uniform(0, 0.2, mask.shape) * mask
+                                    ).astype(np.float32)
+                else:
+                    data = mask.astype(np.uint8)
+                writeNifti(labelmap / f"{structure}.nii.gz", toNibabelArray(data), affine)
+            if kind == "unmapped":
+                writeNifti(labelmap / "tumour_blob.nii.gz", toNibabelArray((labels == 1).astype(np.uint8)), affine)
+            if kind == "corrupt":
+                damaged = labelmap / "liver.nii.gz"
+                damaged.write_bytes(damaged.read_bytes()[:200])
+        made.append(Case(name, series.folder, labelmap, kind, "PROBABILITY" if kind == "probabilities" else ""))
+    return made
+
+
+def writeJobs(path: str | os.PathLike, cases: Sequence[Case], out_root: str) -> Path:
+    """A ``quantreport batch`` jobs file for the cases, their outputs in ``out_root/<case>`` (relative paths)."""
+    path = Path(path)
+    lines = ["series_dir,labelmap,out,fractional"]
+    for case in cases:
+        lines.append(",".join((os.path.relpath(case.series_dir, path.parent),
+                               os.path.relpath(case.labelmap, path.parent), f"{out_root}/{case.name}",
+                               case.fractional)))
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,4 +1,4 @@
-"""The ``quantreport`` command line: import, list, segment, measure, export, batch, load, check, demo,
+"""The ``quantreport`` command line: import, list, segment, measure, export, batch, table, load, check, demo,
 pull, push, query.
 
 Every sub-command works on files and on the embedded DICOM database (the
@@ -318,62 +318,63 @@ EXIT_ROW_FAILED = 1
 
 
 def cmdBatch(args: argparse.Namespace) -> int:
-    """``quantreport batch``: every job of the CSV file, in one process (or ``--workers`` processes).
+    """``quantreport batch``: every job of the CSV file on the local or the Dask engine.
 
     Exit status 0 when every row succeeded, 1 when a row failed (each
-    reported as ``error: row N: <file>: <problem>``), 2 when the jobs file
-    itself is unusable.  Rows are reported in file order.
+    reported as ``error: row N: <file>: <problem>``), 2 when the jobs file,
+    the manifest or an option is unusable.  Rows are reported in file order.
     """
-    import functools
-    import time
+    from .batch import CaseOptions
+    from .cohort import CohortOptions, runCohort
+    from .cohort.table import checkTablePath, writeCohortTable
 
     _checkWorkers(args.workers)
-    from .batch import readJobs, runJob
-
-    jobs = readJobs(args.jobs)
-    started = time.perf_counter()
-    run = functools.partial(runJob, labelmap_seg=args.labelmap_seg)
-    bar = None
-    if not (args.quiet or args.json):
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(jobs), unit="case", desc="Exporting", leave=False)
-    results: dict[int, dict] = {}
-    try:
-        if args.workers == 1 or len(jobs) == 1:
-            # In this process: start-up and imports are paid once for all cases.
-            for job in jobs:
-                results[job["row"]] = run(job)
-                if bar is not None:
-                    bar.update(1)
-        else:
-            from concurrent.futures import ProcessPoolExecutor, as_completed
-
-            with ProcessPoolExecutor(max_workers=min(args.workers, len(jobs))) as pool:
-                futures = {pool.submit(run, job): job for job in jobs}
-                for future in as_completed(futures):
-                    results[futures[future]["row"]] = future.result()
-                    if bar is not None:
-                        bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
-    ordered = [results[job["row"]] for job in jobs]
+    if args.table_out:
+        checkTablePath(args.table_out)
+    run = runCohort(args.jobs, CaseOptions(labelmap_seg=args.labelmap_seg, labels=_labelOptions(args)),
+                    CohortOptions(engine=args.engine, workers=args.workers, scheduler=args.scheduler,
+                                  worker_memory=args.worker_memory, resume=args.resume, manifest=args.manifest,
+                                  table=bool(args.table_out), progress=not (args.quiet or args.json)))
+    if args.table_out:
+        writeCohortTable(run.rows, args.table_out)
+    ordered = run.results
     failed = [result for result in ordered if result["status"] != "ok"]
-    seconds = time.perf_counter() - started
+    resumed = sum(1 for result in ordered if result.get("resumed"))
     if args.json:
         _printJson({"jobs": ordered, "succeeded": len(ordered) - len(failed), "failed": len(failed),
-                    "seconds": round(seconds, 3)})
+                    "resumed": resumed, "engine": run.engine, "seconds": round(run.seconds, 3),
+                    "table": args.table_out, "removed": run.removed})
+    for path in run.removed:
+        print(f"note: removed {path}, left by a run interrupted while it moved its case's outputs", file=sys.stderr)
     for result in ordered:
+        for warning in result.get("warnings", []) if not result.get("resumed") else []:
+            print(f"warning: row {result['row']}: {warning}", file=sys.stderr)
         if result["status"] != "ok":
             print(f"error: row {result['row']}: {result['file']}: {result['problem']}", file=sys.stderr)
         elif not args.json:
-            print(f"row {result['row']}: {result['seg']} {result['sr']} ({result['segments']} segment(s), "
-                  f"{result['seconds']:.2f} s)")
+            how = "done before, resumed" if result.get("resumed") else (
+                f"{result['seconds']:.2f} s, peak memory {result['peak_rss_bytes'] / 2 ** 20:.0f} MiB")
+            print(f"row {result['row']}: {result['seg']} {result['sr']} ({result['segments']} segment(s), {how})")
     if not args.json:
-        print(f"batch: {len(ordered) - len(failed)} of {len(ordered)} case(s) exported, {len(failed)} failed, "
-              f"{seconds:.1f} s")
+        if args.table_out:
+            print(f"{args.table_out}: {len(run.rows)} row(s)")
+        print(f"batch: {len(ordered) - len(failed)} of {len(ordered)} case(s) exported"
+              f"{f' ({resumed} resumed)' if resumed else ''}, {len(failed)} failed, {run.seconds:.1f} s on "
+              f"{run.engine}")
     return EXIT_ROW_FAILED if failed else 0
+
+
+def cmdTable(args: argparse.Namespace) -> int:
+    """``quantreport table SR... --out FILE``: the cohort table from the SRs alone."""
+    from .cohort.table import checkTablePath, tableFromSrs, writeCohortTable
+
+    checkTablePath(args.out)
+    rows, skipped = tableFromSrs(args.sources, args.case_id)
+    for line in skipped:
+        print(f"warning: skipped {line}", file=sys.stderr)
+    writeCohortTable(rows, args.out)
+    print(f"{args.out}: {len(rows)} row(s)")
+    return 0
 
 
 def cmdCheck(args: argparse.Namespace) -> int:
@@ -481,13 +482,39 @@ def buildParser() -> argparse.ArgumentParser:
     p = commands.add_parser("batch", help="export SEG + SR for many cases listed in a CSV jobs file")
     p.add_argument("jobs", metavar="JOBS.csv",
                    help="CSV with the header series_dir,labelmap,out and optional columns segments (segment "
-                        "meta JSON) and series (Series Instance UID); relative paths are relative to the jobs file")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="cases exported in parallel by N processes (default 1)")
+                        "meta JSON) and series (Series Instance UID); relative paths are relative to the jobs file; "
+                        "each row has an out folder of its own")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local: this process, or --workers processes (default); dask: Dask distributed")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="local: cases exported in parallel by N processes (default 1); dask: worker processes of "
+                        "the local cluster (default one per CPU core)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="dask: run on the existing cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786)")
+    p.add_argument("--worker-memory", metavar="SIZE",
+                   help="dask: memory limit of each local worker (e.g. 4GiB; default the machine's memory shared "
+                        "among the workers); a worker above it is restarted and its case retried")
+    p.add_argument("--resume", action="store_true",
+                   help="skip the cases the manifest records as done, with the same inputs and options and their "
+                        "files unchanged")
+    p.add_argument("--manifest", metavar="FILE",
+                   help="the cohort's manifest (default: beside the jobs file, JOBS.manifest.jsonl)")
+    p.add_argument("--table-out", metavar="FILE.csv|FILE.parquet",
+                   help="write the cohort table: one row per case x segment x quantity")
+    _addLabelArguments(p)
     p.add_argument("--labelmap-seg", action="store_true", help="write LABELMAP SEGs instead of BINARY")
     p.add_argument("--json", action="store_true", help="print the summary (every row's result) as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmdBatch)
+
+    p = commands.add_parser("table", help="the cohort table (case x segment x quantity) from SR files alone")
+    p.add_argument("sources", nargs="+", metavar="SR|DIR",
+                   help="TID 1500 SR files, or folders searched (recursively) for them")
+    p.add_argument("--out", required=True, metavar="FILE.csv|FILE.parquet", help="the table to write")
+    p.add_argument("--case-id", choices=("folder", "patient", "study"), default="folder",
+                   help="what names a case: the SR's folder (as batch writes them, default), its Patient ID or "
+                        "its Study Instance UID")
+    p.set_defaults(run=cmdTable)
 
     p = commands.add_parser("check", help="validate every SEG and SR in a folder (dciodvfy and semantic checks)")
     p.add_argument("folder", metavar="DIR", help="folder with SEG/SR files (and the series they reference)")

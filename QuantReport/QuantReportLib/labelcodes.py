@@ -181,14 +181,16 @@ class LabelCodeTable:
     problems: Mapping[str, tuple[RowProblem, ...]] = field(default_factory=dict)
     algorithm_name: str | None = None
 
-    def lookup(self, names: Iterable[str], allow_unmapped: bool = False) -> tuple[dict[str, LabelCode], list[str]]:
-        """The codes of ``names`` and the warnings to show for them.
+    def lookup(self, names: Iterable[str], allow_unmapped: bool = False,
+               source: str | os.PathLike | None = None) -> tuple[dict[str, LabelCode], list[str]]:
+        """The codes of ``names`` (from the file or folder ``source``) and the warnings to show for them.
 
         Raises
         ------
         InvalidInputError
-            When a name's row has an error, or names are not in the table and
-            ``allow_unmapped`` is false: one error listing all of them.
+            When a name's row has an error (about the table), or names are not
+            in the table and ``allow_unmapped`` is false: one error (about
+            ``source``) listing all of them.
         """
         names = list(dict.fromkeys(names))
         refused = [problem for name in names for problem in self.problems.get(name, ())
@@ -200,8 +202,9 @@ class LabelCodeTable:
         unmapped = [name for name in names if name not in self.codes]
         if unmapped and not allow_unmapped:
             raise InvalidInputError(
-                f"{len(unmapped)} label name(s) have no code in this table: {', '.join(unmapped)} (map them in a CSV "
-                "given with --terminology FILE, or pass --allow-unmapped to write a placeholder code)", self.source)
+                f"{len(unmapped)} label name(s) have no code in {self.source}: {', '.join(unmapped)} (map them in a "
+                "CSV given with --terminology FILE, or pass --allow-unmapped to write a placeholder code)",
+                source or self.source)
         warnings = [str(problem) for name in names for problem in self.problems.get(name, ())]
         if unmapped:
             warnings.append(f"{self.source}: label name(s) {', '.join(unmapped)} not mapped: written as "
@@ -230,8 +233,12 @@ def namedSegments(names: Mapping[int, str], options: LabelOptions, source: str |
     """
     if options.terminology:
         table = loadLabelCodes(options.terminology)
+    elif options.allow_unmapped:
+        table = LabelCodeTable("no --terminology", {})
     else:
-        table = LabelCodeTable("no --terminology given", {})
+        listed = ", ".join(list(names.values())[:5]) + (" ..." if len(names) > 5 else "")
+        raise InvalidInputError(f"its label names ({listed}) need codes: give --terminology totalsegmentator or a "
+                                "CSV of codes (or --allow-unmapped for placeholder codes)", source)
     for name in names.values():
         if not name or len(name) > _LABEL_LENGTH or _UNUSABLE_LABEL.search(name):
             raise InvalidInputError(f"label name {name!r} cannot be a Segment Label (LO: 1 to {_LABEL_LENGTH} "
@@ -240,7 +247,7 @@ def namedSegments(names: Mapping[int, str], options: LabelOptions, source: str |
     if not algorithm:
         raise InvalidInputError("name the algorithm that made these labels with --algorithm NAME (a DICOM SEG names "
                                 "the algorithm of AUTOMATIC segments)", source)
-    codes, found = table.lookup(names.values(), options.allow_unmapped)
+    codes, found = table.lookup(names.values(), options.allow_unmapped, source)
     for message in found:
         warnings.warn(message, LabelCodeWarning, stacklevel=2)
     return {

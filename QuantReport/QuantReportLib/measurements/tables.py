@@ -93,16 +93,16 @@ def writeTable(table: MeasurementTable, path: str | os.PathLike) -> None:
 def _tableCells(table: MeasurementTable, safe: bool) -> list[list[str]]:
     quantities = table.quantities
     # Column titles of a table read from an SR come from code meanings in the file: escaped like labels.
-    cells = [["Segment number", "Segment"] + [_formulaSafe(q.column) if safe else q.column for q in quantities]]
+    cells = [["Segment number", "Segment"] + [formulaSafe(q.column) if safe else q.column for q in quantities]]
     for row in table.rows:
         values = {m.quantity: m.value for m in row.measurements}
-        label = _formulaSafe(row.segment.label) if safe else row.segment.label
+        label = formulaSafe(row.segment.label) if safe else row.segment.label
         cells.append([str(row.segment.number), label]
                      + [repr(float(values[q])) if q in values else "" for q in quantities])
     return cells
 
 
-def _formulaSafe(text: str) -> str:
+def formulaSafe(text: str) -> str:
     """Text a spreadsheet shows as text: a leading formula character gets a ``'`` before it."""
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
