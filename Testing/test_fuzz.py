@@ -39,7 +39,9 @@ SEED = 20240517
 MUTANTS = 500
 CHECK_EVERY = 5  # `check` is run on every fifth mutant (it runs dciodvfy: slower)
 CASE_TIMEOUT_SECONDS = 30
-ADDRESS_SPACE_LIMIT = 3 << 30  # far above what these few-kB files need, far below a 65535x65535 frame
+# Address space a case may add to what the worker inherits from pytest (earlier tests may have mapped
+# gigabytes: pyarrow, dask): far above what these few-kB files need, far below a 65535x65535 frame.
+ADDRESS_SPACE_LIMIT = 3 << 30
 
 # (path inside shared/testdata, load options)
 CORPUS = (
@@ -147,8 +149,17 @@ def _onAlarm(signum, frame):
     raise _Timeout()
 
 
+def _inheritedAddressSpace() -> int:
+    """This process's virtual memory size in bytes (Linux ``VmSize``; 0 where /proc is not)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+
+
 def _limitWorker() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, resource.RLIM_INFINITY))
+    resource.setrlimit(resource.RLIMIT_AS, (_inheritedAddressSpace() + ADDRESS_SPACE_LIMIT, resource.RLIM_INFINITY))
     signal.signal(signal.SIGALRM, _onAlarm)
     import logging
     logging.disable(logging.CRITICAL)  # series warnings would go to stderr; they are not what is tested
