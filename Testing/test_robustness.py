@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -393,6 +394,14 @@ def test_export_refuses_what_check_would_fail(capsys, tmp_path, tiny_case):
 # -- kill -9 during import ----------------------------------------------------------------------------
 
 
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
 _KILLED_IMPORT = """
 import sys, time
 sys.path.insert(0, {lib!r})
@@ -404,7 +413,7 @@ def progress(done, total):
         time.sleep(120)  # killed here: batches of 100 committed, the fourth one open
 
 with EmbeddedDicomDatabase({db!r}) as database:
-    database.importPaths([{folder!r}], progress=progress, batchSize=100)
+    database.importPaths([{folder!r}], progress=progress, batchSize=100, workers=2)
 """
 
 
@@ -421,10 +430,19 @@ def test_import_killed_part_way_leaves_a_sound_database_that_the_next_import_com
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout.readline().strip() == "ready"
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+        workers = [int(pid) for pid in children.read_text().split()] if children.exists() else []
         os.kill(process.pid, signal.SIGKILL)
+        assert len(workers) == 2 or not children.exists()  # /proc: Linux
     finally:
         process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+    # The header-reading workers end with the killed import: no process is left behind.
+    deadline = time.monotonic() + 30
+    while workers and time.monotonic() < deadline:
+        workers = [pid for pid in workers if _running(pid)]
+        time.sleep(0.1)
+    assert workers == []
 
     with sqlite3.connect(db / "ctkDICOM.sql") as connection:
         assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]

@@ -13,9 +13,12 @@ transaction, so an interrupted import leaves a consistent database.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import datetime
 import os
 import shutil
+import signal
 import sqlite3
 import sys
 import time
@@ -101,10 +104,30 @@ def _fileHeaderReader(workers: int, files: int) -> Iterator[Callable[[list[tuple
         return
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_endWithParent, initargs=(os.getpid(),)) as pool:
         pool.submit(os.getpid).result()  # fork the workers now, before the caller starts threads (progress bar)
         yield lambda jobs: pool.map(_readFileHeaderInWorker, jobs,
                                     chunksize=max(1, min(64, len(jobs) // (4 * workers))))
+
+
+def _endWithParent(parent: int) -> None:
+    """In a header-reading worker: end when the importing process ends, also when it is killed.
+
+    The workers wait for jobs on a pipe that each of them holds open too, so
+    a killed import would leave them waiting forever; Linux signals them
+    instead (``prctl(PR_SET_PDEATHSIG)``).  Elsewhere nothing is done.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the import ended before the signal was asked for
+        os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _importWorkers(workers: int | None) -> int:
