@@ -13,7 +13,7 @@ import pytest
 from conftest import require, require_tool
 from conftest import sharedData as dataPath
 from QuantReportLib import labelmaps, model
-from QuantReportLib.errors import InvalidInputError, NotFoundError, UnsupportedError
+from QuantReportLib.errors import InvalidInputError, NotFoundError, OutputError, UnsupportedError
 from QuantReportLib.labelmaps import (
     readLabelmapNrrd,
     readSegmentation,
@@ -237,7 +237,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(labelmaps.nrrd, "write", failingWrite)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):  # the write's OSError, naming the file
         writeSegNrrd(segmentation, target)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["out.seg.nrrd"]

@@ -26,7 +26,7 @@ from conftest import sharedData as dataFile
 from pydicom.sr.codedict import codes
 from QuantReportLib import series, sr
 from QuantReportLib.dicomio import identity
-from QuantReportLib.errors import InvalidInputError, NotFoundError, UnsupportedError
+from QuantReportLib.errors import InvalidInputError, NotFoundError, OutputError, UnsupportedError
 from QuantReportLib.model import (
     Code,
     Measurement,
@@ -329,7 +329,7 @@ def test_write_is_atomic(tmp_path: Path, volume: Volume, seg_dataset: pydicom.Da
     sr.writeSr(dataset, target)
     sr.writeSr(dataset, target)  # replaces
     assert [p.name for p in target.parent.iterdir()] == ["sr.dcm"]
-    with pytest.raises(OSError):
+    with pytest.raises(OutputError, match="a folder of that name is in the way"):
         sr.writeSr(dataset, tmp_path / "out")  # a folder cannot be replaced by a file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert [p.name for p in target.parent.iterdir()] == ["sr.dcm"]

@@ -46,6 +46,22 @@ class UnsupportedError(QuantReportError):
     """The input is valid DICOM but uses something QuantReport does not support."""
 
 
+class OutputError(QuantReportError):
+    """A file or folder cannot be written: disk full, read-only, no permission, a file in the way.
+
+    ``reason`` is what the system said (``"No space left on device"``), for callers that name the
+    output their own way.
+    """
+
+    def __init__(self, message: str, source: str | os.PathLike | None = None, reason: str | None = None):
+        super().__init__(message, source)
+        self.reason = reason or self.message
+
+
+class DatabaseError(InvalidInputError):
+    """The DICOM database (an input of the command) cannot be used as it is: corrupt, busy, read-only or full."""
+
+
 # Exceptions that pydicom, highdicom and numpy raise on malformed content (wrong types, missing
 # attributes, unparsable values, short buffers, unknown VRs) rather than on programming errors
 # of their callers; pydicom's own (InvalidDicomError, BytesLengthException) are added where it is
@@ -75,8 +91,27 @@ def malformedInput(source: str | os.PathLike, what: str) -> Iterator[None]:
             raise
         raise type(error)(error.message, source=source) from error
     except malformed as error:
-        detail = " ".join(str(error).split())[:300]
-        raise InvalidInputError(f"malformed {what}: {type(error).__name__}: {detail}", source=source) from error
+        raise InvalidInputError(f"malformed {what}: {malformedReason(error)}", source=source) from error
+
+
+#: What a reader's failure says about a file when the failure itself names no cause a user can act on.
+_NESTED_TOO_DEEPLY = "its sequences are nested too deeply to be read (PS3.5 7.5)"
+
+
+def malformedReason(error: BaseException) -> str:
+    """One line saying what ``error`` (raised by pydicom, highdicom or numpy on a file) found wrong in it.
+
+    A recursion error anywhere in its chain is the file's nesting (pydicom reads nested sequences
+    recursively, and re-raises what it meets there as "No tag to read"); pydicom's OSError without
+    errno is a structure it cannot parse, said by its message alone.
+    """
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, RecursionError):
+            return _NESTED_TOO_DEEPLY
+        cause = cause.__cause__ or cause.__context__
+    detail = " ".join(str(error).split())[:300]
+    return detail if isinstance(error, OSError) else f"{type(error).__name__}: {detail}"
 
 
 class ServerError(QuantReportError):

@@ -25,14 +25,16 @@ of the dataset declared to be in the file's encoding (:func:`declareEncoded`).
 from __future__ import annotations
 
 import collections
+import hashlib
 import io
 import itertools
 import struct
-from collections.abc import Callable, Hashable, Iterable, Mapping, MutableSequence, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, MutableSequence, Sequence
 from typing import Any, TypeGuard, cast
 
 import pydicom
 from pydicom.charset import convert_encodings, default_encoding
+from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
@@ -258,3 +260,63 @@ class DecodedOnce:
         if key not in self._values:
             self._values[key] = decode()
         return self._values[key]
+
+
+def _isSequence(tag: int, element: DataElement | RawDataElement) -> bool:
+    """Whether an element is a sequence: its VR, else (implicit VR) the data dictionary's."""
+    if element.VR is not None:
+        return element.VR == "SQ"
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:  # a private element of implicit VR: not known to be a sequence
+        return False
+
+
+def walkItems(dataset: pydicom.Dataset, skip: Iterable[int] = ()
+              ) -> Iterator[tuple[int, Mapping[int, DataElement | RawDataElement]]]:
+    """(tag of the sequence holding it, its elements by tag) for ``dataset`` (tag 0) and every item under
+    it, depth first and without recursion (any nesting depth).
+
+    Nothing is decoded: elements are as pydicom holds them (raw elements of a file, elements of a dataset
+    built in memory).  An encoded sequence is cut into its items (:func:`encodedItems`) whose elements
+    are read raw by pydicom's generator, instead of being parsed into datasets, and a sequence whose
+    encoding was met before (by a digest of its bytes) is not entered again, nor an item object met
+    before: the same content says the same thing, and a large SR repeats its code sequences thousands of
+    times.  Sequences whose tag is in ``skip`` are not entered.
+    """
+    skipped = set(skip)
+    seenEncodings: set[tuple[int, bool, bool, bytes]] = set()
+    seenItems: set[int] = set()
+    parsed: list[Any] = []  # sequences parsed here, kept so that the ids of their items stay unique
+    stack: list[tuple[int, Mapping[int, DataElement | RawDataElement]]] = [
+        (0, {int(tag): dataset.get_item(tag) for tag in dataset.keys()})]
+    while stack:
+        parent, elements = stack.pop()
+        yield parent, elements
+        children: list[tuple[int, Mapping[int, DataElement | RawDataElement]]] = []
+        for tag, element in elements.items():
+            if tag in skipped or not _isSequence(tag, element):
+                continue
+            if isEncoded(element) and element.length != UNDEFINED_LENGTH:
+                encoding = (element.is_implicit_VR, element.is_little_endian)
+                key = (tag, *encoding, hashlib.blake2b(element.value, digest_size=16).digest())
+                if key in seenEncodings:
+                    continue
+                seenEncodings.add(key)
+                try:
+                    encoded = encodedItems(element.value, *encoding)
+                except ValueError:
+                    encoded = None  # not a sequence of items: pydicom parses it below and says what is wrong
+                if encoded is not None:
+                    children += [(tag, {int(raw.tag): raw for raw in
+                                        data_element_generator(io.BytesIO(item), *encoding)}) for item in encoded]
+                    continue
+                element = convert_raw_data_element(element)
+            elif isinstance(element, RawDataElement):
+                element = convert_raw_data_element(element)
+            parsed.append(element.value)
+            for item in element.value or []:
+                if id(item) not in seenItems:
+                    seenItems.add(id(item))
+                    children.append((tag, {int(key): item.get_item(key) for key in item.keys()}))
+        stack.extend(reversed(children))

@@ -9,6 +9,13 @@ data, truncation and non-DICOM files refused with :class:`HeaderProblem`),
 (:class:`~QuantReportLib.errors.InvalidInputError`), and
 :func:`checkPixelDataClaim` bounds what a header may claim before any pixel
 array is allocated.
+
+A Deflated Explicit VR Little Endian file (PS3.5 A.5) is compressed as a
+whole, and pydicom inflates all of it to read even its header.  Its inflated
+size is measured first, in a stream that keeps nothing, and a file that would
+inflate beyond :func:`inflationLimit` (more than :data:`MAXIMUM_DEFLATE_RATIO`
+times its size, and more than :data:`INFLATE_FLOOR_BYTES`) is refused before
+anything is held in memory: a few megabytes must not become gigabytes.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import os
 import struct
 import warnings
+import zlib
 from typing import Any
 
 import pydicom
@@ -23,8 +31,9 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.tag import Tag
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, malformedReason
 from .rawitems import UNDEFINED_LENGTH
 
 _PIXEL_DATA_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float, Double Float and (plain) Pixel Data
@@ -38,6 +47,41 @@ _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC
 class HeaderProblem(Exception):
     """A file whose header cannot be read (empty, not DICOM, truncated, unreadable); the message is the one-line
     reason."""
+
+
+#: Deflated data may inflate to this many times the file's size (real images: 2 to 10; sparse segmentations
+#: up to about 100; deflate itself can reach 1032, which is what a bomb uses) ...
+MAXIMUM_DEFLATE_RATIO = 100
+#: ... and always to this many bytes (small files of empty frames).
+INFLATE_FLOOR_BYTES = 64 << 20
+_INFLATE_CHUNK = 1 << 20
+
+
+def inflationLimit(compressed: int) -> int:
+    """The most bytes a deflated dataset of ``compressed`` bytes is allowed to inflate to."""
+    return max(INFLATE_FLOOR_BYTES, MAXIMUM_DEFLATE_RATIO * compressed)
+
+
+def _checkInflation(deflated: bytes, fileSize: int) -> None:
+    """Raise :class:`HeaderProblem` when raw-deflate data would inflate beyond :func:`inflationLimit`.
+
+    Inflates in chunks that are counted and dropped, so that memory stays at one chunk whatever the
+    data claim.  Data that is not a deflate stream is left for pydicom to refuse.
+    """
+    limit = inflationLimit(fileSize)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    inflated = 0
+    pending = deflated
+    try:
+        while pending and not inflater.eof:
+            inflated += len(inflater.decompress(pending, _INFLATE_CHUNK))
+            pending = inflater.unconsumed_tail
+            if inflated > limit:
+                raise HeaderProblem(f"deflated data that inflates to more than {limit >> 20} MiB (over "
+                                    f"{MAXIMUM_DEFLATE_RATIO} times the file's {fileSize} bytes): refused before "
+                                    "inflating it")
+    except zlib.error:
+        return
 
 
 class _ShortReadDetector:
@@ -59,7 +103,12 @@ class _ShortReadDetector:
         self.partialReads = 0
 
     def read(self, size: int = -1) -> bytes:
-        if size is not None and size > 0:
+        if size is None or size < 0:
+            # Only pydicom's reader of deflated files reads the rest at once: bound what it will inflate.
+            data = self._read()
+            _checkInflation(data, self._size)
+            return data
+        if size > 0:
             size = min(size, max(0, self._size - self._file.tell()) + 1)  # +1: still a short read
         data = self._read(size)
         if size is not None and 0 <= size and len(data) < size:
@@ -154,6 +203,9 @@ def readDataset(path: str | os.PathLike, *, defer_size: int | None = None, raw_d
     """
     path = os.fspath(path)
     try:
+        if _isDeflated(path):  # inflated in memory as a whole (nothing can be deferred), within the bound
+            with open(path, "rb") as file:
+                return pydicom.dcmread(_ShortReadDetector(file, os.fstat(file.fileno()).st_size))
         try:
             return pydicom.dcmread(path, defer_size=defer_size)
         except InvalidDicomError:
@@ -161,18 +213,26 @@ def readDataset(path: str | os.PathLike, *, defer_size: int | None = None, raw_d
                 if not raw_datasets or not _startsLikeRawDataset(file):
                     raise
             return pydicom.dcmread(path, defer_size=defer_size, force=True)
+    except HeaderProblem as problem:
+        raise InvalidInputError(str(problem), path) from None
     except Exception as error:  # pydicom raises many types for unreadable files
-        raise InvalidInputError(f"not a readable DICOM file ({error})", path) from error
+        raise InvalidInputError(f"not a readable DICOM file ({malformedReason(error)})", path) from error
+
+
+def _isDeflated(path: str) -> bool:
+    """Whether a PS3.10 file's File Meta Information names Deflated Explicit VR Little Endian."""
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:  # not a PS3.10 file: the full read says what is wrong
+        return False
+    return meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
 
 
 def _raiseUnreadable(error: Exception) -> None:
     """Raise :class:`HeaderProblem` with the reason for an error reading a file that is not cut short."""
-    detail = " ".join(str(error).split())
     if isinstance(error, OSError) and error.errno is not None:
         raise HeaderProblem(f"cannot read: {error.strerror or error}") from None
-    if isinstance(error, OSError):  # pydicom's OSError without errno: structure it cannot parse
-        raise HeaderProblem(f"unreadable DICOM: {detail}") from None
-    raise HeaderProblem(f"unreadable DICOM: {type(error).__name__}: {detail}") from None
+    raise HeaderProblem(f"unreadable DICOM: {malformedReason(error)}") from None
 
 
 def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> tuple[int, int] | None:

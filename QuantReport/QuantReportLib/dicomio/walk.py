@@ -6,30 +6,40 @@ import os
 from collections.abc import Callable, Iterator
 
 
+def _inside(path: str, real_root: str) -> bool:
+    return os.path.commonpath([real_root, path]) == real_root
+
+
 def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seen_folders: set[str] | None = None,
-              on_problem: Callable[[str, str], object] | None = None) -> Iterator[str]:
+              on_problem: Callable[[str, str], object] | None = None, follow_links: bool = False) -> Iterator[str]:
     """The files under ``root``: sorted by name, a folder's files before its subfolders.
 
-    Symbolic links are followed, but each real folder is walked once (so link
-    loops end, and folders reached twice, also across calls sharing
-    ``seen_folders``, give their files once).
+    The walk stays inside ``root``: a symbolic link met on the way is followed
+    only when it resolves inside ``root`` (as DICOMDIR references are), unless
+    ``follow_links``; a link to ``/etc`` in a folder of images is reported, not
+    read.  Each real folder is walked once (so link loops end, and folders
+    reached twice, also across calls sharing ``seen_folders``, give their files
+    once).
 
     Parameters
     ----------
     root:
-        The folder to walk.
+        The folder to walk (itself may be a link: the walk stays inside what it resolves to).
     recursive:
         Walk subfolders too (else only the files directly in ``root``).
     seen_folders:
         Real paths of folders already walked; updated.
     on_problem:
         Called as ``on_problem(path, reason)`` for a folder that cannot be
-        listed, an entry that cannot be accessed and anything that is neither
-        a file nor a folder (a broken link, a special file); without it these
-        are passed over.
+        listed, an entry that cannot be accessed, a link that leads out of
+        ``root`` and anything that is neither a file nor a folder (a broken
+        link, a special file); without it these are passed over.
+    follow_links:
+        Follow symbolic links wherever they lead.
     """
     seen = set() if seen_folders is None else seen_folders
     report = on_problem or (lambda path, reason: None)
+    real_root = os.path.realpath(root)
     stack = [os.fspath(root)]
     while stack:
         folder = stack.pop()
@@ -46,6 +56,12 @@ def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seen_folders: 
         subfolders = []
         for entry in entries:
             try:
+                if entry.is_symlink() and not follow_links:
+                    target = os.path.realpath(entry.path)
+                    if not _inside(target, real_root):
+                        report(entry.path, f"a symbolic link to {target}, outside the folder: not followed "
+                                           "(--follow-links follows it)")
+                        continue
                 if entry.is_dir():
                     subfolders.append(entry.path)
                 elif entry.is_file():
