@@ -70,7 +70,7 @@ def ctSlice(path: Path, series: str, study: str, k: int, rows: int = 8, columns:
     """A minimal valid CT Image Storage file (explicit VR little endian), ``values`` overriding attributes."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = values.get("SOPInstanceUID", generate_uid())
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta

@@ -49,7 +49,7 @@ def test_deflate_bomb_is_refused_in_one_line_with_bounded_memory(tmp_path):
     pixel_bomb = deflatedBomb(series / "slice.dcm", 600 * MiB, in_pixel_data=True)
     result, peak = measured("segment", "--series-dir", series, "--seed", 0, 0, 0, "--lower", 0, "--upper", 1,
                             "--out", tmp_path / "x.seg.nrrd")
-    assertOneError(result, pixel_bomb, "inflate")
+    assertOneError(result, series, "inflate", pixel_bomb.name)
     assert peak < _BASELINE + 200 * MiB, f"a series load of a deflate bomb peaked at {peak / MiB:.0f} MiB"
 
 

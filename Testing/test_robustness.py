@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pydicom
 import pytest
 from conftest import PROJECT_ROOT
 from conftest import sharedData as dataPath
+from hostile import ctSlice, tinyCase
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -51,33 +51,6 @@ def assertOneError(status: int, err: str, path: Path | str, *words: str) -> str:
     return lines[0]
 
 
-def ctSlice(path: Path, series: str, study: str, k: int, rows: int = 8, columns: int = 8, **values) -> Path:
-    """A minimal valid CT Image Storage file (explicit VR little endian), ``values`` overriding attributes."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = values.get("SOPInstanceUID", generate_uid())
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CT_IMAGE_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
-    ds.FrameOfReferenceUID = "1.2.3.4"
-    ds.PatientID, ds.PatientName, ds.Modality = "P1", "Test^Patient", "CT"
-    ds.ImagePositionPatient = [0, 0, float(k)]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.PixelSpacing = [1, 1]
-    ds.Rows, ds.Columns = rows, columns
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
-    ds.PixelData = np.full((rows, columns), k, dtype=np.int16).tobytes()
-    for keyword, value in values.items():
-        setattr(ds, keyword, value)
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def digest(folder: Path) -> str:
     hasher = hashlib.sha256()
     for path in sorted(folder.rglob("*")):
@@ -95,18 +68,7 @@ def imageRows(db: Path) -> list[tuple]:
 @pytest.fixture
 def tiny_case(tmp_path) -> tuple[Path, Path]:
     """dcmqi's 38x24x3 CT (copied, so that exports may write beside it) and a labelmap NRRD of its SEG."""
-    from QuantReportLib import seg, series
-    from QuantReportLib.labelmaps import writeLabelmapNrrd
-
-    ct = tmp_path / "ct"
-    ct.mkdir()
-    for path in sorted(dataPath("ct", "dcmqi-24x38x3").iterdir()):
-        (ct / path.name).write_bytes(path.read_bytes())
-    volume = series.loadSeries(sorted(ct.iterdir()))
-    loaded = seg.readSeg(dataPath("seg", "dcmqi-24x38x3-label.dcm"), reference=volume)
-    labelmap = tmp_path / "label.nrrd"
-    writeLabelmapNrrd(loaded.segmentation.labelmap(), volume.geometry, labelmap)
-    return ct, labelmap
+    return tinyCase(tmp_path)
 
 
 # -- bad files on load ------------------------------------------------------------------------------

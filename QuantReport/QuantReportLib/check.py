@@ -35,30 +35,41 @@ reported as invalid, so the set is documented here and extended when needed.
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from .database import DicomDatabase
 from .dicomio.identity import SEG_SOP_CLASSES, SR_SOP_CLASSES
+from .dicomio.rawitems import DecodedOnce, walkItems
 from .dicomio.reading import readDataset, readDicomHeader
+from .dicomio.uids import isValidUid
 from .dicomio.walk import walkFiles
 from .errors import InvalidInputError, NotFoundError, QuantReportError, malformedInput
 from .model import Volume
+from .printing import printable
 from .seg.placement import DIRECTION_TOLERANCE, VOXEL_TOLERANCE
 from .ucum import isValidUcum
 
 RETIRED_SCHEMES = {"SRT": "SNOMED-RT style identifiers, retired from DICOM in 2019: use SCT"}
 
+# dciodvfy's bounds: it needs about 50 bytes of memory per byte of a large SR (1.9 GB for a 40 MB file
+# of 5,000 groups); beyond these it is stopped and the file reported as not validated.
 _DCIODVFY_TIMEOUT_SECONDS = 300
+_DCIODVFY_MEMORY_BYTES = 3 << 30
 _MAXIMUM_PROBLEMS_PER_CHECK = 20
 
 # -- results ----------------------------------------------------------------------------------------
@@ -219,19 +230,38 @@ def _checkFile(path: Path, kind: str, header: Dataset, index: _Index, dciodvfy: 
     return _result(path, kind, problems, status, uid)
 
 
+def _boundedMemory() -> None:
+    """In the child, before dciodvfy starts: at most :data:`_DCIODVFY_MEMORY_BYTES` of address space."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (_DCIODVFY_MEMORY_BYTES, _DCIODVFY_MEMORY_BYTES))
+
+
 def runDciodvfy(path: str | os.PathLike) -> tuple[str, list[str]]:
-    """``("ok" | "errors" | "not run", error lines)`` of ``dciodvfy`` on one file."""
+    """``("ok" | "errors" | "not run", error lines)`` of ``dciodvfy`` on one file.
+
+    dciodvfy runs with bounded time (:data:`_DCIODVFY_TIMEOUT_SECONDS`) and, where the system allows,
+    memory (:data:`_DCIODVFY_MEMORY_BYTES` of address space); a run that ends without a verdict (stopped
+    at a bound, or crashed) is an error line saying so.
+    """
     tool = shutil.which("dciodvfy")
     if tool is None:
         return "not run", []
+    bounds = f"{_DCIODVFY_TIMEOUT_SECONDS} s"
+    if sys.platform != "win32":
+        bounds = f"{_DCIODVFY_MEMORY_BYTES >> 30} GiB of memory and {bounds}"
     try:
-        completed = subprocess.run([tool, os.fspath(path)], capture_output=True, timeout=_DCIODVFY_TIMEOUT_SECONDS)
+        completed = subprocess.run([tool, os.fspath(path)], capture_output=True, timeout=_DCIODVFY_TIMEOUT_SECONDS,
+                                   preexec_fn=_boundedMemory if sys.platform != "win32" else None)
     except subprocess.TimeoutExpired:
-        return "errors", [f"dciodvfy did not finish within {_DCIODVFY_TIMEOUT_SECONDS} s"]
+        return "errors", [f"dciodvfy did not finish within its bounds ({bounds}): the file was not validated"]
     output = (completed.stdout + completed.stderr).decode("utf-8", errors="replace")
     errors = [line.strip() for line in output.splitlines() if line.startswith("Error")]
     if completed.returncode != 0 and not errors:
-        errors = [f"dciodvfy exit status {completed.returncode}"]
+        code = completed.returncode
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        errors = [f"dciodvfy ended without a verdict ({how}) within its bounds ({bounds}): the file was not "
+                  "validated"]
     return ("errors" if errors else "ok"), errors
 
 
@@ -261,28 +291,30 @@ def _checkSrFile(path: Path, index: _Index) -> list[Problem]:
     from .sr import readSr
 
     dataset = readDataset(path, raw_datasets=True)  # readDicomHeader has checked it is DICOM
-    items = list(_codeItems(dataset))
-    problems = _codeProblems(items) + _unitProblems(items)
+    content = _content(dataset)
+    problems = _codeProblems(content) + _unitProblems(content) + _uidProblems(content)
     loaded = readSr(dataset)
     segments: dict[str, set[int] | None] = {}
     for uid in loaded.referenced_seg_uids:
         found = index.instance(uid)
         segments[uid] = None if found is None else _segmentNumbers(readDicomHeader(found))
+    references: list[Problem] = []
+    numbering: list[Problem] = []
     for number, group in enumerate(loaded.groups, 1):
         name = f"measurement group {number} ({group.tracking_identifier or 'no tracking identifier'})"
         if group.segment is not None:
             numbers = segments.get(group.segment.sop_instance_uid)
             if numbers is None:
-                problems.append(Problem("error", "references", f"{name} references SEG "
-                                        f"{group.segment.sop_instance_uid}, which is neither in the folder nor in "
-                                        "the database"))
+                references.append(Problem("error", "references", f"{name} references SEG "
+                                          f"{group.segment.sop_instance_uid}, which is neither in the folder nor in "
+                                          "the database"))
             elif group.segment.number not in numbers:
-                problems.append(Problem("error", "segments", f"{name} references segment {group.segment.number}, "
-                                        f"which its SEG does not describe (it has {sorted(numbers)})"))
+                numbering.append(Problem("error", "segments", f"{name} references segment {group.segment.number}, "
+                                         f"which its SEG does not describe (it has {sorted(numbers)})"))
         if group.source_series_uid and not index.seriesFiles(group.source_series_uid):
-            problems.append(Problem("error", "references", f"{name}: source series {group.source_series_uid} is "
-                                    "neither in the folder nor in the database"))
-    return problems + _trackingProblems(loaded)
+            references.append(Problem("error", "references", f"{name}: source series {group.source_series_uid} is "
+                                      "neither in the folder nor in the database"))
+    return problems + _deduplicated(references) + _deduplicated(numbering) + _trackingProblems(loaded)
 
 
 # -- the semantic checks on datasets (also run by export) ---------------------------------------------
@@ -299,17 +331,18 @@ def checkDatasets(volume: Volume, seg_dataset: Dataset, sr_dataset: Dataset | No
     from .sr import readSr
 
     # The codes of the per-frame functional groups (derivation and purpose of reference) are highdicom's
-    # constants, not the caller's: walking them in thousands of frames cost over a second on a 100-segment
-    # SEG.  `quantreport check` of the written file still walks them all.
-    problems = _segProblems(seg_dataset, skip=frozenset({"PerFrameFunctionalGroupsSequence"}))
+    # constants, their UIDs those of the source images (checked in the Referenced Series Sequence): walking
+    # them in thousands of frames cost over a second on a 100-segment SEG.  `quantreport check` of the
+    # written file still walks them all.
+    problems = _segProblems(seg_dataset, skip=frozenset({_PER_FRAME_FUNCTIONAL_GROUPS}))
     referenced = _referencedSeries(seg_dataset)
     if volume.series_instance_uid not in referenced:
         problems.append(Problem("error", "references", f"the SEG references series {referenced}, "
                                 f"not the source series {volume.series_instance_uid}"))
     problems += geometryProblems(seg_dataset, volume)
     if sr_dataset is not None:
-        items = list(_codeItems(sr_dataset))
-        problems += _codeProblems(items) + _unitProblems(items)
+        content = _content(sr_dataset)
+        problems += _codeProblems(content) + _unitProblems(content) + _uidProblems(content)
         loaded = readSr(sr_dataset)
         numbers = _segmentNumbers(seg_dataset)
         for number, group in enumerate(loaded.groups, 1):
@@ -335,9 +368,10 @@ def _segmentNumbers(dataset: Dataset) -> set[int]:
     return {int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item}
 
 
-def _segProblems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> list[Problem]:
+def _segProblems(dataset: Dataset, skip: frozenset[int] = frozenset()) -> list[Problem]:
     """Segment numbering and frame references (PS3.3 C.8.20.2), and the codes (except those in ``skip``)."""
-    problems = _codeProblems(_codeItems(dataset, skip))
+    content = _content(dataset, skip)
+    problems = _codeProblems(content) + _uidProblems(content)
     numbers = [int(item.SegmentNumber) for item in dataset.get("SegmentSequence", []) if "SegmentNumber" in item]
     kind = str(dataset.get("SegmentationType", ""))
     if not numbers:
@@ -407,60 +441,118 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
     return problems
 
 
-def _codeItems(dataset: Dataset, skip: frozenset[str] = frozenset()) -> Iterator[tuple[str, Dataset]]:
-    """(keyword of the sequence, item) for every code sequence item, depth first (no recursion limit).
+_CODE_VALUES = (0x00080100, 0x00080119, 0x00080120)  # Code Value, Long Code Value, URN Code Value
+_CODING_SCHEME_DESIGNATOR = 0x00080102
+_CODE_MEANING = 0x00080104
+_CODE_TAGS = frozenset({*_CODE_VALUES, _CODING_SCHEME_DESIGNATOR, _CODE_MEANING})
+_PER_FRAME_FUNCTIONAL_GROUPS = 0x52009230
 
-    Sequences named in ``skip`` are not entered.  An item object met again
-    under the same keyword (datasets built in memory share their code items)
-    is visited once: the same object says the same.
+
+@dataclass(frozen=True)
+class _Code:
+    """One code item: the keyword of its sequence, its value, scheme and meaning (``""`` when absent)."""
+
+    sequence: str
+    value: str
+    scheme: str
+    meaning: str
+
+
+@dataclass(frozen=True)
+class _Content:
+    """What the code, unit and UID checks read of a dataset: its distinct codes and invalid UIDs."""
+
+    codes: tuple[_Code, ...]
+    invalid_uids: tuple[tuple[str, str], ...]  # (keyword, value)
+
+
+def _asIs(value: Any) -> Any:
+    return value
+
+
+def _text(decoded: DecodedOnce, element: DataElement | RawDataElement | None) -> str:
+    value = decoded.value(element, _asIs)
+    if isinstance(value, MultiValue | list):
+        value = value[0] if value else None
+    return "" if value is None else str(value)
+
+
+def _isUid(tag: int, element: DataElement | RawDataElement) -> bool:
+    if element.VR is not None:
+        return element.VR == "UI"
+    try:
+        return dictionary_VR(tag) == "UI"
+    except KeyError:
+        return False
+
+
+def _content(dataset: Dataset, skip: Iterable[int] = ()) -> _Content:
+    """The code items and invalid UIDs of ``dataset``, read in one walk of its items (any depth).
+
+    The walk (:func:`~QuantReportLib.dicomio.rawitems.walkItems`) enters each distinct encoded
+    sequence once and decodes only code and UID elements, each distinct encoding once, so that a
+    report of thousands of groups costs time and memory in proportion to what differs between them.
     """
-    stack: list[tuple[str, Dataset]] = [("", dataset)]
-    seen: set[tuple[str, int]] = set()
-    while stack:
-        keyword, item = stack.pop()
-        if (keyword, id(item)) in seen:
-            continue
-        seen.add((keyword, id(item)))
-        if "CodingSchemeDesignator" in item or "CodeValue" in item or "CodeMeaning" in item:
-            yield keyword, item
-        for element in item:
-            if element.VR == "SQ" and element.keyword not in skip:
-                stack.extend((element.keyword, child) for child in reversed(list(element.value)))
+    decoded = DecodedOnce(dataset.original_character_set if hasattr(dataset, "original_character_set")
+                          else "ISO_IR 6")
+    codes: dict[_Code, None] = {}
+    invalid: dict[tuple[str, str], None] = {}
+    for parent, elements in walkItems(dataset, skip):
+        if not _CODE_TAGS.isdisjoint(elements):
+            value = next((_text(decoded, elements[tag]) for tag in _CODE_VALUES if tag in elements), "")
+            codes[_Code(keyword_for_tag(parent) if parent else "", value,
+                        _text(decoded, elements.get(_CODING_SCHEME_DESIGNATOR)),
+                        _text(decoded, elements.get(_CODE_MEANING)))] = None
+        for tag, element in elements.items():
+            if _isUid(tag, element):
+                value = decoded.value(element, _asIs)
+                for uid in value if isinstance(value, MultiValue | list) else [value]:
+                    if uid not in (None, "") and not isValidUid(str(uid)):
+                        invalid[(keyword_for_tag(tag) or f"({tag >> 16:04X},{tag & 0xFFFF:04X})", str(uid))] = None
+    return _Content(tuple(codes), tuple(invalid))
 
 
-def _codeProblems(items: Iterable[tuple[str, Dataset]]) -> list[Problem]:
-    """Code items (from :func:`_codeItems`) without value, scheme or meaning, or in a retired scheme."""
+def _codeProblems(content: _Content) -> list[Problem]:
+    """Code items without value, scheme or meaning, or in a retired scheme."""
     problems = []
-    for keyword, item in items:
-        value = item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")
-        scheme = str(item.get("CodingSchemeDesignator", ""))
-        where = keyword or "code"
-        if not value or not scheme or not item.get("CodeMeaning"):
+    for code in content.codes:
+        where = code.sequence or "code"
+        if not code.value or not code.scheme or not code.meaning:
             problems.append(Problem("error", "codes", f"{where} item lacks its code value, scheme or meaning "
                                     "(PS3.3 8.8)"))
-        elif scheme in RETIRED_SCHEMES:
-            problems.append(Problem("error", "codes", f"{where} ({value}, {scheme}, {item.get('CodeMeaning')!r}): "
-                                    f"{RETIRED_SCHEMES[scheme]}"))
+        elif code.scheme in RETIRED_SCHEMES:
+            problems.append(Problem("error", "codes", f"{where} ({code.value}, {code.scheme}, {code.meaning!r}): "
+                                    f"{RETIRED_SCHEMES[code.scheme]}"))
     return _deduplicated(problems)
 
 
-def _unitProblems(items: Iterable[tuple[str, Dataset]]) -> list[Problem]:
-    """Measurement units (among code items from :func:`_codeItems`) not in UCUM or not valid UCUM."""
+def _unitProblems(content: _Content) -> list[Problem]:
+    """Measurement units not in UCUM or not valid UCUM."""
     problems = []
-    for keyword, item in items:
-        if keyword != "MeasurementUnitsCodeSequence":
+    for code in content.codes:
+        if code.sequence != "MeasurementUnitsCodeSequence":
             continue
-        value, scheme = str(item.get("CodeValue", "")), str(item.get("CodingSchemeDesignator", ""))
-        if scheme != "UCUM":
-            problems.append(Problem("error", "units", f"unit {value!r} is coded in {scheme!r}, not UCUM (CID 82)"))
-        elif not isValidUcum(value):
-            problems.append(Problem("error", "units", f"unit {value!r} is not a valid UCUM expression"))
+        if code.scheme != "UCUM":
+            problems.append(Problem("error", "units", f"unit {code.value!r} is coded in {code.scheme!r}, not UCUM "
+                                    "(CID 82)"))
+        elif not isValidUcum(code.value):
+            problems.append(Problem("error", "units", f"unit {code.value!r} is not a valid UCUM expression"))
+    return _deduplicated(problems)
+
+
+def _uidProblems(content: _Content) -> list[Problem]:
+    """UI values that are not UIDs (PS3.5 9.1): a UID names files and database rows, so it must be one."""
+    problems = []
+    for keyword, value in content.invalid_uids:
+        shown = value if len(value) <= 70 else value[:67] + "..."
+        problems.append(Problem("error", "uids", f"{keyword} {shown!r} is not a valid UID (PS3.5 9.1: digits and "
+                                "dots, at most 64 characters)"))
     return _deduplicated(problems)
 
 
 def _trackingProblems(loaded: Any) -> list[Problem]:
-    uids = [group.tracking_uid for group in loaded.groups if group.tracking_uid]
-    repeated = sorted({uid for uid in uids if uids.count(uid) > 1})
+    counts = collections.Counter(group.tracking_uid for group in loaded.groups if group.tracking_uid)
+    repeated = sorted(uid for uid, count in counts.items() if count > 1)
     return [Problem("error", "segments", f"measurement groups share tracking UID {uid}") for uid in repeated]
 
 
@@ -475,11 +567,6 @@ def _deduplicated(problems: Sequence[Problem]) -> list[Problem]:
 
 
 # -- reporting --------------------------------------------------------------------------------------
-
-
-def printable(text: str) -> str:
-    """``text`` with control characters escaped, so file content cannot drive the terminal."""
-    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in str(text))
 
 
 def formatResults(results: Sequence[CheckResult], root: str | os.PathLike | None = None) -> str:

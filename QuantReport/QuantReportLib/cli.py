@@ -16,14 +16,17 @@ import collections
 import contextlib
 import functools
 import json
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
 from .errors import InvalidInputError, QuantReportError
 from .pacs.commands import addCommands, addPushOption, pushExported
+from .printing import printable, printableLines
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL_ERROR = 1
@@ -34,13 +37,35 @@ def defaultDatabaseFolder() -> Path:
     return Path(os.environ.get("QUANTREPORT_DB") or Path.home() / "QuantReportDICOMDatabase")
 
 
+def _say(text: object, *, error: bool = False) -> None:
+    """Print a line (or lines) for people: control characters from files escaped (:func:`printable`)."""
+    print(printableLines(text), file=sys.stderr if error else sys.stdout)
+
+
 # -- helpers shared by the commands -------------------------------------------------------------
+
+
+def _busyTimeout() -> float:
+    """``$QUANTREPORT_DB_TIMEOUT``: seconds to wait for a database another process is writing (default 30)."""
+    from .database.health import DEFAULT_BUSY_TIMEOUT
+
+    text = os.environ.get("QUANTREPORT_DB_TIMEOUT")
+    if not text:
+        return DEFAULT_BUSY_TIMEOUT
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:
+        raise InvalidInputError(f"must be a number of seconds, got {text!r}", "QUANTREPORT_DB_TIMEOUT")
+    return seconds
 
 
 def _openDatabase(folder: str | os.PathLike | None, create: bool = True):
     from .database import EmbeddedDicomDatabase
 
-    return EmbeddedDicomDatabase(Path(folder) if folder else defaultDatabaseFolder(), create=create)
+    return EmbeddedDicomDatabase(Path(folder) if folder else defaultDatabaseFolder(), create=create,
+                                 timeout=_busyTimeout())
 
 
 def _loadVolume(args: argparse.Namespace):
@@ -71,8 +96,6 @@ def _labelOptions(args: argparse.Namespace):
 @contextlib.contextmanager
 def _labelCodeWarningsPrinted() -> Iterator[None]:
     """Findings on the label codes used (while a labelmap is read) printed as ``warning:`` lines."""
-    import warnings
-
     from .labelcodes import LabelCodeWarning
 
     with warnings.catch_warnings(record=True) as found:
@@ -80,7 +103,7 @@ def _labelCodeWarningsPrinted() -> Iterator[None]:
         yield
     for warning in found:
         if issubclass(warning.category, LabelCodeWarning):
-            print(f"warning: {warning.message}", file=sys.stderr)
+            _say(f"warning: {warning.message}", error=True)
 
 
 def _labelmapNote(saved) -> str | None:
@@ -148,14 +171,14 @@ def cmdImport(args: argparse.Namespace) -> int:
     _checkWorkers(args.workers)
     with _openDatabase(args.db) as database:
         result = database.importPaths(args.paths, copy=args.copy, progress=not (args.quiet or args.json),
-                                      workers=args.workers)
+                                      workers=args.workers, follow_links=args.follow_links)
     if args.json:
         _printJson(result.toJson())
     else:
-        print(f"indexed {result.indexed} file(s), {result.unchanged} unchanged, "
-              f"{result.duplicates} duplicate(s), {len(result.skipped)} skipped")
+        _say(f"indexed {result.indexed} file(s), {result.unchanged} unchanged, "
+             f"{result.duplicates} duplicate(s), {len(result.skipped)} skipped")
         for skipped in result.skipped:
-            print(f"  skipped {skipped.path}: {skipped.reason}")
+            _say(f"  skipped {printable(skipped.path)}: {printable(skipped.reason)}")
     return 0
 
 
@@ -166,10 +189,10 @@ def cmdList(args: argparse.Namespace) -> int:
         _printJson([summary.toJson() for summary in series])
         return 0
     if not series:
-        print("the database holds no series")
+        _say("the database holds no series")
     for summary in series:
-        print(f"{summary.patient_id:<16} {summary.modality:<4} {summary.instances:>5}  "
-              f"{summary.series_instance_uid}  {summary.series_description}")
+        _say(f"{printable(summary.patient_id):<16} {printable(summary.modality):<4} {summary.instances:>5}  "
+             f"{printable(summary.series_instance_uid)}  {printable(summary.series_description)}")
     return 0
 
 
@@ -182,7 +205,7 @@ def cmdSegment(args: argparse.Namespace) -> int:
                                  roi_radius_mm=args.roi_radius, label=args.label)
     writeSegNrrd(segmentation, args.out)
     counts = segmentation.voxelCounts()
-    print(f"{args.out}: segment {args.label!r}, {sum(counts.values())} voxel(s)")
+    _say(f"{printable(args.out)}: segment {printable(args.label)!r}, {sum(counts.values())} voxel(s)")
     return 0
 
 
@@ -199,9 +222,9 @@ def cmdMeasure(args: argparse.Namespace) -> int:
     table = computeMeasurements(volume, segmentation)
     if args.out:
         writeTable(table, args.out)
-        print(args.out)
+        _say(printable(args.out))
     else:
-        sys.stdout.write(formatTable(table, args.format))
+        _say(formatTable(table, args.format).removesuffix("\n"))
     return 0
 
 
@@ -216,19 +239,20 @@ def cmdExport(args: argparse.Namespace) -> int:
         else:  # the series comes from the database, or SEG + SR go into it
             with _openDatabase(args.db, create=bool(args.series_dir)) as database:
                 saved = exportReport(**_caseArguments(args), database=database, out_dir=args.out, options=options)
-    print(saved.seg_path)
-    print(saved.sr_path)
+    _say(printable(saved.seg_path))
+    _say(printable(saved.sr_path))
     for warning in saved.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        _say(f"warning: {printable(warning)}", error=True)
     note = _labelmapNote(saved)
     if note:
-        print(note, file=sys.stderr)
+        _say(note, error=True)
     return pushExported(args, [str(saved.seg_path), str(saved.sr_path)])
 
 
 def cmdLoad(args: argparse.Namespace) -> int:
     from concurrent.futures import Future, ThreadPoolExecutor
 
+    from .dicomio.writing import outputName
     from .report import loadReport
 
     if len(args.sources) > 1 and (args.labelmap_out or args.table_out or args.json):
@@ -247,7 +271,7 @@ def cmdLoad(args: argparse.Namespace) -> int:
         if len(args.sources) == 1:
             raise error
         # Many files: report this one and go on with the others.
-        print(f"error: {error}", file=sys.stderr)
+        _say(f"error: {printable(error)}", error=True)
         failed += 1
 
     # With --labelmap-out-dir, labelmaps are compressed and written by two threads while the next SEG is read:
@@ -256,6 +280,19 @@ def cmdLoad(args: argparse.Namespace) -> int:
     writers = 2
     writer = ThreadPoolExecutor(max_workers=writers) if args.labelmap_out_dir else None
     writing: collections.deque[tuple[Future, Callable[[], None]]] = collections.deque()  # in input order
+    written: dict[str, tuple[str, Path]] = {}  # output name (case-folded) -> (the input written there, the file)
+
+    def labelmapPath(source: str, uid: str) -> Path:
+        """``DIR/<SOP Instance UID>.nrrd``: a checked file name, and no other input's."""
+        name = outputName(uid, "SOP Instance UID", source) if uid else \
+            outputName(Path(source).name.removesuffix(".dcm"), "file name", source)
+        out = Path(args.labelmap_out_dir) / f"{name}.nrrd"
+        if name.casefold() in written:
+            first, path = written[name.casefold()]
+            raise InvalidInputError(f"its SOP Instance UID {name} is also that of {first}, whose labelmap is {path}: "
+                                    "not overwritten", source)
+        written[name.casefold()] = (source, out)
+        return out
 
     def finishWriting(keep: int = 0) -> None:
         """Wait for the oldest writes until ``keep`` are left, printing their outcome in input order."""
@@ -273,7 +310,7 @@ def cmdLoad(args: argparse.Namespace) -> int:
             try:
                 report = loadReport(source, database=database, segment_numbers=segment_numbers)
                 for warning in report.warnings:
-                    print(f"warning: {report.path}: {warning}", file=sys.stderr)
+                    _say(f"warning: {printable(report.path)}: {printable(warning)}", error=True)
                 if args.labelmap_out:
                     report.writeLabelmap(args.labelmap_out)
                 if args.table_out:
@@ -283,16 +320,20 @@ def cmdLoad(args: argparse.Namespace) -> int:
                 reportFailure(error)
                 continue
             if writer is not None:
-                # One file per input, named by its SOP Instance UID: unique, and what the database knows it by.
-                name = report.sop_instance_uid or Path(source).name.removesuffix(".dcm")
-                out = Path(args.labelmap_out_dir) / f"{name}.nrrd"
+                # One file per input, named by its SOP Instance UID: what the database knows it by.
+                try:
+                    out = labelmapPath(source, report.sop_instance_uid)
+                except QuantReportError as error:
+                    finishWriting()
+                    reportFailure(error)
+                    continue
                 finishWriting(keep=writers - 1)
-                done = functools.partial(_printJson, report.toJson()) if args.json else functools.partial(print, out)
+                done = functools.partial(_printJson, report.toJson()) if args.json else functools.partial(_say, out)
                 writing.append((writer.submit(report.writeLabelmap, out), done))
             elif args.json:
                 _printJson(report.toJson())
             else:
-                print(report.summary())
+                _say(report.summary())
         finishWriting()
     finally:
         if writer is not None:
@@ -345,22 +386,25 @@ def cmdBatch(args: argparse.Namespace) -> int:
                     "resumed": resumed, "engine": run.engine, "seconds": round(run.seconds, 3),
                     "table": args.table_out, "removed": run.removed})
     for path in run.removed:
-        print(f"note: removed {path}, left by a run interrupted while it moved its case's outputs", file=sys.stderr)
+        _say(f"note: removed {printable(path)}, left by a run interrupted while it moved its case's outputs",
+             error=True)
     for result in ordered:
         for warning in result.get("warnings", []) if not result.get("resumed") else []:
-            print(f"warning: row {result['row']}: {warning}", file=sys.stderr)
+            _say(f"warning: row {result['row']}: {printable(warning)}", error=True)
         if result["status"] != "ok":
-            print(f"error: row {result['row']}: {result['file']}: {result['problem']}", file=sys.stderr)
+            _say(f"error: row {result['row']}: {printable(result['file'])}: {printable(result['problem'])}",
+                 error=True)
         elif not args.json:
             how = "done before, resumed" if result.get("resumed") else (
                 f"{result['seconds']:.2f} s, peak memory {result['peak_rss_bytes'] / 2 ** 20:.0f} MiB")
-            print(f"row {result['row']}: {result['seg']} {result['sr']} ({result['segments']} segment(s), {how})")
+            _say(f"row {result['row']}: {printable(result['seg'])} {printable(result['sr'])} "
+                 f"({result['segments']} segment(s), {how})")
     if not args.json:
         if args.table_out:
-            print(f"{args.table_out}: {len(run.rows)} row(s)")
-        print(f"batch: {len(ordered) - len(failed)} of {len(ordered)} case(s) exported"
-              f"{f' ({resumed} resumed)' if resumed else ''}, {len(failed)} failed, {run.seconds:.1f} s on "
-              f"{run.engine}")
+            _say(f"{printable(args.table_out)}: {len(run.rows)} row(s)")
+        _say(f"batch: {len(ordered) - len(failed)} of {len(ordered)} case(s) exported"
+             f"{f' ({resumed} resumed)' if resumed else ''}, {len(failed)} failed, {run.seconds:.1f} s on "
+             f"{run.engine}")
     return EXIT_ROW_FAILED if failed else 0
 
 
@@ -371,9 +415,9 @@ def cmdTable(args: argparse.Namespace) -> int:
     checkTablePath(args.out)
     rows, skipped = tableFromSrs(args.sources, args.case_id)
     for line in skipped:
-        print(f"warning: skipped {line}", file=sys.stderr)
+        _say(f"warning: skipped {printable(line)}", error=True)
     writeCohortTable(rows, args.out)
-    print(f"{args.out}: {len(rows)} row(s)")
+    _say(f"{printable(args.out)}: {len(rows)} row(s)")
     return 0
 
 
@@ -395,7 +439,7 @@ def cmdCheck(args: argparse.Namespace) -> int:
         sys.stdout.write(formatResults(results, args.folder))
     failed = sum(result.failed for result in results)
     if failed:
-        print(f"error: {args.folder}: {failed} of {len(results)} file(s) failed the checks", file=sys.stderr)
+        _say(f"error: {printable(args.folder)}: {failed} of {len(results)} file(s) failed the checks", error=True)
         return EXIT_BAD_INPUT
     return 0
 
@@ -427,6 +471,8 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--workers", type=int, metavar="N",
                    help="processes reading file headers (default: one per CPU core, at most 4; 1: no workers)")
+    p.add_argument("--follow-links", action="store_true",
+                   help="follow symbolic links out of the folders given (by default only links inside them)")
     p.set_defaults(run=cmdImport)
 
     p = commands.add_parser("list", help="list the series in the database")
@@ -532,27 +578,73 @@ def buildParser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Collected(logging.Handler):
+    """QuantReport's own logged warnings, kept as lines until the command has succeeded."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"warning: {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def _quietLibraries(debug: bool) -> Iterator[_Collected]:
+    """Library warnings (pydicom, highdicom, numpy) kept off standard error unless ``--debug``; QuantReport's
+    logged warnings collected (printed after a success: a failing command prints its one error line only)."""
+    collected = _Collected()
+    logger = logging.getLogger(__package__ or "QuantReportLib")
+    propagate = logger.propagate
+    logger.addHandler(collected)
+    logger.propagate = debug
+    try:
+        with warnings.catch_warnings():
+            if not debug:
+                warnings.simplefilter("ignore")
+            yield collected
+    finally:
+        logger.removeHandler(collected)
+        logger.propagate = propagate
+
+
+def _internalError(error: Exception) -> int:
+    """An unexpected failure is a bug: said in one line, details with ``--debug``."""
+    _say(f"error: internal error ({type(error).__name__}: {printable(error)}); run with --debug for details",
+         error=True)
+    return EXIT_INTERNAL_ERROR
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = buildParser()
     args = parser.parse_args(argv)
     if args.command in ("segment", "measure", "export") and not (args.series or args.series_dir):
         parser.error("give --series UID or --series-dir DIR")
-    try:
-        return args.run(args)
-    except QuantReportError as error:
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # an unexpected failure is a bug: say so in one line, details with --debug
-        if args.debug:
-            raise
-        print(f"error: internal error ({type(error).__name__}: {error}); run with --debug for details",
-              file=sys.stderr)
-        return EXIT_INTERNAL_ERROR
+    with _quietLibraries(args.debug) as collected:
+        try:
+            status = args.run(args)
+        except QuantReportError as error:
+            if args.debug:
+                raise
+            _say(f"error: {printable(error)}", error=True)
+            return EXIT_BAD_INPUT
+        except KeyboardInterrupt:
+            _say("error: interrupted", error=True)
+            return 130
+        except OSError as error:  # the environment (a file that vanished, a failing disk), not a bug
+            if args.debug:
+                raise
+            if error.errno is None or not error.filename:
+                return _internalError(error)
+            _say(f"error: {printable(os.fsdecode(error.filename))}: {printable(error.strerror)}", error=True)
+            return EXIT_BAD_INPUT
+        except Exception as error:
+            if args.debug:
+                raise
+            return _internalError(error)
+    for line in collected.lines:
+        _say(line, error=True)
+    return status
 
 
 if __name__ == "__main__":

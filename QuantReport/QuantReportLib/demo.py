@@ -22,6 +22,8 @@ from .database import EmbeddedDicomDatabase
 from .errors import InvalidInputError
 
 SAMPLE_SERIES = Path(__file__).parent / "data" / "lidc-idri-0001-nodule1"
+# Written into the database folder the demo creates: the only kind of folder a later run removes.
+_DEMO_MARKER = ".quantreport-demo"
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,12 @@ def _filesValid(paths) -> bool | None:
 
 
 def _freshDatabaseFolder(workdir: Path) -> Path:
+    """``workdir/database``, emptied when an earlier demo made it (its marker is there), else refused."""
     folder = workdir / "database"
     if folder.exists():
-        if not (folder / "ctkDICOM.sql").exists():
-            raise InvalidInputError("exists and is not a QuantReport demo database; choose another --workdir", folder)
+        if not (folder / _DEMO_MARKER).is_file():
+            raise InvalidInputError("exists and was not made by the demo, which removes only its own database; "
+                                    "choose another --workdir", folder)
         shutil.rmtree(folder)
     return folder
 
@@ -80,6 +84,7 @@ def runDemo(workdir: Path, quiet: bool = False) -> int:
     steps = _Steps()
     database_folder = _freshDatabaseFolder(workdir)
     with EmbeddedDicomDatabase(database_folder) as database:
+        (database_folder / _DEMO_MARKER).write_text("made by 'quantreport demo', which replaces it on its next run\n")
         imported = steps.run("import sample CT by link", database.importPaths, [SAMPLE_SERIES], progress=not quiet)
         (series_summary,) = database.listSeries()
         print(f"    {imported.indexed} files indexed in {database_folder}; series {series_summary.series_instance_uid}")

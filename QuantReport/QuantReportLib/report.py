@@ -8,9 +8,10 @@ Slicer module's logic call.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,18 @@ from .dicomio.identity import SEG_SOP_CLASSES, SR_SOP_CLASSES
 from .dicomio.reading import HeaderProblem, readDicomHeader, readHeader
 from .dicomio.uids import checkUid
 from .dicomio.walk import walkFiles
-from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
+from .dicomio.writing import OutputUnit, makeFolder, outputError, recoverUnits
+from .errors import (
+    GeometryError,
+    InvalidInputError,
+    NotFoundError,
+    OutputError,
+    QuantReportError,
+    UnsupportedError,
+    malformedInput,
+)
 from .model import MeasurementTable, Segment, Segmentation, Volume
+from .printing import printable
 
 
 @dataclass(frozen=True)
@@ -114,7 +125,10 @@ def loadSeriesFromFolder(folder: str | os.PathLike, series_instance_uid: str | N
             raise NotFoundError(f"series {series_instance_uid} is not in this folder", folder)
         return series.loadSeries(found[series_instance_uid], headers=found.headers)
     if not found:
-        raise NotFoundError("no DICOM image series in this folder", folder)
+        unreadable = next(iter(found.problems.items()), None)
+        detail = "" if unreadable is None else (f" ({len(found.problems)} DICOM file(s) cannot be read; "
+                                                f"{unreadable[0]}: {unreadable[1]})")
+        raise NotFoundError(f"no DICOM image series in this folder{detail}", folder)
     if len(found) > 1:
         raise InvalidInputError(
             f"{len(found)} image series in this folder; choose one with --series UID: {', '.join(sorted(found))}",
@@ -181,11 +195,23 @@ def saveReport(
     """Measure the segments and store SEG + SR; index both in ``database`` when given.
 
     Files go to ``out_dir`` or, without it, into the database folder in CTK's
-    layout.  Both files are written or neither: a failure removes what was
-    written.  ``table`` defaults to :func:`measurements.computeMeasurements`.
+    layout.  Both files are written (and indexed) or neither: a failure
+    removes what was written, and an export killed part-way is completed or
+    removed by the next export into the same folder, or the next opening of
+    the database (:class:`~QuantReportLib.dicomio.writing.OutputUnit`).
+    ``table`` defaults to :func:`measurements.computeMeasurements`.
     Empty segments are left out unless ``options.keep_empty_segments``; the
     SR lists its groups in the order 3D Slicer loads the SEG's segments
     (:func:`.slicerreaders.slicerSegmentOrder`).
+
+    Raises
+    ------
+    InvalidInputError
+        The report would fail the checks of ``quantreport check`` (nothing
+        is written then).
+    OutputError
+        The files cannot be written (named by the output folder, or the
+        database folder).
     """
     if not segmentation.geometry.matches(volume.geometry):
         raise GeometryError("the segmentation is not on the grid of the image series; resample it first",
@@ -228,24 +254,33 @@ def saveReport(
         raise InvalidInputError(f"export refused, the report would fail the semantic checks: {found}",
                                 volume.series_instance_uid)
 
+    created = out_dir is not None and not os.path.isdir(out_dir)
     if out_dir is not None:
-        folder = Path(out_dir)
+        folder = makeFolder(out_dir)
         seg_path = folder / f"SEG-{seg_dataset.SOPInstanceUID}.dcm"
         sr_path = folder / f"SR-{sr_dataset.SOPInstanceUID}.dcm"
     else:
         assert database is not None  # checked above: an output folder or a database
+        folder = Path(database.databaseDirectory)
         seg_path, sr_path = _storagePath(database, seg_dataset), _storagePath(database, sr_dataset)
-    written: list[Path] = []
+    recoverUnits(folder, _indexedBy(database))
+    unit = OutputUnit(folder, [(seg_path, str(seg_dataset.SOPInstanceUID)), (sr_path, str(sr_dataset.SOPInstanceUID))],
+                      database.databaseDirectory if database is not None else None)
     try:
-        for write, dataset, path in ((seg.writeSeg, seg_dataset, seg_path), (sr.writeSr, sr_dataset, sr_path)):
-            write(dataset, path)
-            written.append(path)
-        if database is not None:
-            database.insertFiles(written)  # one transaction where the database has them: both indexed or neither
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+        with unit:
+            seg.writeSeg(seg_dataset, seg_path)
+            sr.writeSr(sr_dataset, sr_path)
+            if database is not None:
+                database.insertFiles([seg_path, sr_path])  # one transaction: both indexed or neither
+    except BaseException as error:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # the output folder made for this export, left empty by the unit
+        if not isinstance(error, OutputError | OSError):
+            raise
+        reason = error.reason if isinstance(error, OutputError) else outputError(error, folder).reason
+        name = os.path.relpath(error.source, folder) if isinstance(error, OutputError) and error.source else "it"
+        raise OutputError(f"cannot write {name}: {reason}", folder, reason) from None
     seg_bytes = seg_path.stat().st_size
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
                        reported, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes), omitted,
@@ -275,6 +310,24 @@ def exportReport(labelmap: str | os.PathLike, segments: str | os.PathLike | None
     volume, segmentation = loadCase(labelmap, segments, series_dir=series_dir,
                                     series_instance_uid=series_instance_uid, database=database, labels=labels)
     return saveReport(volume, segmentation, out_dir=out_dir, database=database, options=options)
+
+
+def _indexedBy(database: DicomDatabase | None) -> Callable[[Path, str, str | None], bool]:
+    """For :func:`~QuantReportLib.dicomio.writing.recoverUnits`: whether a file of a killed export is indexed
+    in the database the export wrote to (then the export was committed and its files are kept)."""
+    def indexed(path: Path, uid: str, recorded: str | None) -> bool:
+        if recorded is None:
+            return False
+        if database is not None and os.path.abspath(database.databaseDirectory) == os.path.abspath(recorded):
+            return database.fileForInstance(uid) == os.fspath(path)
+        from .database import EmbeddedDicomDatabase
+
+        try:
+            with EmbeddedDicomDatabase(recorded, create=False) as other:
+                return other.fileForInstance(uid) == os.fspath(path)
+        except QuantReportError:
+            return True  # that database cannot be asked: keep what it may index
+    return indexed
 
 
 def _readPredecessor(sop_instance_uid: str, database: DicomDatabase | None) -> pydicom.Dataset:
@@ -365,12 +418,13 @@ class LoadedReport:
         }
 
     def summary(self) -> str:
-        """A few lines for people."""
-        lines = [f"{self.kind} {self.sop_instance_uid} ({self.path})"]
+        """A few lines for people (values from the files with their control characters escaped)."""
+        lines = [f"{self.kind} {printable(self.sop_instance_uid)} ({printable(self.path)})"]
         if self.seg is not None:
             counts = self.seg.voxel_counts
             for segment in self.seg.segmentation.segments:
-                lines.append(f"  segment {segment.number}: {segment.label} ({segment.terminology.type.meaning}), "
+                meaning = printable(segment.terminology.type.meaning)
+                lines.append(f"  segment {segment.number}: {printable(segment.label)} ({meaning}), "
                              f"{counts.get(segment.number, 0)} voxel(s)")
         elif self.kind == "SR":
             lines.append("  (the referenced SEG was not found)")

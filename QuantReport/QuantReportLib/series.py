@@ -115,6 +115,7 @@ class SeriesFiles(dict[str, list[str]]):
     def __init__(self) -> None:
         super().__init__()
         self.skipped: list[str] = []
+        self.problems: dict[str, str] = {}  # skipped DICOM files that could not be read: path -> reason
         self.headers: dict[str, Dataset] = {}
 
 
@@ -145,7 +146,9 @@ def findSeries(folder: str | os.PathLike) -> SeriesFiles:
 
     Only headers are read.  Files that are not DICOM, or DICOM without a
     Series Instance UID (such as a DICOMDIR), are skipped silently and listed
-    in ``SeriesFiles.skipped`` so that the caller can report how many there were.
+    in ``SeriesFiles.skipped`` so that the caller can report how many there were;
+    DICOM files that cannot be read (truncated, a deflate bomb) are also in
+    ``SeriesFiles.problems`` with the reason.
 
     Parameters
     ----------
@@ -169,8 +172,10 @@ def findSeries(folder: str | os.PathLike) -> SeriesFiles:
     for path in walkFiles(folder, on_problem=lambda path, reason: found.skipped.append(path)):
         try:
             header = _readHeader(path)
-        except InvalidInputError:
+        except InvalidInputError as error:
             found.skipped.append(path)
+            if not error.message.startswith(("not a DICOM file", "empty file")):
+                found.problems[path] = error.message
             continue
         uid = header.get("SeriesInstanceUID")
         if not uid:

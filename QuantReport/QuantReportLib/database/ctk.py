@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import sqlite3
-import tempfile
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -48,7 +47,9 @@ from pydicom.tag import Tag
 
 from ..dicomio.reading import HeaderProblem, firstText, readHeader
 from ..dicomio.uids import isValidUid
-from ..errors import InvalidInputError, QuantReportError
+from ..dicomio.writing import createNewFile, makeFolder, recoverUnits
+from ..errors import DatabaseError, InvalidInputError, OutputError, QuantReportError
+from .health import DEFAULT_BUSY_TIMEOUT, databaseError, sqliteErrorsExplained
 from .indexing import CtkIndexing, ImportBatch
 from .results import SeriesSummary
 
@@ -171,17 +172,34 @@ class EmbeddedDicomDatabase(CtkIndexing):
         Layout of copies, as CTK's property of the same name (default true in
         CTK): ``dicom/<md5(study)[:8]>/<md5(series)[:8]>/<md5(sop)>.dcm``; when
         false ``dicom/<StudyUID>/<SeriesUID>/<SOPUID>.dcm``.
+    timeout:
+        Seconds to wait while another process writes the database, before
+        giving up with "busy".
+
+    Opening with ``create`` (what a writer does) checks the database with
+    SQLite's ``quick_check`` first; a corrupt database is refused and never
+    written to.  Opening also completes or removes the exports that a killed
+    process left half done in the folder
+    (:class:`~QuantReportLib.dicomio.writing.OutputUnit`).  Several processes
+    may create the same new database at once: one creates it (under a lock
+    on the folder), the others open it.
 
     Raises
     ------
     InvalidInputError
         ``folder`` is not a DICOM database (a non-empty folder without
-        ``ctkDICOM.sql``, a file, a corrupt or foreign SQLite file).
+        ``ctkDICOM.sql``, a file, a foreign SQLite file).
+    DatabaseError
+        The database is corrupt, busy, read-only or on a full disk.
+    OutputError
+        The folder cannot be created.
     """
 
     def __init__(self, folder: str | os.PathLike | None = None, create: bool = True,
-                 useShortStoragePath: bool = True):
+                 useShortStoragePath: bool = True, timeout: float = DEFAULT_BUSY_TIMEOUT):
         self.useShortStoragePath = useShortStoragePath
+        self.timeout = float(timeout)
+        self._verified = False
         self._connection: sqlite3.Connection | None = None
         self._folder = ""
         self._columns: dict[str, set[str]] = {}
@@ -201,31 +219,72 @@ class EmbeddedDicomDatabase(CtkIndexing):
         if not os.path.isfile(databaseFile):
             if not create:
                 raise InvalidInputError(f"not a DICOM database: no {DATABASE_FILENAME}", source=folder)
-            if os.path.isdir(folder):
-                _removeStaleCreation(folder)
-            if os.path.isdir(folder) and os.listdir(folder):
-                raise InvalidInputError(f"not a DICOM database: the folder is not empty and has no "
-                                        f"{DATABASE_FILENAME} (choose an empty or new folder)", source=folder)
-            self._createDatabaseFile(databaseFile)
+            self._createDatabase(folder, databaseFile)
         try:
-            connection = sqlite3.connect(databaseFile, timeout=30, isolation_level=None)
+            connection = sqlite3.connect(databaseFile, timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as error:
-            raise InvalidInputError(f"cannot open the DICOM database: {error}", source=databaseFile) from None
+            raise databaseError(error, databaseFile, self.timeout) from None
         try:
-            self._columns = self._checkSchema(connection, databaseFile)
+            self._columns = self._checkSchema(connection, databaseFile, self.timeout)
         except BaseException:
             connection.close()
             raise
         self._connection = connection
         self._folder = folder
+        self._verified = False
+        try:
+            if create:
+                self._verifyIntegrity()
+            recoverUnits(folder, self._holds)
+        except BaseException:
+            self.close()
+            raise
+
+    def _createDatabase(self, folder: str, databaseFile: str) -> None:
+        """Create ``ctkDICOM.sql`` in ``folder`` unless another process does so first.
+
+        Creation holds an exclusive lock on the folder (``flock``, where the
+        system has it), so that concurrent creators never remove each other's
+        half-created files: the first creates, the others find its database.
+        """
+        makeFolder(folder)
+        with _folderLock(folder):
+            if os.path.isfile(databaseFile):
+                return  # another process created it meanwhile
+            _removeStaleCreation(folder)
+            if os.listdir(folder):
+                raise InvalidInputError(f"not a DICOM database: the folder is not empty and has no "
+                                        f"{DATABASE_FILENAME} (choose an empty or new folder)", source=folder)
+            try:
+                self._createDatabaseFile(databaseFile)
+            except OSError as error:
+                raise OutputError(f"cannot create the DICOM database: {error.strerror or error}", folder,
+                                  error.strerror) from None
+            except sqlite3.Error as error:
+                raise databaseError(error, databaseFile, self.timeout) from None
+
+    def _verifyIntegrity(self) -> None:
+        """Refuse a corrupt database before anything is written to it (SQLite ``PRAGMA quick_check``)."""
+        try:
+            found = [row[0] for row in self._db.execute("PRAGMA quick_check(1)")]
+        except sqlite3.Error as error:
+            raise databaseError(error, self.databaseFilename, self.timeout) from None
+        if found != ["ok"]:
+            raise DatabaseError(f"the DICOM database is corrupt (SQLite quick_check: {' '.join(found)[:200]}); "
+                                "nothing is written to it (restore it from a backup, or import the files again "
+                                "into a new database folder)", self.databaseFilename)
+        self._verified = True
+
+    def _holds(self, path: Path, sopInstanceUID: str, database: str | None) -> bool:
+        """Whether ``path`` is indexed here as ``sopInstanceUID`` (an export that committed before it was killed)."""
+        ours = database is None or os.path.abspath(database) == self._folder
+        return ours and self.fileForInstance(sopInstanceUID) == os.fspath(path)
 
     @staticmethod
     def _createDatabaseFile(databaseFile: str) -> None:
         """Create ``ctkDICOM.sql`` from the CTK schema, atomically (temporary file, then rename)."""
         folder = os.path.dirname(databaseFile)
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".ctkDICOM-", suffix=".sql.tmp", dir=folder)
-        os.close(handle)
+        temporary = os.fspath(createNewFile(Path(folder), ".ctkDICOM-", ".sql.tmp"))
         try:
             connection = sqlite3.connect(temporary)
             try:
@@ -236,12 +295,12 @@ class EmbeddedDicomDatabase(CtkIndexing):
                 connection.close()
             os.replace(temporary, databaseFile)
         except BaseException:
-            if os.path.exists(temporary):
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary)
             raise
 
     @staticmethod
-    def _checkSchema(connection: sqlite3.Connection, databaseFile: str) -> dict[str, set[str]]:
+    def _checkSchema(connection: sqlite3.Connection, databaseFile: str, timeout: float) -> dict[str, set[str]]:
         """The columns of each table; raises when the file is not a CTK DICOM database."""
         try:
             tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -249,8 +308,8 @@ class EmbeddedDicomDatabase(CtkIndexing):
                        for table in tables}
             versionRows = connection.execute("SELECT Version FROM SchemaInfo").fetchall() \
                 if "SchemaInfo" in tables else []
-        except sqlite3.DatabaseError as error:
-            raise InvalidInputError(f"corrupt or not an SQLite DICOM database: {error}", source=databaseFile) from None
+        except sqlite3.Error as error:
+            raise databaseError(error, databaseFile, timeout) from None
         for table, required in _REQUIRED_COLUMNS.items():
             missing = required - columns.get(table, set())
             if missing:
@@ -295,6 +354,7 @@ class EmbeddedDicomDatabase(CtkIndexing):
         """The SQLite file (CTK property ``databaseFilename``)."""
         return os.path.join(self._folder, DATABASE_FILENAME) if self._folder else ""
 
+    @sqliteErrorsExplained
     def schemaVersionLoaded(self) -> str:
         """``SchemaInfo.Version`` of the open database (CTK ``schemaVersionLoaded``)."""
         row = self._db.execute("SELECT Version FROM SchemaInfo").fetchone()
@@ -333,24 +393,30 @@ class EmbeddedDicomDatabase(CtkIndexing):
         values = [str(row[0]) for row in (rows.fetchmany(hits) if hits > 0 else rows.fetchall())]
         return values
 
+    @sqliteErrorsExplained
     def patients(self) -> list[str]:
         """Database patient keys (``Patients.UID`` as text)."""
         return self._column("SELECT UID FROM Patients")
 
+    @sqliteErrorsExplained
     def studiesForPatient(self, patientUID: str) -> list[str]:
         return self._column("SELECT StudyInstanceUID FROM Studies WHERE PatientsUID = ?", (patientUID,))
 
+    @sqliteErrorsExplained
     def seriesForStudy(self, studyUID: str) -> list[str]:
         return self._column("SELECT SeriesInstanceUID FROM Series WHERE StudyInstanceUID = ?", (studyUID,))
 
+    @sqliteErrorsExplained
     def instancesForSeries(self, seriesUID: str, hits: int = -1) -> list[str]:
         return self._column("SELECT SOPInstanceUID FROM Images WHERE SeriesInstanceUID = ?", (seriesUID,), hits)
 
+    @sqliteErrorsExplained
     def filesForSeries(self, seriesUID: str, hits: int = -1) -> list[str]:
         """Absolute paths of the series' files (at most ``hits`` when positive)."""
         stored = self._column("SELECT Filename FROM Images WHERE SeriesInstanceUID = ?", (seriesUID,), hits)
         return [self._absolutePath(name) for name in stored]
 
+    @sqliteErrorsExplained
     def fileForInstance(self, sopInstanceUID: str) -> str:
         """Absolute path of an instance's file, ``""`` when the instance is not indexed."""
         row = self._db.execute("SELECT Filename FROM Images WHERE SOPInstanceUID = ?", (sopInstanceUID,)).fetchone()
@@ -390,6 +456,7 @@ class EmbeddedDicomDatabase(CtkIndexing):
         element = dataset.get(tagValue)
         return "" if element is None else _formatValue(element.value)
 
+    @sqliteErrorsExplained
     def listSeries(self) -> list[SeriesSummary]:
         """Every series with at least one indexed instance, by patient, study date, study and series number."""
         rows = self._db.execute(
@@ -410,6 +477,7 @@ class EmbeddedDicomDatabase(CtkIndexing):
             for (patientID, patientName, studyUID, studyDate, seriesUID, seriesNumber, modality, description,
                  instances) in rows]
 
+    @sqliteErrorsExplained
     def fileExistsAndUpToDate(self, filePath: str) -> bool:
         """Whether ``filePath`` is indexed under this path and not modified since (CTK method of this name)."""
         path = os.path.abspath(filePath)
@@ -435,7 +503,12 @@ class EmbeddedDicomDatabase(CtkIndexing):
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
-        """One SQLite transaction: committed whole or rolled back whole (also on Ctrl+C)."""
+        """One SQLite transaction: committed whole or rolled back whole (also on Ctrl+C).
+
+        The first one of a connection opened without ``create`` checks the database's integrity first.
+        """
+        if not self._verified:
+            self._verifyIntegrity()
         connection = self._db
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -447,8 +520,9 @@ class EmbeddedDicomDatabase(CtkIndexing):
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise QuantReportError(f"cannot update the DICOM database: {error}", source=self.databaseFilename) from None
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise databaseError(error, self.databaseFilename, self.timeout) from None
 
 
     def _insertRow(self, table: str, values: dict[str, Any]) -> int:
@@ -543,11 +617,28 @@ class EmbeddedDicomDatabase(CtkIndexing):
 _CREATION_TEMPORARY = re.compile(r"\.ctkDICOM-.*\.sql\.tmp(-journal)?")
 
 
+@contextlib.contextmanager
+def _folderLock(folder: str) -> Iterator[None]:
+    """An exclusive lock on ``folder`` for as long as the block runs (``flock``; none where it is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: creation is not guarded against concurrent creators
+        yield
+        return
+    handle = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)  # releases the lock
+
+
 def _removeStaleCreation(folder: str) -> None:
     """Remove what a creation killed before its rename left (see ``_createDatabaseFile``).
 
     Without this, a process killed while creating a database would leave a
     folder that is neither empty nor a database, and every later import would refuse it.
+    Called under :func:`_folderLock`: no other creator is at work.
     """
     for name in os.listdir(folder):
         if _CREATION_TEMPORARY.fullmatch(name):

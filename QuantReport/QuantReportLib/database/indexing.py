@@ -13,12 +13,9 @@ transaction, so an interrupted import leaves a consistent database.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import datetime
 import os
 import shutil
-import signal
 import sqlite3
 import sys
 import time
@@ -36,7 +33,8 @@ from ..dicomio.reading import HeaderProblem, firstText, mediaStorageSopClass, re
 from ..dicomio.uids import isValidUid
 from ..dicomio.walk import walkFiles
 from ..dicomio.writing import atomicOutput
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, OutputError
+from .health import sqliteErrorsExplained
 from .results import DuplicateFile, ImportResult, SkippedFile
 
 ProgressCallback = Callable[[int, int], Any]
@@ -94,40 +92,21 @@ def _fileHeaderReader(workers: int, files: int) -> Iterator[Callable[[list[tuple
 
     Parsing headers is pure Python (the GIL allows no threads to help), so a
     large import splits it over processes while this one writes the database.
-    Worker processes are forked (Linux): they start in milliseconds with
-    pydicom already imported, which spawned processes would not.
+    Worker processes are forked (Linux, macOS): they start in milliseconds with
+    pydicom already imported, which spawned processes would not; they die with
+    this one (:func:`~QuantReportLib.processes.workerPool`).
     """
     import multiprocessing
 
     if workers <= 1 or files < _PARALLEL_MIN_FILES or "fork" not in multiprocessing.get_all_start_methods():
         yield lambda jobs: (_readFileHeader(*job) for job in jobs)
         return
-    from concurrent.futures import ProcessPoolExecutor
+    from ..processes import workerPool
 
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                             initializer=_endWithParent, initargs=(os.getpid(),)) as pool:
+    with workerPool(workers) as pool:
         pool.submit(os.getpid).result()  # fork the workers now, before the caller starts threads (progress bar)
         yield lambda jobs: pool.map(_readFileHeaderInWorker, jobs,
                                     chunksize=max(1, min(64, len(jobs) // (4 * workers))))
-
-
-def _endWithParent(parent: int) -> None:
-    """In a header-reading worker: end when the importing process ends, also when it is killed.
-
-    The workers wait for jobs on a pipe that each of them holds open too, so
-    a killed import would leave them waiting forever; Linux signals them
-    instead (``prctl(PR_SET_PDEATHSIG)``).  Elsewhere nothing is done.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # the import ended before the signal was asked for
-        os._exit(0)
-
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _importWorkers(workers: int | None) -> int:
@@ -152,11 +131,24 @@ class ImportBatch:
         self.studies: set[str] = set()
         self.series: dict[str, str | None] = {}  # SeriesInstanceUID -> DisplayedSize
         self.allSeries: set[str] = set()  # every series indexed into, across batches
+        self.copies: list[str] = []  # files copied into the database by this transaction
 
     def clear(self) -> None:
         self.patients.clear()
         self.studies.clear()
         self.series.clear()
+        self.copies.clear()
+
+    @contextlib.contextmanager
+    def copiesRemovedOnFailure(self) -> Iterator[None]:
+        """Around a transaction: when it fails (rolled back), the copies it made are removed too."""
+        try:
+            yield
+        except BaseException:
+            for path in self.copies:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            raise
 
 
 def _essentialUids(dataset: Dataset) -> tuple[str, str, str]:
@@ -178,9 +170,17 @@ def _essentialUids(dataset: Dataset) -> tuple[str, str, str]:
 
 
 def _copyFile(source: str, target: str) -> None:
-    """Copy ``source`` to ``target`` through a temporary file beside it, so no partial file is left."""
-    with atomicOutput(target, suffix=".tmp") as temporary, open(source, "rb") as reader, \
-            open(temporary, "wb") as writer:
+    """Copy ``source`` to ``target`` through a temporary file beside it, so no partial file is left.
+
+    A source that cannot be opened is that file's problem (:class:`HeaderProblem`: it is skipped); a
+    target that cannot be written is the database's (:class:`~QuantReportLib.errors.OutputError`: disk
+    full, read-only, no permission), which ends the import.
+    """
+    try:
+        reader = open(source, "rb")
+    except OSError as error:
+        raise HeaderProblem(f"cannot read: {error.strerror or error}") from None
+    with reader, atomicOutput(target, suffix=".tmp") as temporary, open(temporary, "wb") as writer:
         shutil.copyfileobj(reader, writer, 1 << 20)
 
 
@@ -216,6 +216,7 @@ class CtkIndexing:
 
         def _updateDisplayedFields(self, batch: ImportBatch) -> None: ...
 
+    @sqliteErrorsExplained
     def insert(self, filePath: str, storeFile: bool = True, generateThumbnail: bool = True) -> str:
         """Index one file, copying it into the folder when ``storeFile`` (CTK ``insert``).
 
@@ -246,6 +247,7 @@ class CtkIndexing:
         """
         return self.insert(os.fspath(path), storeFile=False, generateThumbnail=False)
 
+    @sqliteErrorsExplained
     def insertFiles(self, paths: Sequence[str | os.PathLike]) -> list[str]:
         """Index files just written (e.g. a SEG and its SR) in place, in one transaction: all or none.
 
@@ -265,10 +267,10 @@ class CtkIndexing:
     def _indexNow(self, paths: Sequence[str | os.PathLike], copy: bool) -> list[str]:
         """Index ``paths`` in one transaction, raising for the first that cannot be indexed (all or none)."""
         uids = []
+        batch = ImportBatch()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with self._transaction():
-                batch = ImportBatch()
+            with batch.copiesRemovedOnFailure(), self._transaction():
                 timestamp = _timestamp()
                 for path in (os.path.abspath(os.fspath(path)) for path in paths):
                     result = ImportResult()
@@ -284,16 +286,19 @@ class CtkIndexing:
                 self._updateDisplayedFields(batch)
         return uids
 
+    @sqliteErrorsExplained
     def importPaths(self, paths: Iterable[str | os.PathLike], copy: bool = False,
                     progress: bool | ProgressCallback = True, batchSize: int = 1000,
-                    workers: int | None = None) -> ImportResult:
+                    workers: int | None = None, follow_links: bool = False) -> ImportResult:
         """Index DICOM files and folders (recursively); never aborts on a bad file.
 
         Parameters
         ----------
         paths:
-            Files and folders.  Folders are walked recursively, following
-            symbolic links but each real folder and file once (so loops end).
+            Files and folders.  Folders are walked recursively, each real
+            folder and file once (so loops end), following symbolic links
+            that resolve inside the folder given (others are skipped with a
+            reason, unless ``follow_links``).
             A file named ``DICOMDIR`` (PS3.10 section 8.6) is followed: the
             files it references, resolved inside its own folder only, are
             indexed; the DICOMDIR itself is not.
@@ -311,6 +316,8 @@ class CtkIndexing:
             Processes reading file headers in parallel while this one writes
             the database (Linux; used from :data:`_PARALLEL_MIN_FILES` files
             on).  ``None``: one per CPU core, at most 4; 1: read here.
+        follow_links:
+            Follow symbolic links out of the folders given, too.
 
         Returns
         -------
@@ -321,7 +328,8 @@ class CtkIndexing:
         """
         started = time.perf_counter()
         result = ImportResult()
-        candidates = self._collectFiles([os.path.abspath(os.fspath(path)) for path in paths], result.skipped)
+        candidates = self._collectFiles([os.path.abspath(os.fspath(path)) for path in paths], result.skipped,
+                                        follow_links)
         result.files_seen = len(candidates)
         insertTimestamp = _timestamp()
         indexed = dict(self._db.execute("SELECT Filename, InsertTimestamp FROM Images"))
@@ -347,8 +355,11 @@ class CtkIndexing:
                     # pydicom warns about every non-conformant value; the import reports per file instead.
                     warnings.simplefilter("ignore")
                     for start in range(0, len(candidates), max(1, batchSize)):
-                        with self._transaction():
-                            batch.clear()
+                        # A file that cannot be copied in (disk full, read-only) ends the import: what was
+                        # indexed before it is committed, and the error raised after the commit.
+                        failure: OutputError | None = None
+                        batch.clear()
+                        with batch.copiesRemovedOnFailure(), self._transaction():
                             pending = []
                             for path in candidates[start:start + batchSize]:
                                 stat = self._changedFileStat(path, indexed, result)
@@ -358,16 +369,22 @@ class CtkIndexing:
                                     pending.append((path, stat))
                             headers = readHeaders([(path, stat.st_size) for path, stat in pending])
                             for (path, stat), header in zip(pending, headers, strict=True):
-                                self._indexFile(path, stat, header, copy, insertTimestamp, batch, result)
+                                try:
+                                    self._indexFile(path, stat, header, copy, insertTimestamp, batch, result)
+                                except OutputError as error:
+                                    failure = error
+                                    break
                                 advance()
                             self._updateDisplayedFields(batch)
+                        if failure is not None:
+                            raise failure
             finally:
                 if bar is not None:
                     bar.close()
                 result.elapsed_seconds = time.perf_counter() - started
         return result
 
-    def _collectFiles(self, paths: list[str], skipped: list[SkippedFile]) -> list[str]:
+    def _collectFiles(self, paths: list[str], skipped: list[SkippedFile], follow_links: bool = False) -> list[str]:
         """Candidate files in walk order: each real file once, DICOMDIRs replaced by their references."""
         ownFiles = self._ownFiles()
         seenFiles: set[str] = set()
@@ -389,7 +406,7 @@ class CtkIndexing:
             if os.path.isfile(path):
                 addFile(path)
             elif os.path.isdir(path):
-                for found in walkFiles(path, seen_folders=seenFolders,
+                for found in walkFiles(path, seen_folders=seenFolders, follow_links=follow_links,
                                        on_problem=lambda where, reason: skipped.append(SkippedFile(where, reason))):
                     addFile(found)
             else:
@@ -475,9 +492,13 @@ class CtkIndexing:
         if target != path:
             try:
                 _copyFile(path, target)
-            except OSError as error:
-                result.skipped.append(SkippedFile(path, f"cannot copy into the database: {error.strerror or error}"))
+            except HeaderProblem as problem:
+                result.skipped.append(SkippedFile(path, str(problem)))
                 return None
+            except OutputError as error:
+                raise OutputError(f"cannot copy {path} into the database: {error.reason}", self._folder,
+                                  error.reason) from None
+            batch.copies.append(target)
             timestamp = _timestamp()  # the copy is newer than the import's start
         self._insertInstance(dataset, self._internalPath(target), sopUID, studyUID, seriesUID, timestamp, batch)
         result.indexed += 1

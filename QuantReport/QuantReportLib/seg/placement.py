@@ -27,6 +27,13 @@ from ..model import Geometry, Volume
 VOXEL_TOLERANCE = 1e-2
 DIRECTION_TOLERANCE = 1e-3
 
+# A SEG's own grid (no reference series) spans its first to its last frame, empty slices in between.  Real
+# SEGs span their series: at most a few thousand slices (a whole body at 0.5 mm is 4,000).  A grid of more
+# slices than this, or than four per distinct frame position, is not believed: two frames 2 m apart at
+# 0.25 mm would otherwise allocate 8,001 slices from a few kilobytes of file.
+MAXIMUM_OWN_GRID_SLICES = 4096
+_OWN_GRID_SLICES_PER_POSITION = 4
+
 
 @dataclass(frozen=True)
 class SegFrame:
@@ -193,7 +200,10 @@ def _geometryFromFrames(positions: np.ndarray, cosines: np.ndarray, pixel_spacin
 
     The slice step is Spacing Between Slices when every frame lies on its
     multiples, else the smallest step between distinct positions; the grid
-    covers the first to the last frame, empty slices in between included.
+    covers the first to the last frame, empty slices in between included, and
+    is refused before anything is allocated when it would span more than
+    :data:`MAXIMUM_OWN_GRID_SLICES` slices (or four per distinct position, if
+    that is more).
     """
     normal = np.cross(cosines[0], cosines[1])
     distances = positions @ normal
@@ -219,6 +229,11 @@ def _geometryFromFrames(positions: np.ndarray, cosines: np.ndarray, pixel_spacin
     matrix[:3, 2] = normal * step
     matrix[:3, 3] = origin
     count = int(round(unique[-1] / step)) + 1
+    limit = max(MAXIMUM_OWN_GRID_SLICES, _OWN_GRID_SLICES_PER_POSITION * len(unique))
+    if count > limit:
+        raise GeometryError(f"SEG frames span {count} slices of {step:g} mm ({unique[-1]:g} mm) for {len(unique)} "
+                            f"frame position(s): refused, a SEG's own grid may span at most {limit} slices (load it "
+                            "with its source series, from a database)", name)
     return Geometry((count, *frame_shape), matrix)
 
 
