@@ -299,12 +299,13 @@ def walkItems(dataset: pydicom.Dataset, skip: Iterable[int] = ()
                 continue
             if isEncoded(element) and element.length != UNDEFINED_LENGTH:
                 encoding = (element.is_implicit_VR, element.is_little_endian)
-                key = (tag, *encoding, hashlib.blake2b(element.value, digest_size=16).digest())
+                value = _encodedValue(element)
+                key = (tag, *encoding, hashlib.blake2b(value, digest_size=16).digest())
                 if key in seenEncodings:
                     continue
                 seenEncodings.add(key)
                 try:
-                    encoded = encodedItems(element.value, *encoding)
+                    encoded = encodedItems(value, *encoding)
                 except ValueError:
                     encoded = None  # not a sequence of items: pydicom parses it below and says what is wrong
                 if encoded is not None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError, QuantReportError
+from ..printing import printable
 from . import DEFAULT_WORKERS
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _withConnection(url: str, args: argparse.Namespace, work: Callable[[PacsConn
 
 
 def cmdPull(args: argparse.Namespace) -> int:
-    from ..cli import _openDatabase, _printJson
+    from ..cli import _openDatabase, _printJson, _say
     from .transfer import pull
 
     def run(connection: PacsConnection) -> int:
@@ -77,14 +77,14 @@ def cmdPull(args: argparse.Namespace) -> int:
         if args.json:
             _printJson(imported.toJson())
         elif not args.quiet:
-            print(f"{connection.name}: {result.listed} instance(s) listed, {result.missing} missing here; "
-                  f"indexed {imported.indexed} file(s), {imported.unchanged} unchanged, "
-                  f"{imported.duplicates} duplicate(s), {len(imported.skipped)} rejected")
+            _say(f"{printable(connection.name)}: {result.listed} instance(s) listed, {result.missing} missing here; "
+                 f"indexed {imported.indexed} file(s), {imported.unchanged} unchanged, "
+                 f"{imported.duplicates} duplicate(s), {len(imported.skipped)} rejected")
             for skipped in imported.skipped:
-                print(f"  rejected {skipped.path}: {skipped.reason}")
+                _say(f"  rejected {printable(skipped.path)}: {printable(skipped.reason)}")
         if imported.skipped:
-            print(f"error: {connection.name}: {len(imported.skipped)} instance(s) rejected (the others are stored "
-                  f"and indexed)", file=sys.stderr)
+            _say(f"error: {printable(connection.name)}: {len(imported.skipped)} instance(s) rejected (the others "
+                 "are stored and indexed)", error=True)
             return EXIT_BAD_INPUT
         return 0
 
@@ -93,7 +93,7 @@ def cmdPull(args: argparse.Namespace) -> int:
 
 def pushFiles(url: str, paths: Sequence[str], args: argparse.Namespace) -> int:
     """Push ``paths`` and print the outcome (``--json``: the push object); exit status 2 if any failed."""
-    from ..cli import _printJson
+    from ..cli import _printJson, _say
     from .transfer import push
 
     def run(connection: PacsConnection) -> int:
@@ -101,13 +101,13 @@ def pushFiles(url: str, paths: Sequence[str], args: argparse.Namespace) -> int:
         if getattr(args, "json", False):
             _printJson(result.toJson())
         else:
-            print(f"{connection.name}: stored {result.stored}, already present {result.already_present}, "
-                  f"failed {len(result.failed)}")
+            _say(f"{printable(connection.name)}: stored {result.stored}, already present {result.already_present}, "
+                 f"failed {len(result.failed)}")
             for failure in result.failed:
-                print(f"  failed {failure.path}: {failure.reason}")
+                _say(f"  failed {printable(failure.path)}: {printable(failure.reason)}")
         if result.failed:
-            print(f"error: {connection.name}: {len(result.failed)} of {len(paths)} file(s) not stored",
-                  file=sys.stderr)
+            _say(f"error: {printable(connection.name)}: {len(result.failed)} of {len(paths)} file(s) not stored",
+                 error=True)
             return EXIT_BAD_INPUT
         return 0
 
@@ -124,7 +124,7 @@ def cmdPush(args: argparse.Namespace) -> int:
 
 
 def cmdQuery(args: argparse.Namespace) -> int:
-    from ..cli import _printJson
+    from ..cli import _printJson, _say
 
     def run(connection: PacsConnection) -> int:
         series = connection.findSeries(patientId=args.patient, studyUid=args.study, modality=args.modality)
@@ -133,10 +133,10 @@ def cmdQuery(args: argparse.Namespace) -> int:
             _printJson(rows)
             return 0
         if not rows:
-            print(f"{connection.name}: no series match")
+            _say(f"{printable(connection.name)}: no series match")
         for row in rows:
-            print(f"{row['patient_id']:<16} {row['modality']:<4} {row['instances']:>5}  "
-                  f"{row['series_instance_uid']}  {row['series_description']}")
+            _say(f"{printable(row['patient_id']):<16} {printable(row['modality']):<4} {row['instances']:>5}  "
+                 f"{printable(row['series_instance_uid'])}  {printable(row['series_description'])}")
         return 0
 
     return _withConnection(args.url, args, run)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -35,6 +34,7 @@ from ..database import EmbeddedDicomDatabase, ImportResult, SeriesSummary, Skipp
 from ..dicomio.rawitems import UNDEFINED_LENGTH
 from ..dicomio.reading import checkPixelDataClaim, readDicomHeader
 from ..dicomio.uids import isValidUid
+from ..dicomio.writing import atomicOutput
 from ..errors import InvalidInputError, NotFoundError, QuantReportError
 from . import DEFAULT_WORKERS
 
@@ -168,7 +168,6 @@ class InstanceReceiver:
         self.server = server
         self.expected = {instance.sop_instance_uid: instance for instance in expected}
         self.folder = Path(database.databaseDirectory).resolve()
-        self.incoming = self.folder / "dicom"
         self.received: dict[Path, str] = {}  # file -> SOP Instance UID
         self.rejected: list[SkippedFile] = []
         self.imported = ImportResult()
@@ -234,20 +233,8 @@ class InstanceReceiver:
         if self.folder not in target.parents:  # storagePath only makes such paths of valid UIDs; never trust it blindly
             self.reject(sopUid, "its storage path would leave the database folder")
             return None
-        self.incoming.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=".pull-", suffix=".part", dir=self.incoming)
-        os.close(handle)
-        temporary = Path(name)
-        try:
+        with atomicOutput(target) as temporary:  # umask, owner-named temporary, OutputError naming the file
             write(temporary)
-            with open(temporary, "rb+") as written:
-                os.fsync(written.fileno())
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-            raise
         with self._lock:
             self.received[target] = sopUid
             self._unindexed.append(target)
