@@ -592,7 +592,7 @@ class _Collected(logging.Handler):
 @contextlib.contextmanager
 def _quietLibraries(debug: bool) -> Iterator[_Collected]:
     """Library warnings (pydicom, highdicom, numpy) kept off standard error unless ``--debug``; QuantReport's
-    logged warnings collected (printed after a success: a failing command prints its one error line only)."""
+    logged warnings collected (printed after a success: a failing command prints its error lines only)."""
     collected = _Collected()
     logger = logging.getLogger(__package__ or "QuantReportLib")
     propagate = logger.propagate
@@ -642,8 +642,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.debug:
                 raise
             return _internalError(error)
-    for line in collected.lines:
-        _say(line, error=True)
+    if status == 0:  # a command that failed says so in its own lines; its warnings were on the way there
+        for line in collected.lines:
+            _say(line, error=True)
     return status
 
 

@@ -239,18 +239,27 @@ class DecodedOnce:
 
         An encoded sequence of defined length is cut into its items' raw
         elements (:func:`itemElements`: pydicom's data element generator skips
-        the other values) instead of letting pydicom make a dataset of every item.
+        the other values) instead of letting pydicom make a dataset of every item,
+        once per distinct encoding (the result is shared: do not change it).
         """
         if element is None:
             return []
+        wanted = frozenset(tags)
         if isEncoded(element) and element.length != UNDEFINED_LENGTH:
-            encoding = (element.is_implicit_VR, element.is_little_endian)
-            try:
-                return itemElements(encodedItems(_encodedValue(element), *encoding), tags, *encoding)
-            except ValueError:
-                pass  # not a sequence of items: pydicom parses it below and reports what is wrong
+            raw = element
+
+            def cut() -> list[dict[int, RawDataElement]] | None:
+                encoding = (raw.is_implicit_VR, raw.is_little_endian)
+                try:
+                    return itemElements(encodedItems(_encodedValue(raw), *encoding), wanted, *encoding)
+                except ValueError:
+                    return None  # not a sequence of items: pydicom parses it below and reports what is wrong
+
+            found = self._cached(raw, ("items", wanted), cut)
+            if found is not None:
+                return found
         decoded = self._decoded(element) if isinstance(element, RawDataElement) else element
-        return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in decoded.value or []]
+        return [{tag: item.get_item(tag) for tag in wanted if tag in item} for item in decoded.value or []]
 
     def _decoded(self, element: RawDataElement) -> DataElement:
         return convert_raw_data_element(element, encoding=self._character_set)
