@@ -294,8 +294,8 @@ def walkItems(dataset: pydicom.Dataset, skip: Iterable[int] = ()
     times.  Sequences whose tag is in ``skip`` are not entered.
     """
     skipped = set(skip)
-    seenEncodings: set[tuple[int, bool, bool, bytes]] = set()
-    seenItems: set[int] = set()
+    seen_encodings: set[tuple[int, bool, bool, bytes]] = set()
+    seen_items: set[int] = set()
     parsed: list[Any] = []  # sequences parsed here, kept so that the ids of their items stay unique
     stack: list[tuple[int, Mapping[int, DataElement | RawDataElement]]] = [
         (0, {int(tag): dataset.get_item(tag) for tag in dataset.keys()})]
@@ -310,9 +310,9 @@ def walkItems(dataset: pydicom.Dataset, skip: Iterable[int] = ()
                 encoding = (element.is_implicit_VR, element.is_little_endian)
                 value = _encodedValue(element)
                 key = (tag, *encoding, hashlib.blake2b(value, digest_size=16).digest())
-                if key in seenEncodings:
+                if key in seen_encodings:
                     continue
-                seenEncodings.add(key)
+                seen_encodings.add(key)
                 try:
                     encoded = encodedItems(value, *encoding)
                 except ValueError:
@@ -326,7 +326,7 @@ def walkItems(dataset: pydicom.Dataset, skip: Iterable[int] = ()
                 element = convert_raw_data_element(element)
             parsed.append(element.value)
             for item in element.value or []:
-                if id(item) not in seenItems:
-                    seenItems.add(id(item))
+                if id(item) not in seen_items:
+                    seen_items.add(id(item))
                     children.append((tag, {int(key): item.get_item(key) for key in item.keys()}))
         stack.extend(reversed(children))

@@ -62,13 +62,13 @@ def inflationLimit(compressed: int) -> int:
     return max(INFLATE_FLOOR_BYTES, MAXIMUM_DEFLATE_RATIO * compressed)
 
 
-def _checkInflation(deflated: bytes, fileSize: int) -> None:
+def _checkInflation(deflated: bytes, file_size: int) -> None:
     """Raise :class:`HeaderProblem` when raw-deflate data would inflate beyond :func:`inflationLimit`.
 
     Inflates in chunks that are counted and dropped, so that memory stays at one chunk whatever the
     data claim.  Data that is not a deflate stream is left for pydicom to refuse.
     """
-    limit = inflationLimit(fileSize)
+    limit = inflationLimit(file_size)
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     inflated = 0
     pending = deflated
@@ -78,7 +78,7 @@ def _checkInflation(deflated: bytes, fileSize: int) -> None:
             pending = inflater.unconsumed_tail
             if inflated > limit:
                 raise HeaderProblem(f"deflated data that inflates to more than {limit >> 20} MiB (over "
-                                    f"{MAXIMUM_DEFLATE_RATIO} times the file's {fileSize} bytes): refused before "
+                                    f"{MAXIMUM_DEFLATE_RATIO} times the file's {file_size} bytes): refused before "
                                     "inflating it")
     except zlib.error:
         return

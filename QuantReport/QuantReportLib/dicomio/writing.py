@@ -96,7 +96,7 @@ _OWNER = r"qr-(?P<host>[A-Za-z0-9_-]+?)-(?P<pid>\d+)-[0-9a-f]{8}"
 _TEMPORARY = re.compile(rf"\.(?P<name>.+)\.{_OWNER}(?:\.[A-Za-z0-9]+)?")  # ".<target name>.<owner><suffix>"
 _JOURNAL_PREFIX = ".quantreport-unit."
 _JOURNAL = re.compile(rf"\.quantreport-unit\.{_OWNER}\.json")
-_sweptFolders: set[tuple[int, str]] = set()
+_swept_folders: set[tuple[int, str]] = set()
 
 
 def _processAlive(pid: int) -> bool:
@@ -121,9 +121,9 @@ def _ownedByTheDead(match: re.Match | None) -> bool:
 def _sweepStaleTemporaries(folder: Path) -> None:
     """Remove, once per process and folder, the temporaries that killed processes of this host left."""
     key = (os.getpid(), os.path.realpath(folder))
-    if key in _sweptFolders:
+    if key in _swept_folders:
         return
-    _sweptFolders.add(key)
+    _swept_folders.add(key)
     with contextlib.suppress(OSError), os.scandir(folder) as entries:
         for entry in entries:
             # A journal is not a temporary: recoverUnits decides what becomes of it.
@@ -151,8 +151,8 @@ def makeFolder(folder: str | os.PathLike) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         cause = _rootCause(error) or error
-        inTheWay = cause.errno in (errno.ENOTDIR, errno.EEXIST)
-        reason = "a file is in the way" if inTheWay else cause.strerror or str(cause)
+        in_the_way = cause.errno in (errno.ENOTDIR, errno.EEXIST)
+        reason = "a file is in the way" if in_the_way else cause.strerror or str(cause)
         raise OutputError(f"cannot create the folder: {reason}", path, reason) from None
     return path
 
