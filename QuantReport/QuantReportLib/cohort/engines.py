@@ -67,14 +67,17 @@ class LocalEngine:
             for task in tasks:
                 yield task.key, task.function(*task.arguments)
             return
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
         from concurrent.futures.process import BrokenProcessPool
+
+        from ..processes import workerPool
 
         attempts = {task.key: 0 for task in tasks}
         waiting = list(tasks)
         while waiting:
             # A worker that dies breaks the whole pool: the cases it had not finished go to a new one.
-            with ProcessPoolExecutor(max_workers=min(self.workers, len(waiting))) as pool:
+            # The workers die with this process (workerPool), so a killed batch leaves none behind.
+            with workerPool(min(self.workers, len(waiting))) as pool:
                 futures = {pool.submit(task.function, *task.arguments): task for task in waiting}
                 waiting = []
                 for future in as_completed(futures):
