@@ -252,6 +252,34 @@ def test_twelve_bit_jpeg_extended_is_reported_up_front(tmp_path):
     series.checkDecodable(pydicom.dcmread(lossless, stop_before_pixels=True), lossless)
 
 
+# -- a CT with one slice missing ------------------------------------------------------------------------------------
+
+
+def test_ct_with_a_missing_slice_is_refused_naming_the_slice(tmp_path, lidc_nodule_labelmap):
+    folder = tmp_path / "gap"
+    folder.mkdir()
+    files = sorted(dataPath("ct", "lidc-idri-0001").glob("*.dcm"),
+                   key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+    missing = files[25]
+    z = float(pydicom.dcmread(missing, stop_before_pixels=True).ImagePositionPatient[2])
+    for path in files:
+        if path != missing:
+            (folder / path.name).symlink_to(path)
+    for command in (("measure", "--series-dir", folder, "--labelmap", lidc_nodule_labelmap),
+                    ("export", "--series-dir", folder, "--labelmap", lidc_nodule_labelmap, "--out", tmp_path / "out")):
+        result = quantreport(*command)
+        assert result.returncode == 2, result.stdout + result.stderr
+        # The series' geometry warning is logged while it loads; then the one error line.
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), result.stderr
+        assert "missing" in errors[0] and f"{z:g}" in errors[0], result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    # Viewing still works (as in Slicer, with a warning); an evenly spaced part of the series is measured.
+    volume = series.loadSeries(sorted(folder.glob("*.dcm")))
+    assert volume.warnings and f"{z:g}" in volume.uneven_spacing
+    assert series.loadSeries([folder / path.name for path in files[:20]]).uneven_spacing is None
+
+
 # -- malformed TID 1500 SRs ------------------------------------------------------------------------------------------
 
 

@@ -197,7 +197,10 @@ class Volume:
     data (one per file; one for an enhanced multi-frame image), kept because
     SEG and SR export reference them.  ``source_images[k]`` is the image or
     frame behind slice ``k``.  ``warnings`` lists geometry irregularities that
-    were tolerated (as Slicer tolerates them), for the user to see.
+    were tolerated (as Slicer tolerates them), for the user to see.  ``uneven_spacing`` says
+    why the grid does not hold every slice's true position (missing slices,
+    uneven spacing; ``None`` when it does): such a volume can be viewed, but
+    measuring it or exporting a SEG on it would put voxels at wrong positions.
     """
 
     array: np.ndarray
@@ -211,6 +214,7 @@ class Volume:
     units: Code | None = None
     series_description: str = ""
     warnings: tuple[str, ...] = ()
+    uneven_spacing: str | None = None
 
     def __post_init__(self) -> None:
         if tuple(self.array.shape) != self.geometry.shape:

@@ -157,6 +157,10 @@ def loadCase(labelmap: str | os.PathLike, segments: str | os.PathLike | None = N
         volume = loadSeriesFromDatabase(database, series_instance_uid)
     else:
         raise InvalidInputError("give the series as a folder, or as a UID with a database", "loadCase")
+    if volume.uneven_spacing:
+        raise GeometryError(f"{volume.uneven_spacing}; measurements and SEG frames need every slice at its true "
+                            "position, so this series is not measured or exported (add the missing slices)",
+                            series_dir or volume.series_instance_uid)
     return volume, readSegmentationOnGrid(labelmap, segments, volume.geometry, labels)
 
 

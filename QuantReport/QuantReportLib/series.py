@@ -245,7 +245,7 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
     for path, header in zip(files, datasets, strict=True):
         _checkPixelFormat(path, header)
 
-    order, matrix, warnings = _stackGeometry(slices)
+    order, matrix, warnings, uneven = _stackGeometry(slices)
     slices = [slices[index] for index in order]
     if not multi_frame:
         by_path = dict(zip(files, datasets, strict=True))
@@ -273,6 +273,7 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
         units=units,
         series_description=str(first.get("SeriesDescription", "")),
         warnings=tuple(warnings),
+        uneven_spacing=uneven,
     )
 
 
@@ -411,11 +412,13 @@ def _multiFrameSlices(path: str, header: Dataset) -> list[_Slice]:
 # -- geometry ------------------------------------------------------------------
 
 
-def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[str]]:
+def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[str], str | None]:
     """Sort the slices along their normal and build the IJK -> LPS matrix.
 
-    Returns the slice order (indices into ``slices``), the 4x4 matrix and the
-    warnings about tolerated irregularities.
+    Returns the slice order (indices into ``slices``), the 4x4 matrix, the
+    warnings about tolerated irregularities and, when the matrix does not
+    hold every slice's position (uneven spacing, missing slices), what is
+    uneven (:attr:`~QuantReportLib.model.Volume.uneven_spacing`).
     """
     first = slices[0]
     for item in slices[1:]:
@@ -424,7 +427,7 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
                 f"{item.rows} rows x {item.columns} columns, but {first.label} has "
                 f"{first.rows} x {first.columns}", item.path)
     if len(slices) == 1:
-        return [0], *_singleSliceGeometry(first)
+        return [0], *_singleSliceGeometry(first), None
 
     for item in slices:
         for value, name in ((item.position, "Image Position (Patient)"),
@@ -471,14 +474,17 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
     deviation = float(np.max(np.linalg.norm(
         positions - (positions[0] + np.arange(count)[:, None] * k_column), axis=1)))
     irregular = np.flatnonzero(np.abs(steps - steps[0]) > _SPACING_TOLERANCE)
+    uneven = None
     if irregular.size:
         gap = int(irregular[0])
+        uneven = _unevenSpacing(slices, order, positions, normal, steps)
         warnings.append(
             f"slices are not equally spaced ({steps[0]:g} mm spacing was expected, {steps[gap]:g} mm was found "
             f"between {slices[order[gap]].label} and {slices[order[gap + 1]].label}); loaded with the mean "
             f"spacing of {along:g} mm, so slice positions are off by up to {deviation:.3g} mm")
     elif deviation > _SPACING_TOLERANCE:
         warnings.append(f"slice positions are not on a straight line; they are off by up to {deviation:.3g} mm")
+        uneven = f"slice positions are off the volume's regular grid by up to {deviation:.3g} mm"
 
     row_spacing, column_spacing = (float(v) for v in spacing)
     matrix = np.eye(4)
@@ -486,7 +492,27 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
     matrix[:3, 1] = column * row_spacing
     matrix[:3, 2] = k_column
     matrix[:3, 3] = positions[0]
-    return order, matrix, warnings
+    # Within a tenth of the spacing, every voxel is where its slice is, to well below a voxel: measurable.
+    return order, matrix, warnings, uneven if deviation > 0.1 * abs(along) else None
+
+
+def _unevenSpacing(slices: list[_Slice], order: list[int], positions: np.ndarray, normal: np.ndarray,
+                   steps: np.ndarray) -> str:
+    """What is uneven: the slices missing where a step is a whole multiple of the usual spacing, else the
+    first step that differs."""
+    usual = float(np.median(steps))
+    missing = []
+    for index, step in enumerate(steps):
+        multiple = round(float(step) / usual)
+        if multiple >= 2 and abs(float(step) - multiple * usual) <= max(_SPACING_TOLERANCE, 0.05 * usual):
+            missing += [positions[index] + j * usual * normal for j in range(1, multiple)]
+    if missing and len(missing) == int(np.sum(np.round(steps / usual) - 1)):
+        where = ", ".join("(" + ", ".join(f"{float(v):g}" for v in point) + ")" for point in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        return f"{len(missing)} slice(s) missing from a {usual:g} mm spacing: none at LPS {where}{more} mm"
+    index = int(np.flatnonzero(np.abs(steps - usual) > _SPACING_TOLERANCE)[0])
+    return (f"slices are not equally spaced ({usual:g} mm usually, {float(steps[index]):g} mm between "
+            f"{slices[order[index]].label} and {slices[order[index + 1]].label})")
 
 
 def _singleSliceGeometry(item: _Slice) -> tuple[np.ndarray, list[str]]:
