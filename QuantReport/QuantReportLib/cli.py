@@ -24,11 +24,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import InvalidInputError, QuantReportError
+from .errors import InvalidInputError, NotFoundError, QuantReportError
 from .pacs.commands import addCommands, addPushOption, pushExported
 from .printing import printable, printableLines
 
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
 EXIT_INTERNAL_ERROR = 1
 
 
@@ -169,6 +170,9 @@ def _checkWorkers(workers: int | None) -> None:
 
 def cmdImport(args: argparse.Namespace) -> int:
     _checkWorkers(args.workers)
+    for path in args.paths:
+        if not os.path.lexists(path):
+            raise NotFoundError("no such file or folder", path)  # before the database is created
     with _openDatabase(args.db) as database:
         result = database.importPaths(args.paths, copy=args.copy, progress=not (args.quiet or args.json),
                                       workers=args.workers, follow_links=args.follow_links)
@@ -260,7 +264,12 @@ def cmdLoad(args: argparse.Namespace) -> int:
                                 "(use --labelmap-out-dir for many)", "load")
     if args.labelmap_out and args.labelmap_out_dir:
         raise InvalidInputError("give --labelmap-out or --labelmap-out-dir, not both", "load")
+    from .dicomio.uids import isValidUid
+
     segment_numbers = _segmentNumbers(args.segments) if args.segments else None
+    for source in args.sources:
+        if not Path(source).exists() and not isValidUid(source):
+            raise NotFoundError("no such file", source)  # and no UID to look up in a database
     database = None
     if args.db or not all(Path(s).exists() for s in args.sources):
         database = _openDatabase(args.db, create=False)
@@ -423,7 +432,6 @@ def cmdTable(args: argparse.Namespace) -> int:
 
 def cmdCheck(args: argparse.Namespace) -> int:
     from .check import checkFolder, formatResults, resultsJson
-    from .errors import NotFoundError
 
     database = _openDatabase(args.db, create=False) if args.db else None
     try:
@@ -623,6 +631,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with _quietLibraries(args.debug) as collected:
         try:
             status = args.run(args)
+        except BrokenPipeError:
+            # The reader of the output went away (| head): stop quietly, as a process ended by SIGPIPE, with
+            # standard output on /dev/null so that the interpreter's last flush does not fail again.
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_BROKEN_PIPE
         except QuantReportError as error:
             if args.debug:
                 raise

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,8 @@ from .terminology import (
 
 if TYPE_CHECKING:
     from .labelcodes import LabelOptions
+
+logger = logging.getLogger(__name__)
 
 # Sign that turns a vector of each NRRD "space" into LPS (NRRD spec: "space"; both the long
 # names and the three-letter abbreviations are allowed).
@@ -356,7 +359,29 @@ def readSegmentationOnGrid(path: str | os.PathLike, segments_meta: str | os.Path
         segmentation = readLabelledSegmentation(path, metadata, labels)
     else:
         segmentation = readSegmentation(path, metadata)
+    if not segmentation.geometry.matches(geometry):
+        outside, total = voxelsOutside(segmentation, geometry)
+        if total and outside == total:
+            raise InvalidInputError(f"the segmentation lies wholly outside the image series: none of its {total} "
+                                    "voxels is inside", path)
+        if outside:
+            logger.warning("%s: %d of %d voxels of the segmentation lie outside the image series and are left out",
+                           os.fspath(path), outside, total)
     return resampleToGeometry(segmentation, geometry)
+
+
+def voxelsOutside(segmentation: Segmentation, geometry: Geometry) -> tuple[int, int]:
+    """(segmented voxels whose centres fall outside ``geometry``'s grid, all segmented voxels)."""
+    to_target = np.linalg.inv(geometry.ijk_to_lps) @ segmentation.geometry.ijk_to_lps
+    upper = np.array(geometry.shape[::-1], dtype=np.float64) - 0.5  # (i, j, k) sizes
+    outside = total = 0
+    for layer in segmentation.layers:
+        kji = np.argwhere(layer != 0)
+        ijk = kji[:, ::-1].astype(np.float64) @ to_target[:3, :3].T + to_target[:3, 3]
+        inside = np.all((ijk >= -0.5) & (ijk < upper), axis=1)
+        total += len(kji)
+        outside += int(np.count_nonzero(~inside))
+    return outside, total
 
 
 def resampleToGeometry(segmentation: Segmentation, geometry: Geometry) -> Segmentation:

@@ -124,6 +124,15 @@ def loadSeriesFromFolder(folder: str | os.PathLike, series_instance_uid: str | N
         if series_instance_uid not in found:
             raise NotFoundError(f"series {series_instance_uid} is not in this folder", folder)
         return series.loadSeries(found[series_instance_uid], headers=found.headers)
+    # SEG and SR files beside the images (an export into the series folder) are no candidates.
+    kinds = {uid: series.notAnImage(found.headers[files[0]]) for uid, files in found.items()}
+    for uid, kind in kinds.items():
+        if kind:
+            del found[uid]
+    if not found and any(kinds.values()):
+        held = ", ".join(sorted({kind for kind in kinds.values() if kind}))
+        raise InvalidInputError(f"not an image series: the folder holds {held} instances only, which have no image "
+                                "to measure or segment", folder)
     if not found:
         unreadable = next(iter(found.problems.items()), None)
         detail = "" if unreadable is None else (f" ({len(found.problems)} DICOM file(s) cannot be read; "

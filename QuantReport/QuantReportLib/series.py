@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
-from .dicomio.identity import HOUNSFIELD_UNIT, NO_UNITS
+from .dicomio.identity import HOUNSFIELD_UNIT, NO_UNITS, SEG_SOP_CLASSES, SR_SOP_CLASSES
 from .dicomio.pixels import checkDecodable, iterFrames, readNativeFrame
 from .dicomio.reading import checkPixelDataClaim, readDataset, readDicomHeader
 from .dicomio.walk import walkFiles
@@ -228,6 +228,10 @@ def loadSeries(paths: Sequence[str | os.PathLike], *, headers: Mapping[str, Data
         raise InvalidInputError("no files given to load as a series")
     known = headers or {}
     datasets = [known[path] if path in known else _readHeader(path) for path in files]
+    kind = notAnImage(datasets[0])
+    if kind:
+        raise InvalidInputError(f"not an image series: it holds {kind} instances, which have no image to measure "
+                                "or segment", str(datasets[0].get("SeriesInstanceUID") or files[0]))
     _checkOneSeries(files, datasets)
     for path, header in zip(files, datasets, strict=True):
         checkDecodable(header, path)
@@ -297,6 +301,22 @@ def _readHeader(path: str) -> Dataset:
 def _isMultiFrame(header: Dataset) -> bool:
     return ("PerFrameFunctionalGroupsSequence" in header or "SharedFunctionalGroupsSequence" in header
             or int(header.get("NumberOfFrames", 1) or 1) > 1)
+
+
+#: Modalities of instances that hold no image of the patient (PS3.3 C.7.3.1.1.1), though some have pixel data.
+_NON_IMAGE_MODALITIES = frozenset({"SEG", "SR", "KO", "PR", "RTSTRUCT", "RTPLAN", "RTRECORD", "DOC", "REG", "FID",
+                                   "PLAN", "AU", "ECG", "HD"})
+
+
+def notAnImage(header: Dataset) -> str | None:
+    """What kind of non-image instance ``header`` is (``"SEG"``, ``"SR"``, ...), or ``None`` for an image."""
+    sop_class = str(header.get("SOPClassUID", ""))
+    if sop_class in SEG_SOP_CLASSES:
+        return "SEG"
+    if sop_class in SR_SOP_CLASSES:
+        return "SR"
+    modality = str(header.get("Modality", "")).upper()
+    return modality if modality in _NON_IMAGE_MODALITIES else None
 
 
 def _checkOneSeries(files: list[str], headers: list[Dataset]) -> None:
