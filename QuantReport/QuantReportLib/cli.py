@@ -118,6 +118,41 @@ def _labelmapNote(saved) -> str | None:
             f"{saved.seg_bytes / 1e6:.1f} MB ({comparison}; estimated, not encoded)")
 
 
+def _renumberedNote(saved) -> str | None:
+    """The line telling which label values became other segment numbers (a SEG numbers them 1..N)."""
+    from .seg.write import recordedLabelValues
+
+    renumbered = recordedLabelValues(saved.segmentation)
+    if not renumbered:
+        return None
+    pairs = ", ".join(f"label value {value} is segment {number}" for number, value in sorted(renumbered.items())
+                      if value != number)
+    return (f"note: a DICOM SEG numbers its segments 1..N (PS3.3 C.8.20.2.3): {pairs}; the label values are "
+            "recorded in the SEG, and quantreport load --labelmap-out writes them back")
+
+
+@contextlib.contextmanager
+def _exportProgress(args: argparse.Namespace) -> Iterator[Callable[[str], None] | None]:
+    """A tqdm bar over the steps of one export (:data:`~QuantReportLib.report.EXPORT_STEPS`), or None."""
+    if not _showProgress(args):
+        yield None
+        return
+    from tqdm import tqdm
+
+    from .report import EXPORT_STEPS
+
+    with tqdm(total=len(EXPORT_STEPS), desc="Exporting", unit="step", leave=False) as bar:
+        def step(name: str) -> None:
+            bar.set_postfix_str(name, refresh=False)
+            bar.update(1)
+        yield step
+
+
+def _showProgress(args: argparse.Namespace) -> bool:
+    """Progress bars go to standard error when a person watches it: a terminal, without --quiet or --json."""
+    return sys.stderr.isatty() and not (getattr(args, "quiet", False) or getattr(args, "json", False))
+
+
 def _printJson(obj) -> None:
     json.dump(obj, sys.stdout, indent=None if not sys.stdout.isatty() else 2)
     sys.stdout.write("\n")
@@ -237,19 +272,20 @@ def cmdExport(args: argparse.Namespace) -> int:
 
     options = ReportOptions(labelmap_seg=args.labelmap_seg, ohif_companions=args.ohif_companions,
                             keep_empty_segments=args.keep_empty_segments)
-    with _labelCodeWarningsPrinted():
+    with _labelCodeWarningsPrinted(), _exportProgress(args) as progress:
         if args.series_dir and not args.db and args.out:
-            saved = exportReport(**_caseArguments(args), out_dir=args.out, options=options)
+            saved = exportReport(**_caseArguments(args), out_dir=args.out, options=options, progress=progress)
         else:  # the series comes from the database, or SEG + SR go into it
             with _openDatabase(args.db, create=bool(args.series_dir)) as database:
-                saved = exportReport(**_caseArguments(args), database=database, out_dir=args.out, options=options)
+                saved = exportReport(**_caseArguments(args), database=database, out_dir=args.out, options=options,
+                                     progress=progress)
     _say(printable(saved.seg_path))
     _say(printable(saved.sr_path))
     for warning in saved.warnings:
         _say(f"warning: {printable(warning)}", error=True)
-    note = _labelmapNote(saved)
-    if note:
-        _say(note, error=True)
+    for note in (_labelmapNote(saved), _renumberedNote(saved)):
+        if note:
+            _say(note, error=True)
     return pushExported(args, [str(saved.seg_path), str(saved.sr_path)])
 
 
@@ -435,7 +471,8 @@ def cmdCheck(args: argparse.Namespace) -> int:
 
     database = _openDatabase(args.db, create=False) if args.db else None
     try:
-        results = checkFolder(args.folder, database)
+        results = checkFolder(args.folder, database, series_dirs=args.series_dir or (),
+                              progress=_showProgress(args))
     finally:
         if database is not None:
             database.close()
@@ -517,6 +554,8 @@ def buildParser() -> argparse.ArgumentParser:
                    help="write segments without voxels too (left out by default: 3D Slicer's SEG reader "
                         "misplaces the other segments' names then)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: inside the database folder)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (there is none when standard error "
+                   "is not a terminal)")
     addPushOption(p)
     p.set_defaults(run=cmdExport)
 
@@ -573,6 +612,9 @@ def buildParser() -> argparse.ArgumentParser:
     p = commands.add_parser("check", help="validate every SEG and SR in a folder (dciodvfy and semantic checks)")
     p.add_argument("folder", metavar="DIR", help="folder with SEG/SR files (and the series they reference)")
     p.add_argument("--db", metavar="DIR", help="DICOM database to look up referenced series and SEGs in")
+    p.add_argument("--series-dir", metavar="DIR", action="append",
+                   help="folder holding the image series the files reference (repeat for several)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=cmdCheck)
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
@@ -204,6 +205,7 @@ def saveReport(
     database: DicomDatabase | None = None,
     options: ReportOptions = ReportOptions(),
     table: MeasurementTable | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> SavedReport:
     """Measure the segments and store SEG + SR; index both in ``database`` when given.
 
@@ -247,11 +249,14 @@ def saveReport(
         # Slicer's DICOMTID1500Plugin gives the i-th group's tracking UID to the i-th segment it loaded.
         order = {number: index for index, number in enumerate(slicerreaders.slicerSegmentOrder(reported))}
         table = MeasurementTable(tuple(sorted(table.rows, key=lambda row: order[row.segment.number])))
+    step = progress or (lambda name: None)
+    step("measured")
     if options.verified and not options.observer_name:
         raise InvalidInputError("a verified report needs the name of the person who verifies it", "observer_name")
     predecessors = [_readPredecessor(options.predecessor, database)] if options.predecessor else []
     seg_dataset = seg.createSeg(volume, reported, labelmap=options.labelmap_seg,
                                 series_description=options.seg_series_description)
+    step("encoded")
     sr_dataset = sr.createSr(volume, seg_dataset, table, observer_name=options.observer_name,
                              series_description=options.sr_series_description, time_point=options.time_point,
                              complete=options.complete,
@@ -294,6 +299,7 @@ def saveReport(
         reason = error.reason if isinstance(error, OutputError) else outputError(error, folder).reason
         name = os.path.relpath(error.source, folder) if isinstance(error, OutputError) and error.source else "it"
         raise OutputError(f"cannot write {name}: {reason}", folder, reason) from None
+    step("written")
     seg_bytes = seg_path.stat().st_size
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
                        reported, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes), omitted,
@@ -314,15 +320,24 @@ def _warnings(options: ReportOptions, omitted: Sequence[Segment]) -> tuple[str, 
 def exportReport(labelmap: str | os.PathLike, segments: str | os.PathLike | None = None, *,
                  series_dir: str | os.PathLike | None = None, series_instance_uid: str | None = None,
                  database: DicomDatabase | None = None, out_dir: str | os.PathLike | None = None,
-                 options: ReportOptions = ReportOptions(), labels: Any = None) -> SavedReport:
+                 options: ReportOptions = ReportOptions(), labels: Any = None,
+                 progress: Callable[[str], None] | None = None) -> SavedReport:
     """``quantreport export`` and each ``quantreport batch`` job: :func:`loadCase`, then :func:`saveReport`.
 
     SEG + SR go to ``out_dir`` or into the database folder; with a database
-    they are indexed in it.
+    they are indexed in it.  ``progress(step)`` is called after each of the
+    :data:`EXPORT_STEPS` steps.
     """
     volume, segmentation = loadCase(labelmap, segments, series_dir=series_dir,
                                     series_instance_uid=series_instance_uid, database=database, labels=labels)
-    return saveReport(volume, segmentation, out_dir=out_dir, database=database, options=options)
+    if progress is not None:
+        progress("read")
+    return saveReport(volume, segmentation, out_dir=out_dir, database=database, options=options, progress=progress)
+
+
+#: The steps of an export that :func:`exportReport` reports: series and segmentation read, segments measured,
+#: SEG encoded, SEG + SR written.
+EXPORT_STEPS = ("read", "measured", "encoded", "written")
 
 
 def _indexedBy(database: DicomDatabase | None) -> Callable[[Path, str, str | None], bool]:
@@ -453,8 +468,16 @@ class LoadedReport:
             raise NotFoundError("no segmentation to write: the referenced SEG was not found", self.path)
         if str(path).endswith(".seg.nrrd"):
             writeSegNrrd(self.segmentation, path)
-        else:
-            writeLabelmapNrrd(self.segmentation.labelmap(), self.segmentation.geometry, path)
+            return
+        labelmap = self.segmentation.labelmap()
+        recorded = self.seg.label_values if self.seg is not None else {}
+        if recorded:  # the label values of the labelmap the SEG was exported from, where QuantReport recorded them
+            lookup = np.arange(int(labelmap.max(initial=0)) + 1, dtype=np.int64)
+            for number, value in recorded.items():
+                if number < len(lookup):
+                    lookup[number] = value
+            labelmap = lookup[labelmap].astype(np.uint16 if max(recorded.values()) > 255 else labelmap.dtype)
+        writeLabelmapNrrd(labelmap, self.segmentation.geometry, path)
 
     def writeTable(self, path: str | os.PathLike) -> None:
         """The SR's measurement table; for a SEG, its segments measured on the source series."""

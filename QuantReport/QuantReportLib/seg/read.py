@@ -32,6 +32,7 @@ from ..terminology import DEFAULT_TERMINOLOGY
 from . import planar
 from ._fast import FrameGroups, inBox, nativeFrames, pixelDataLength
 from .placement import SegFrame, coordinates, placeFrames, referencesOf
+from .write import LABEL_VALUE_ELEMENT, LABEL_VALUE_GROUP, PRIVATE_CREATOR
 
 # Values at least this large (the pixel data) are read from the file only when used.
 _DEFER_BYTES = 1 << 20
@@ -69,6 +70,7 @@ class LoadedSeg:
     maximum_fractional_value: int | None = None
     fractional_values: Mapping[int, np.ndarray] | None = None
     warnings: tuple[str, ...] = ()
+    label_values: Mapping[int, int] = dataclasses.field(default_factory=dict)
 
     @property
     def sop_instance_uid(self) -> str:
@@ -249,7 +251,18 @@ def readSeg(source: str | os.PathLike | Dataset, reference: Volume | Geometry | 
     referenced = tuple(str(item.SeriesInstanceUID) for item in dataset.get("ReferencedSeriesSequence", [])
                        if "SeriesInstanceUID" in item)
     return LoadedSeg(dataset, segmentation_type, result, counts, referenced, fractional_type, maximum,
-                     values, tuple(warnings))
+                     values, tuple(warnings), _recordedLabelValues(items))
+
+
+def _recordedLabelValues(items: Sequence[tuple[int, Dataset]]) -> dict[int, int]:
+    """The label values QuantReport recorded for the segments (:func:`~.write.recordedLabelValues`)."""
+    values = {}
+    for number, item in items:
+        try:
+            values[number] = int(item.private_block(LABEL_VALUE_GROUP, PRIVATE_CREATOR)[LABEL_VALUE_ELEMENT].value)
+        except (KeyError, TypeError, ValueError):  # not recorded, or not by us
+            continue
+    return values if len(set(values.values())) == len(values) else {}
 
 
 def _decodedFrames(dataset: Dataset, name: str, indices: Sequence[int]

@@ -212,7 +212,32 @@ def createSeg(
         **_UTF8_ARGUMENTS,
     )
     dataset.SpecificCharacterSet = "ISO_IR 192"
+    recorded = recordedLabelValues(segmentation)
+    for item in dataset.SegmentSequence:
+        if int(item.SegmentNumber) in recorded:
+            value = recorded[int(item.SegmentNumber)]
+            block = item.private_block(LABEL_VALUE_GROUP, PRIVATE_CREATOR, create=True)
+            block.add_new(LABEL_VALUE_ELEMENT, "US", value)
     return dataset
+
+
+#: Where a segment's label value in the labelmap it came from is recorded (a private element of its
+#: Segment Sequence item), so that ``load --labelmap-out`` gives the labelmap its values back.
+PRIVATE_CREATOR = "QuantReport"
+LABEL_VALUE_GROUP, LABEL_VALUE_ELEMENT = 0x0071, 0x01
+
+
+def recordedLabelValues(segmentation: Segmentation) -> dict[int, int]:
+    """Segment number -> label value, for a one-layer labelmap whose values are not the segment numbers.
+
+    A SEG numbers its segments 1..N (PS3.3 C.8.20.2.3), so a labelmap with values {1, 3} becomes
+    segments 1 and 2; these values are recorded in the SEG (empty when nothing was renumbered).
+    """
+    if len(segmentation.layers) != 1:
+        return {}
+    values = {segment.number: value for segment, (_, value) in zip(segmentation.segments, segmentation.placement,
+                                                                     strict=True)}
+    return values if any(number != value for number, value in values.items()) else {}
 
 
 def _segmentNumbersOfSlices(segmentation: Segmentation, slices: np.ndarray) -> np.ndarray:
