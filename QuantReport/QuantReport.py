@@ -12,7 +12,7 @@ import os
 import qt
 import slicer
 import vtk
-from QuantReportLib.dependencies import PACS_REQUIREMENTS_PATH
+from QuantReportLib.dependencies import PACS_REQUIREMENTS_PATH, READOUT_REQUIREMENTS_PATH
 from QuantReportLib.errors import QuantReportError
 from QuantReportLib.inslicer.host import SlicerReportLogic, ensureDependencies
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
@@ -66,6 +66,7 @@ class QuantReportParameterNode:
     readerName - the person observer written to the SR (remembered between sessions).
     timePoint - the clinical trial time point of the report (remembered between sessions).
     autoUpdate - recompute measurements shortly after every segment change.
+    storeKeyImages - the readout also stores its key images in the DICOM database (Secondary Capture + Key Object).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -74,6 +75,7 @@ class QuantReportParameterNode:
     readerName: str = ""
     timePoint: str = ""
     autoUpdate: bool = True
+    storeKeyImages: bool = False
 
 
 class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -124,6 +126,7 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.completeReportButton.connect("clicked(bool)", self.onCompleteReport)
         self.ui.amendReportButton.connect("clicked(bool)", self.onAmendReport)
         self.ui.exportCsvButton.connect("clicked(bool)", self.onExportCsv)
+        self.ui.readoutButton.connect("clicked(bool)", self.onReadout)
         self.ui.readerLineEdit.connect("editingFinished()", self._rememberMetadata)
         self.ui.timePointLineEdit.connect("editingFinished()", self._rememberMetadata)
         self.ui.pacsUrlLineEdit.connect("editingFinished()", self._rememberPacsServer)
@@ -408,6 +411,29 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.exportCsv(parameters.segmentation, parameters.inputVolume, path)
             self.ui.statusLabel.text = _("Measurements exported to {path}").format(path=path)
 
+    def onReadout(self) -> None:
+        parameters = self._parameterNode
+        if not self._ensureDependencies() or not self._ensureReadoutDependencies():
+            return
+        path = qt.QFileDialog.getSaveFileName(slicer.util.mainWindow(), _("Save the report as"),
+                                              self.logic.defaultReadoutPath(parameters.segmentation),
+                                              _("Web page (*.html);;PDF document (*.pdf)"))
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to write the report."), waitCursor=True):
+            written = self.logic.writeReadout(parameters.segmentation, path, storeKeyImages=parameters.storeKeyImages)
+            self.ui.statusLabel.text = _("Report written to {path}").format(path=written[0])
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(written[0]))
+
+    def _ensureReadoutDependencies(self) -> bool:
+        """The readout's own packages (Jinja2, matplotlib), installed on its first use with the user's consent."""
+        try:
+            ensureDependencies("QuantReport report", READOUT_REQUIREMENTS_PATH)
+        except QuantReportError as error:
+            self.ui.statusLabel.text = _("Python packages missing: {error}").format(error=error)
+            return False
+        return True
+
     def _ensureDependencies(self) -> bool:
         """Install missing Python packages on first use (with the user's consent); False when unavailable."""
         if self._dependenciesChecked:
@@ -432,6 +458,7 @@ class QuantReportWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.amendReportButton.enabled = ready and completed
         self.ui.exportCsvButton.enabled = bool(ready and parameters.tableNode)
         self.ui.pushReportButton.enabled = ready and state in ("saved", "completed")
+        self.ui.readoutButton.enabled = ready and state in ("saved", "completed")
         self.ui.segmentEditorWidget.setReadOnly(completed)
         self.ui.reportStatusLabel.text = {
             "draft": _("Draft (not saved)"),
@@ -472,9 +499,15 @@ class QuantReportLogic(ScriptedLoadableModuleLogic, SlicerReportLogic):
         return QuantReportParameterNode(super().getParameterNode())
 
     def defaultCsvPath(self, segmentationNode) -> str:
-        name = segmentationNode.GetName() if segmentationNode is not None else "measurements"
+        return self._defaultPath(segmentationNode, "measurements", "csv")
+
+    def defaultReadoutPath(self, segmentationNode) -> str:
+        return self._defaultPath(segmentationNode, "report", "html")
+
+    def _defaultPath(self, segmentationNode, fallback: str, extension: str) -> str:
+        name = segmentationNode.GetName() if segmentationNode is not None else fallback
         fileName = slicer.app.ioManager().forceFileNameValidCharacters(name)
-        return os.path.join(slicer.app.defaultScenePath, f"{fileName}.csv")
+        return os.path.join(slicer.app.defaultScenePath, f"{fileName}.{extension}")
 
 
 class SlicerSegmentEditorDriver:

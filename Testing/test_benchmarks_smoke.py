@@ -37,3 +37,19 @@ def test_quick_benchmark_writes_results_table(tmp_path):
     for row in raw["results"]:
         assert row["status"] == "ok" and len(row["times"]) == 1 and all(t > 0 for t in row["times"])
     assert any(row["output_bytes"] for row in raw["results"] if row["operation"] == "seg-export")
+
+
+def test_quick_readout_benchmark_writes_results_table(tmp_path):
+    from conftest import require_tool
+
+    require_tool("chromium")
+    out = tmp_path / "readout-results.md"
+    result = subprocess.run([sys.executable, str(PROJECT_ROOT / "benchmarks" / "readout.py"), "--quick", "--out",
+                             str(out)], capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = out.read_text()
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| demo |")]
+    outputs = {cells[1]: cells[2] for cells in rows if len(cells) == 6}  # case, output, min, median, runs, RSS
+    assert set(outputs) == {"HTML", "HTML + DICOM key images", "PDF"}
+    assert all(re.fullmatch(r"\d+\.\d\d s", cell) for cell in outputs.values()), outputs
+    assert re.search(r"Goal: the demo's HTML readout in under 2 s: \d+\.\d\d s, ", text)

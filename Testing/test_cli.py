@@ -49,7 +49,7 @@ def test_help_and_module_entry_point():
     for command in ([sys.executable, "-m", "QuantReportLib", "--help"],):
         result = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT_ROOT / "QuantReport")
         assert result.returncode == 0, result.stderr
-        for verb in ("import", "list", "segment", "measure", "export", "load", "demo"):
+        for verb in ("import", "list", "segment", "measure", "export", "load", "report", "demo"):
             assert verb in result.stdout
 
 
@@ -210,6 +210,8 @@ def test_demo_passes_end_to_end(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     verification = [line for line in result.stdout.splitlines() if line.startswith("verification:")]
     assert verification and "PASSED" in verification[0] and "NO" not in verification[0], result.stdout
+    page = tmp_path / "demo" / "readout" / "report.html"
+    assert str(page) in result.stdout and "Nodule 1" in page.read_text(encoding="utf-8")
 
 
 def test_segment_then_measure_on_a_series_folder(capsys, tmp_path, lidc_dir):

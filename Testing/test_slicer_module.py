@@ -307,16 +307,27 @@ def test_requirement_ranges_accept_the_versions_slicer_bundles():
     assert {v for v in ("2.4.4", "3.0.1", "3.0.2", "4.0.0") if pydicom.contains(v)} == {"3.0.1", "3.0.2"}
 
 
-def test_requirement_ranges_agree_with_pyproject():
+@pytest.mark.parametrize("name", ["requirements.txt", "readout-requirements.txt"])
+def test_requirement_ranges_agree_with_pyproject(name):
     import tomllib
 
     project = tomllib.loads((PROJECT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {Requirement(d).name: Requirement(d).specifier for d in project["dependencies"]}
-    lines = [line for line in (MODULE_DIR / "Resources" / "requirements.txt").read_text().splitlines()
+    lines = [line for line in (MODULE_DIR / "Resources" / name).read_text().splitlines()
              if line.strip() and not line.startswith("#")]
+    assert lines
     for requirement in map(Requirement, lines):
         assert requirement.name in declared
         assert requirement.specifier == declared[requirement.name], requirement.name
+
+
+def test_readout_packages_are_installed_only_for_the_readout():
+    """Jinja2 and matplotlib are asked for by the Report button, not by the module's first use."""
+    main = {Requirement(line).name for line in (MODULE_DIR / "Resources" / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")}
+    assert not main & {"jinja2", "matplotlib"}
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    assert 'ensureDependencies("QuantReport report", READOUT_REQUIREMENTS_PATH)' in source
 
 
 def test_plugins_register_distinct_keys_and_set_plugin_class():

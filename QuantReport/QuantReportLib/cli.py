@@ -1,5 +1,5 @@
-"""The ``quantreport`` command line: import, list, segment, measure, export, batch, table, load, check, demo,
-pull, push, query.
+"""The ``quantreport`` command line: import, list, segment, measure, export, batch, table, load, check,
+report, demo, pull, push, query.
 
 Every sub-command works on files and on the embedded DICOM database (the
 CTK/Slicer schema, so a Slicer DICOM database folder works too).  Exit status
@@ -27,6 +27,7 @@ from . import __version__
 from .errors import InvalidInputError, NotFoundError, QuantReportError
 from .pacs.commands import addCommands, addPushOption, pushExported
 from .printing import printable, printableLines
+from .readout.command import addReportCommand
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
@@ -617,6 +618,8 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(run=cmdCheck)
+
+    addReportCommand(commands)
 
     p = commands.add_parser("demo", help="the whole workflow on the bundled sample CT")
     p.add_argument("--workdir", default="quantreport-demo", metavar="DIR",

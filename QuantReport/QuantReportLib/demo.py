@@ -3,7 +3,9 @@
 Import by link into a fresh database -> load the series -> segment the lung
 nodule (threshold inside a region around a seed, keep the seed's island) ->
 measure -> store DICOM SEG + TID 1500 SR in the database -> reload both from
-the database -> check that the round trip is exact and the files are valid.
+the database -> check that the round trip is exact and the files are valid ->
+write the readout a radiologist reads (``readout/report.html``: key image,
+measurement table), made from the SR as stored.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from .autoseg import segmentLesion
 from .check import runDciodvfy
 from .database import EmbeddedDicomDatabase
 from .errors import InvalidInputError
+from .model import Segmentation, Volume
+from .readout.write import writeReadout
 
 SAMPLE_SERIES = Path(__file__).parent / "data" / "lidc-idri-0001-nodule1"
 # Written into the database folder the demo creates: the only kind of folder a later run removes.
@@ -35,6 +39,11 @@ class LesionSeed:
     lower: float
     upper: float
     roi_radius_mm: float
+
+    def segment(self, volume: Volume) -> Segmentation:
+        """The lesion segmented on ``volume`` as that click and range give it (threshold + island)."""
+        return segmentLesion(volume, seed_lps=self.seed_lps, lower=self.lower, upper=self.upper,
+                             roi_radius_mm=self.roi_radius_mm, label=self.label)
 
 
 # The nodule of LIDC-IDRI-0001 (annotated at z = -125 ... -105 mm): a click near its centre,
@@ -92,15 +101,15 @@ def runDemo(workdir: Path, quiet: bool = False) -> int:
                            series_summary.series_instance_uid)
         k, j, i = volume.geometry.shape
         print(f"    {volume.modality} {i}x{j}x{k}, spacing {', '.join(f'{s:g}' for s in volume.geometry.spacing)} mm")
-        lesion = SAMPLE_LESIONS[0]
-        segmentation = steps.run(
-            "segment nodule (threshold + island at seed)", segmentLesion, volume, seed_lps=lesion.seed_lps,
-            lower=lesion.lower, upper=lesion.upper, roi_radius_mm=lesion.roi_radius_mm, label=lesion.label)
+        segmentation = steps.run("segment nodule (threshold + island at seed)", SAMPLE_LESIONS[0].segment, volume)
         saved = steps.run("measure and store SEG + SR in the database", report.saveReport, volume, segmentation,
                           database=database)
         print(f"    SEG {saved.seg_path}\n    SR  {saved.sr_path}")
         reloaded = steps.run("reload SR (and its SEG) from the database", report.loadReport,
                              saved.sr_sop_instance_uid, database)
+        readout = steps.run("readout from the stored SR: key image and measurement table", writeReadout,
+                            [saved.sr_sop_instance_uid], workdir / "readout", database=database)
+        print(f"    {readout.page}")
 
     print()
     print(measurements.formatTable(reloaded.table, "text"))

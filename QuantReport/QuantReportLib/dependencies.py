@@ -39,6 +39,8 @@ REQUIREMENTS_PATH = Path(__file__).resolve().parents[1] / "Resources" / "require
 """``QuantReport/Resources/requirements.txt`` beside this package, in the source tree and in the installed module."""
 PACS_REQUIREMENTS_PATH = REQUIREMENTS_PATH.with_name("pacs-requirements.txt")
 """The clients the panel's push to a PACS needs, checked only when a report is pushed."""
+READOUT_REQUIREMENTS_PATH = REQUIREMENTS_PATH.with_name("readout-requirements.txt")
+"""What the readout (the Report button) needs besides: installed when it is first used, not before."""
 
 
 class MissingDependencyError(QuantReportError):

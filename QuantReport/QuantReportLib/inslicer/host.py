@@ -52,8 +52,9 @@ class SlicerPackageHost:
 def ensureDependencies(requester: str = "QuantReport", requirementsPath: str | os.PathLike = REQUIREMENTS_PATH) -> None:
     """Install missing Python packages after asking the user; raises ``MissingDependencyError`` otherwise.
 
-    ``requirementsPath``: ``Resources/requirements.txt`` (what every use needs) or
-    ``Resources/pacs-requirements.txt`` (what pushing to a server needs).
+    ``requirementsPath``: ``Resources/requirements.txt`` (what every use needs),
+    ``Resources/pacs-requirements.txt`` (what pushing to a server needs) or
+    ``Resources/readout-requirements.txt`` (what the Report button needs).
     """
     ensureRequirements(SlicerPackageHost(), requester, requirementsPath)
 

@@ -220,6 +220,45 @@ class ReportLogic:
         finally:
             connection.close()
 
+    def writeReadout(self, segmentationNode: Any, path: str, storeKeyImages: bool = False) -> list[str]:
+        """Write the readout of the report saved from ``segmentationNode`` to ``path`` (``.html`` or ``.pdf``).
+
+        The readout is made from the SR as stored in the database (save the
+        report first), together with the patient's other SRs there that follow
+        the same lesions (same Tracking UIDs), so that the change over time is
+        shown.  With ``storeKeyImages`` the key images of this report are also
+        stored in the database as DICOM Secondary Capture with a Key Object
+        Selection (for archives and viewers that cannot show a SEG).  Returns
+        the paths written: the page, then the DICOM files in the database.
+        """
+        import os
+        import tempfile
+
+        import pydicom
+
+        from ..readout.gather import relatedReports
+        from ..readout.write import FORMATS
+        from ..readout.write import writeReadout as writeReadoutFiles
+
+        srUid = segmentationNode.GetAttribute(SR_UID_ATTRIBUTE) if segmentationNode is not None else None
+        if not srUid:
+            raise InvalidInputError("save the report first: the readout shows the report as stored",
+                                    segmentationNode.GetName() if segmentationNode is not None else "writeReadout")
+        folder, name = os.path.split(os.path.abspath(path))
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower().lstrip(".") not in FORMATS:
+            raise InvalidInputError(f"the readout is written as {' or '.join('.' + f for f in FORMATS)}", path)
+        sources = relatedReports(self.database, srUid)
+        with tempfile.TemporaryDirectory(prefix="quantreport-key-images-") as scratch:
+            files = writeReadoutFiles(sources, folder, database=self.database, fmt=suffix.lower().lstrip("."),
+                                      name=stem, dicom=storeKeyImages, dicom_dir=scratch, dicom_for={srUid})
+            written = [str(files.page)]
+            for file in files.dicom:  # copied into the database's own storage; the scratch copies go
+                self.database.insert(str(file), True, False)
+                uid = pydicom.dcmread(file, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID
+                written.append(self.database.fileForInstance(str(uid)))
+        return written
+
     def exportCsv(self, segmentationNode: Any, volumeNode: Any, path: str) -> None:
         """Write the measurements as CSV (the ``quantreport measure`` format), recomputed so they are current."""
         from .. import measurements
