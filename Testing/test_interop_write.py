@@ -249,7 +249,10 @@ def test_companions_are_valid_and_read_by_dsrdump(written: dict):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count('"Geometric purpose of region")=(128138,DCM,"Center of Mass")') == 2
     assert result.stdout.count('"Geometric purpose of region")=(103339001,SCT,"Long axis")') == 2
-    assert result.stdout.count("(POINT,") == 2 and result.stdout.count("(POLYLINE,") == 2
+    assert result.stdout.count("(POINT,") == 2
+    assert result.stdout.count('"Image Region")=(POLYLINE,') == 2  # the long axis companions
+    # and each segment's long and short axis NUM, INFERRED FROM the line it was measured along
+    assert result.stdout.count('inferred from SCOORD:(,,"Source")=(POLYLINE,') == 4
 
 
 def test_companions_leave_our_reading_unchanged(written: dict):

@@ -222,6 +222,38 @@ def test_key_slice_is_the_largest_cross_section_and_views_are_oriented(demo):
     assert demo.volume.source_images[slice_number - 1].sop_instance_uid in caption
 
 
+def test_long_and_short_axis_are_drawn_where_the_sr_measured_them(demo):
+    """RECIST style: both axes on the key image, along the SR's SCOORD lines, in their legend colours."""
+    from QuantReportLib.readout.keyimages import AXIS_COLORS
+
+    dataset = pydicom.dcmread(demo.sr)
+    (container,) = [item for item in dataset.ContentSequence if _concept(item) == ("126010", "DCM")]
+    lines = {}
+    for number in (item for item in container.ContentSequence[0].ContentSequence if item.ValueType == "NUM"):
+        name = _concept(number)
+        if name in (("103339001", "SCT"), ("103340004", "SCT")):
+            (scoord,) = [child for child in number.ContentSequence if child.ValueType == "SCOORD"]
+            lines[name[0]] = (float(number.MeasuredValueSequence[0].NumericValue), scoord)
+    assert set(lines) == {"103339001", "103340004"}
+    long_mm, short_mm = lines["103339001"][0], lines["103340004"][0]
+    assert long_mm >= short_mm > 0
+    feret = next(value for concept, _, unit, value in next(iter(srMeasurements(demo.sr).values()))
+                 if concept == "81827009^SCT")
+    assert long_mm <= feret + 1e-6, "the in-plane long axis is at most the 3D Feret diameter"
+    key_slice = int(np.argmax(demo.mask.sum(axis=(1, 2))))
+    for _, scoord in lines.values():
+        image = scoord.ContentSequence[0].ReferencedSOPSequence[0]
+        assert image.ReferencedSOPInstanceUID == demo.volume.source_images[key_slice].sop_instance_uid
+
+    root = lxml.html.fromstring(demo.html.read_text(encoding="utf-8"))
+    (image,) = root.xpath('//img[contains(@class, "key-image")]')
+    assert "long axis and short axis as measured" in image.get("alt")
+    pixels = pngOf(image.get("src")).astype(int)
+    for color in AXIS_COLORS.values():
+        rgb = np.array([int(color[n:n + 2], 16) for n in (1, 3, 5)])
+        assert (np.abs(pixels - rgb).sum(axis=-1) < 30).sum() > 40, f"no {color} line on the key image"
+
+
 def test_page_is_self_contained_and_needs_no_script(demo):
     html = demo.html.read_text(encoding="utf-8")
     assert "<script" not in html.lower()
@@ -397,36 +429,6 @@ def test_a_report_without_its_source_series_still_shows_the_table(capsys, demo, 
 
 
 # -- key image geometry -------------------------------------------------------------------------------------
-
-
-def test_largest_cross_section_prefers_the_slice_nearest_the_centroid():
-    mask = np.zeros((7, 5, 5), dtype=bool)
-    mask[1, 1:3, 1:3] = True  # 4 voxels
-    mask[3, 1:3, 1:3] = True  # 4 voxels, nearest the centroid
-    mask[4, 2, 2] = True
-    mask[5, 1:3, 1:3] = True  # 4 voxels
-    assert keyimages.largestCrossSection(mask.sum(axis=(1, 2))) == 3
-    assert keyimages.largestCrossSection(np.zeros(3, dtype=int)) is None
-
-
-def test_footprints_are_the_cross_section_areas_of_each_segment():
-    rng = np.random.default_rng(7)
-    geometry = Geometry((9, 11, 13), np.eye(4))
-    masks = {n: scipy.ndimage.binary_dilation(rng.random(geometry.shape) > 0.995, iterations=n % 3)
-             for n in (1, 2, 3, 4)}
-    masks[4][:] = False  # an empty segment
-    segments = [Segment(n, f"S{n}", DEFAULT_TERMINOLOGY) for n in masks]
-    segmentation = Segmentation.fromMasks(masks, geometry, segments)  # overlapping: several layers
-    assert len(segmentation.layers) > 1
-    found = keyimages.footprints(segmentation)
-    for number, mask in masks.items():
-        expected = (mask.sum(axis=(1, 2)), mask.sum(axis=(0, 2)), mask.sum(axis=(0, 1)))
-        assert all(np.array_equal(a, b) for a, b in zip(found[number].areas, expected, strict=True)), number
-        if mask.any():
-            nonzero = np.argwhere(mask)
-            assert found[number].box == tuple(slice(int(lo), int(hi) + 1) for lo, hi in
-                                              zip(nonzero.min(axis=0), nonzero.max(axis=0), strict=True))
-    assert found[4].box is None
 
 
 @pytest.mark.parametrize("columns, rows, name, right, down", [

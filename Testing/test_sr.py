@@ -33,6 +33,7 @@ from QuantReportLib.model import (
     MeasurementTable,
     Quantity,
     Segment,
+    Segmentation,
     SegmentMeasurements,
     Terminology,
     Volume,
@@ -696,3 +697,50 @@ def test_memoized_iod_lookups_construct_the_plain_image_library(monkeypatch, vol
             element.value = plainElement.value
     assert _elementLines(dataset) == _elementLines(expected)
     assert _written(dataset) == _written(expected)
+
+
+def test_axes_are_written_with_their_lines_and_both_readers_read_them(tmp_path: Path, monkeypatch, volume: Volume,
+                                                                      seg_dataset: pydicom.Dataset, masks,
+                                                                      segments: tuple[Segment, ...]) -> None:
+    """The long and short axis NUMs are INFERRED FROM the SCOORD POLYLINE they were measured along (TID 320)."""
+    from QuantReportLib.measurements import computeMeasurements
+
+    segmentation = Segmentation.fromMasks(masks, volume.geometry, segments)
+    table = computeMeasurements(volume, segmentation, ["volume_mm3", "long_axis_mm", "short_axis_mm"])
+    path = sr.writeSr(sr.createSr(volume, seg_dataset, table), tmp_path / "axes.dcm")
+    assert_valid_dicom(path)
+    written = {(row.segment.number, m.quantity.key): m for row in table.rows for m in row.measurements if m.line}
+    assert {key for _, key in written} == {"long_axis_mm", "short_axis_mm"}
+
+    # In the file: the NUM's last child is the SCOORD, SELECTED FROM the key slice's source image.
+    dataset = pydicom.dcmread(path)
+    groups = [item for item in dataset.ContentSequence[-1].ContentSequence]
+    for group in groups:
+        for number in (item for item in group.ContentSequence if item.ValueType == "NUM"):
+            children = number.get("ContentSequence", [])
+            if number.ConceptNameCodeSequence[0].CodeValue not in ("103339001", "103340004"):
+                assert all(child.ValueType != "SCOORD" for child in children)
+                continue
+            (scoord,) = [child for child in children if child.ValueType == "SCOORD"]
+            assert scoord.RelationshipType == "INFERRED FROM" and scoord.GraphicType == "POLYLINE"
+            assert len(scoord.GraphicData) == 4
+            image = scoord.ContentSequence[0]
+            assert image.RelationshipType == "SELECTED FROM" and image.ValueType == "IMAGE"
+            assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID in {
+                source.sop_instance_uid for source in volume.source_images}
+
+    fast = sr.readSr(path)
+    monkeypatch.setattr("QuantReportLib.sr.read.readPlainVolumetricGroup", lambda item, values: None)
+    plain_highdicom = sr.readSr(path)
+    for loaded in (fast, plain_highdicom):
+        read = {(group.segment.number, key): m for group in loaded.groups for m in group.measurements
+                for key in ("long_axis_mm", "short_axis_mm") if m.quantity.name.value in ("103339001", "103340004")
+                and (key == "long_axis_mm") == (m.quantity.name.value == "103339001")}
+        assert set(read) == set(written)
+        for key, measurement in read.items():
+            line, original = measurement.line, written[key].line
+            assert measurement.value == written[key].value
+            assert line is not None and original is not None
+            assert (line.sop_instance_uid, line.sop_class_uid) == (original.sop_instance_uid, original.sop_class_uid)
+            assert np.allclose(line.points, original.points, rtol=0, atol=1e-4)  # SCOORD data is FL (float32)
+    assert repr(fast.groups) == repr(plain_highdicom.groups), "the plain reader reads as highdicom does"

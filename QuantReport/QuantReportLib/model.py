@@ -554,9 +554,36 @@ class Quantity:
 
 
 @dataclass(frozen=True)
+class ImageLine:
+    """Where a linear measurement was taken: a line between two points of one source image.
+
+    The DICOM form of a TID 300 measurement "INFERRED FROM" an SCOORD
+    POLYLINE (TID 320): ``points`` are two (column, row) image coordinates,
+    the top left corner of the top left pixel at (0, 0) (PS3.3 C.18.6.1.1), so
+    the centre of voxel (i, j) of slice ``k`` is (i + 0.5, j + 0.5) on the
+    image behind slice ``k``; ``frame_number`` names the frame of a
+    multi-frame image.
+    """
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    points: tuple[tuple[float, float], tuple[float, float]]
+    frame_number: int | None = None
+
+
+@dataclass(frozen=True)
 class Measurement:
+    """One measured value of a quantity.
+
+    ``line`` is where a linear measurement (a long or short axis) was taken,
+    when known.  It does not take part in comparisons: a value read back from
+    an SR equals the value written, and the SR keeps coordinates in single
+    precision (FL).
+    """
+
     quantity: Quantity
     value: float
+    line: ImageLine | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,13 @@ Keys and meanings follow Slicer's ``LabelmapSegmentStatisticsPlugin`` and
   identical.  On a sheared grid, centroid, moments and Feret diameter use the
   true LPS positions and the surface area uses the column norms.
 
+* ``long_axis_mm`` and ``short_axis_mm``, RECIST style on the slice of the
+  largest cross-section (most voxels; ties: nearest the centroid, then the
+  lowest): the largest distance between two voxel centres of that slice, and
+  the longest extent perpendicular to it (:mod:`.geometry`).  Each measurement
+  carries the line it was measured along (:class:`~QuantReportLib.model.ImageLine`,
+  on the source image of that slice), which the SR writes as its SCOORD.
+
 An empty segment gets a row with ``voxel_count``, ``volume_mm3`` and
 ``volume_cm3`` equal to 0 and no other measurement: statistics of no voxels are
 undefined and are left out rather than written as NaN (which neither JSON nor a
@@ -71,14 +78,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..errors import GeometryError
-from ..model import Geometry, Measurement, MeasurementTable, Segmentation, SegmentMeasurements, Volume
-from .geometry import longAxisSlice, planeLongAxis
+from ..model import Geometry, ImageLine, Measurement, MeasurementTable, Segmentation, SegmentMeasurements, Volume
+from .geometry import longAxisSlice, planeLongAxis, planeShortAxis
 from .quantities import DEFAULT_KEYS, DEFINITIONS, INTENSITY_KEYS, quantity
+
+#: A line of a linear measurement in voxel indices: (slice k, first (i, j), second (i, j)).
+_Line = tuple[int, tuple[float, float], tuple[float, float]]
 
 
 def computeMeasurements(volume: Volume, segmentation: Segmentation,
@@ -118,7 +128,7 @@ def computeMeasurements(volume: Volume, segmentation: Segmentation,
     want_values = bool(INTENSITY_KEYS.intersection(keys))
     image = volume.array.reshape(-1) if want_values else None  # one flat view (a copy only if not C-ordered)
     number_at = dict(zip(segmentation.placement, (segment.number for segment in segmentation.segments), strict=True))
-    values_by_number: dict[int, dict[str, float]] = {}
+    values_by_number: dict[int, tuple[dict[str, float], dict[str, _Line]]] = {}
     for layer_index, layer in enumerate(segmentation.layers):
         label_values = [value for (index, value) in segmentation.placement if index == layer_index]
         if not label_values:
@@ -129,10 +139,21 @@ def computeMeasurements(volume: Volume, segmentation: Segmentation,
                 runs.get(label_value), image, segmentation.geometry, keys)
     rows = []
     for segment in segmentation.segments:
-        values = values_by_number[segment.number]
+        values, lines = values_by_number[segment.number]
         rows.append(SegmentMeasurements(segment, tuple(
-            Measurement(quantities[key], values[key]) for key in keys if key in values)))
+            Measurement(quantities[key], values[key], _imageLine(volume, lines.get(key)))
+            for key in keys if key in values)))
     return MeasurementTable(tuple(rows))
+
+
+def _imageLine(volume: Volume, line: _Line | None) -> ImageLine | None:
+    """The line on the source image behind its slice: voxel centre (i, j) is image point (i + 0.5, j + 0.5)."""
+    if line is None:
+        return None
+    k, first, second = line
+    image = volume.source_images[k]
+    return ImageLine(image.sop_class_uid, image.sop_instance_uid,
+                     ((first[0] + 0.5, first[1] + 0.5), (second[0] + 0.5, second[1] + 0.5)), image.frame_number)
 
 
 # -- what computes each quantity --------------------------------------------------------------------------
@@ -182,8 +203,9 @@ def _layerRuns(layer: np.ndarray) -> dict[int, _Runs]:
 
 
 def _measureSegment(runs: _Runs | None, image: np.ndarray | None, geometry: Geometry,
-                    keys: Sequence[str]) -> dict[str, float]:
-    """The measurements of one segment (``runs`` is ``None`` for an empty one; ``image`` is the flat volume).
+                    keys: Sequence[str]) -> tuple[dict[str, float], dict[str, _Line]]:
+    """The measurements of one segment (``runs`` is ``None`` for an empty one; ``image`` is the flat volume),
+    and the lines the linear ones were measured along.
 
     The voxel count and volumes are always measured; every other computation
     of :data:`COMPUTATIONS` that measures one of ``keys`` runs once.  An
@@ -192,12 +214,13 @@ def _measureSegment(runs: _Runs | None, image: np.ndarray | None, geometry: Geom
     count = 0 if runs is None else int(np.sum(runs.stop - runs.start))
     result = {"voxel_count": float(count), "volume_mm3": count * geometry.voxel_volume_mm3,
               "volume_cm3": count * geometry.voxel_volume_mm3 / 1000.0}
+    lines: dict[str, _Line] = {}
     if runs is None:
-        return result
+        return result, lines
     for computation in dict.fromkeys(DEFINITIONS[key].computation for key in keys):
         if computation != "voxels":
-            result.update(COMPUTATIONS[computation](_Segment(runs, count, image, geometry, result)))
-    return result
+            result.update(COMPUTATIONS[computation](_Segment(runs, count, image, geometry, result, lines)))
+    return result, lines
 
 
 @dataclass(frozen=True)
@@ -210,6 +233,8 @@ class _Segment:
     image: np.ndarray | None
     geometry: Geometry
     measured: dict[str, float]
+    #: Where linear measurements were taken, by key: (slice k, first (i, j), second (i, j)) in voxel indices.
+    lines: dict[str, _Line] = field(default_factory=dict)
 
 
 #: The intensity statistics by key, of the segment's values sorted in float64.
@@ -242,8 +267,9 @@ def _surface(segment: _Segment) -> dict[str, float]:
     return {"surface_area_mm2": area, "roundness": 4.0 * math.pi * radius**2 / area}
 
 
-def _longAxis(segment: _Segment) -> dict[str, float]:
-    """The long axis (:func:`~.geometry.longAxis`) from the runs: nothing when no slice has two voxels."""
+def _axes(segment: _Segment) -> dict[str, float]:
+    """The long and short axis (:mod:`.geometry`) from the runs, and the lines they were measured along:
+    nothing when no slice has two voxels."""
     runs = segment.runs
     areas = np.bincount(runs.k, weights=runs.stop - runs.start, minlength=runs.shape[0]).astype(np.int64)
     if areas.max() < 2:
@@ -255,7 +281,13 @@ def _longAxis(segment: _Segment) -> dict[str, float]:
     columns = np.repeat(runs.start[on] - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
     plane[np.repeat(runs.j[on], lengths), columns] = True
     axis = planeLongAxis(plane, k, segment.geometry)
-    return {} if axis is None else {"long_axis_mm": axis.length_mm}
+    if axis is None:
+        return {}
+    short = planeShortAxis(plane, axis, segment.geometry)
+    segment.lines["long_axis_mm"] = (k, (float(axis.first[0]), float(axis.first[1])),
+                                     (float(axis.second[0]), float(axis.second[1])))
+    segment.lines["short_axis_mm"] = (k, short.first, short.second)
+    return {"long_axis_mm": axis.length_mm, "short_axis_mm": short.length_mm}
 
 
 #: The functions that measure the quantities, by the registry's ``computation`` names (the voxel count and
@@ -265,7 +297,7 @@ COMPUTATIONS: dict[str, Callable[[_Segment], dict[str, float]]] = {
     "moments": lambda segment: _moments(segment.runs, segment.geometry),
     "surface": _surface,
     "feret": lambda segment: {"feret_diameter_mm": _feretDiameter(segment.runs, segment.geometry)},
-    "long axis": _longAxis,
+    "axes": _axes,
 }
 
 

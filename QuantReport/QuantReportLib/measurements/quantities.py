@@ -56,14 +56,20 @@ _VOLUME = Code("118565006", "SCT", "Volume")
 _AREA = Code("42798000", "SCT", "Area")
 _DIAMETER = Code("81827009", "SCT", "Diameter")
 _VOXEL_COUNT = Code("nvoxels", "99QIICR", "Number of voxels")
-#: Concept name of the long axis (the table's and the SR's long axis companion group's).
+#: Concept names of the long and short axis (CID 7470 "Linear Measurements"); the long axis is also the
+#: geometric purpose of the SR's long axis companion group.
 LONG_AXIS = Code("103339001", "SCT", "Long axis")
+SHORT_AXIS = Code("103340004", "SCT", "Short axis")
 
 _SUM_OF_VOXELS = Code("126030", "DCM", "Sum of segmented voxel method for volume")
 _CROFTON_AREA = _private("crofton-area", "Crofton surface estimate from voxel transitions (ITK)")
 _FERET_VOXEL = _private("feret-voxel", "Largest distance between boundary voxel centres")
-#: Measurement method of the long axis.
+#: Measurement methods of the long and short axis (:mod:`.geometry`): RECIST style, on the slice of the
+#: largest cross-section, from voxel centres.  PS3.16 codes RECIST as response criteria (CID 6147), not as
+#: a way to measure a diameter on a segmentation, so the methods are QuantReport's.
 LONG_AXIS_METHOD = _private("longest-inplane-voxel", "Longest voxel centre distance on the slice of largest area")
+SHORT_AXIS_METHOD = _private("perpendicular-inplane-voxel",
+                             "Longest extent perpendicular to the long axis on its slice")
 
 _MM2 = Code("mm2", "UCUM", "square millimeter")
 _MM3 = Code("mm3", "UCUM", "cubic millimeter")
@@ -147,8 +153,8 @@ REGISTRY: tuple[QuantityDefinition, ...] = (
                        "moments"),
     QuantityDefinition("centroid_s", "Centroid S [mm]", _private("centroid-s", "Centroid S coordinate"), MILLIMETER,
                        "moments"),
-    QuantityDefinition("long_axis_mm", "Long axis [mm]", LONG_AXIS, MILLIMETER, "long axis",
-                       method=LONG_AXIS_METHOD, default=False),
+    QuantityDefinition("long_axis_mm", "Long axis [mm]", LONG_AXIS, MILLIMETER, "axes", method=LONG_AXIS_METHOD),
+    QuantityDefinition("short_axis_mm", "Short axis [mm]", SHORT_AXIS, MILLIMETER, "axes", method=SHORT_AXIS_METHOD),
 )
 DEFINITIONS: dict[str, QuantityDefinition] = {definition.key: definition for definition in REGISTRY}
 #: Every key, in table column order.

@@ -32,9 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from ..model import Geometry, Segmentation, SourceImage, Volume
+from ..measurements.geometry import Footprint, footprints, longAxisSlice
+from ..model import Geometry, ImageLine, Segmentation, SourceImage, Volume
 from .gather import Lesion, ReadReport
-from .values import summary
+from .values import findMeasurement, formatValue, shortName, summary
 
 FIGURE_SIZE_IN = (11.0, 3.3)
 DPI = 100
@@ -44,6 +45,8 @@ CT_DEFAULT_WINDOW = (40.0, 400.0)  # soft tissue (center, width) in HU
 BACKGROUND = "black"
 TEXT_COLOR = "#e8e8e8"
 FRAME_COLOR = "#ffd400"
+#: The long and short axis on the key image (keys of the measurement registry), RECIST style.
+AXIS_COLORS = {"long_axis_mm": "#00d5ff", "short_axis_mm": "#ff8a00"}
 NICE_LENGTHS_MM = (1, 2, 5, 10, 20, 50, 100, 200)
 #: Fonts tried after matplotlib's DejaVu Sans for characters it lacks (labels in Chinese, Japanese,
 #: Korean ...), those installed on this machine; matplotlib falls back through the list per glyph.
@@ -97,78 +100,6 @@ class KeyImage:
     window: Window
     field_of_view_mm: float
     description: str
-
-
-@dataclass(frozen=True)
-class Footprint:
-    """Where a segment lies on the grid: its voxel count on each slice along k, j and i.
-
-    ``areas[a][n]`` is the number of the segment's voxels with index ``n``
-    along array axis ``a`` of the ``(k, j, i)`` grid: its cross-section areas,
-    in voxels, perpendicular to that axis.
-    """
-
-    areas: tuple[np.ndarray, np.ndarray, np.ndarray]
-
-    @property
-    def box(self) -> tuple[slice, slice, slice] | None:
-        """The bounding box as ``(k, j, i)`` slices; ``None`` for an empty segment."""
-        boxes = []
-        for along in self.areas:
-            present = np.flatnonzero(along)
-            if present.size == 0:
-                return None
-            boxes.append(slice(int(present[0]), int(present[-1]) + 1))
-        return boxes[0], boxes[1], boxes[2]
-
-
-def footprints(segmentation: Segmentation) -> dict[int, Footprint]:
-    """The :class:`Footprint` of every segment, by number, from one pass over each labelmap layer.
-
-    Each slice's non-zero voxels are counted by label and row, and by label
-    and column (``numpy.bincount``), so no per-segment mask of the volume is
-    made: a readout of many segments stays linear in the volume.
-    """
-    found: dict[int, Footprint] = {}
-    depth, rows, columns = segmentation.geometry.shape
-    for layer_index, layer in enumerate(segmentation.layers):
-        numbers = {value: segment.number for segment, (index, value) in
-                   zip(segmentation.segments, segmentation.placement, strict=True) if index == layer_index}
-        if not numbers:
-            continue
-        top = max(numbers) + 1
-        along_k = np.zeros((top, depth), dtype=np.int64)
-        along_j = np.zeros(top * rows, dtype=np.int64)
-        along_i = np.zeros(top * columns, dtype=np.int64)
-        for k in range(depth):
-            plane = layer[k].reshape(-1)
-            at = np.flatnonzero(plane)
-            if at.size == 0:
-                continue
-            labels = plane[at].astype(np.intp)
-            inside = labels < top  # label values no segment of this layer uses are not counted
-            labels, at = labels[inside], at[inside]
-            along_k[:, k] = np.bincount(labels, minlength=top)
-            along_j += np.bincount(labels * rows + at // columns, minlength=top * rows)
-            along_i += np.bincount(labels * columns + at % columns, minlength=top * columns)
-        for value, number in numbers.items():
-            found[number] = Footprint((along_k[value], along_j.reshape(top, rows)[value],
-                                       along_i.reshape(top, columns)[value]))
-    return found
-
-
-def largestCrossSection(areas: np.ndarray) -> int | None:
-    """The index with the largest area (ties: nearest the centroid, then the lowest); ``None`` if all are 0.
-
-    ``areas`` are a segment's voxel counts per slice along one axis
-    (:attr:`Footprint.areas`), so the centroid along that axis is their
-    weighted mean index.
-    """
-    if not areas.any():
-        return None
-    candidates = np.flatnonzero(areas == areas.max())
-    centre = float(np.dot(np.arange(areas.size), areas) / areas.sum())
-    return int(candidates[np.argmin(np.abs(candidates - centre))])
 
 
 def displayWindow(volume: Volume, k: int) -> Window:
@@ -331,7 +262,8 @@ def _render(sheet: _Sheet, volume: Volume, mask: np.ndarray, box: tuple[slice, s
             lesion: Lesion, number: int) -> KeyImage:
     """The key image of a non-empty segment; ``mask`` is the segment within its bounding box ``box``."""
     # A non-empty segment has a largest cross-section along every axis.
-    k, j, i = (largestCrossSection(areas) or 0 for areas in footprint.areas)
+    # The slices of the largest cross-sections, by the rule the long and short axis are measured on.
+    k, j, i = (longAxisSlice(areas) for areas in footprint.areas)
     window = displayWindow(volume, k)
     color = _color(lesion)
     low = np.array([extent.start for extent in box])
@@ -354,6 +286,7 @@ def _render(sheet: _Sheet, volume: Volume, mask: np.ndarray, box: tuple[slice, s
                               "path_effects": _outlined()}
     axes[1].text(0.02, 0.98, f"slice {k + 1}/{volume.geometry.shape[0]}", ha="left", va="top", **corner)
     axes[1].text(0.02, 0.02, f"W {window.width:g} L {window.center:g}", ha="left", va="bottom", **corner)
+    drawn = _drawAxes(axes[1], key, volume.source_images[k], lesion)
 
     caption = "    ".join(f"{name} {value}" for name, value in summary(lesion.measurements))
     # Text from the files is drawn as it is: no mathtext ("$...$" in a label is not a formula).
@@ -365,11 +298,43 @@ def _render(sheet: _Sheet, volume: Volume, mask: np.ndarray, box: tuple[slice, s
     png = _png(rgb)
     planes = tuple(plane.name for plane in zoomed)
     description = (f"{lesion.label}: {planes[0]} slice {k + 1} of {volume.geometry.shape[0]} (largest cross-section)"
-                   f" and {planes[1]} and {planes[2]} planes, outline of the segment, field of view "
-                   f"{field_mm:.0f} mm")
+                   f" and {planes[1]} and {planes[2]} planes, outline of the segment"
+                   f"{', ' + ' and '.join(drawn) + ' as measured' if drawn else ''}, field of view {field_mm:.0f} mm")
     orientation = (_PATIENT_ORIENTATION[_letter(key.right)[1]], _PATIENT_ORIENTATION[_letter(key.down)[1]])
     return KeyImage(number, rgb, png, k, volume.source_images[k], planes, orientation, window,
                     field_mm, description)
+
+
+def _drawAxes(ax, plane: _Plane, image: SourceImage, lesion: Lesion) -> list[str]:
+    """The long and short axis on the key panel, RECIST style, where the SR says they were measured.
+
+    Drawn from the SR's lines (:attr:`~QuantReportLib.model.Measurement.line`)
+    when they lie on the key slice's image, each with a legend entry giving
+    its length as the SR states it.  Returns the names of the axes drawn.
+    """
+    drawn: list[str] = []
+    row_spacing, column_spacing = plane.spacing
+    for key, color in AXIS_COLORS.items():
+        measurement = findMeasurement(lesion.measurements, key)
+        line = measurement.line if measurement is not None else None
+        if measurement is None or line is None or not _onImage(line, image):
+            continue
+        # Image point (column, row) is voxel (i, j) = (column - 0.5, row - 0.5) of the key slice.
+        ends = [plane.displayed(row - 0.5, column - 0.5) for column, row in line.points]
+        xs = [column * column_spacing for _, column in ends]
+        ys = [row * row_spacing for row, _ in ends]
+        ax.plot(xs, ys, color=color, linewidth=1.6, solid_capstyle="butt", marker="|", markersize=7,
+                markeredgewidth=1.6, path_effects=_outlined(3.2))
+        name = shortName(measurement.quantity)
+        ax.text(0.98, 0.91 - 0.07 * len(drawn), f"{name} {formatValue(measurement.value)} mm", color=color,
+                fontsize=8, ha="right", va="top", transform=ax.transAxes, path_effects=_outlined())
+        drawn.append(name.lower())
+    return drawn
+
+
+def _onImage(line: ImageLine, image: SourceImage) -> bool:
+    return line.sop_instance_uid == image.sop_instance_uid and (
+        line.frame_number is None or line.frame_number == image.frame_number)
 
 
 def _drawOverview(ax, plane: _Plane, centre: np.ndarray, field_mm: float, window: Window, color) -> None:
@@ -445,11 +410,11 @@ def _orientationLetters(ax, plane: _Plane) -> None:
     ax.text(0.5, 0.015, down[1], ha="center", va="bottom", **style)
 
 
-def _outlined() -> list:
-    """A thin black outline around overlay text, so that it reads on bright tissue too."""
+def _outlined(width: float = 2.2) -> list:
+    """A thin black outline around overlay text and lines, so that they read on bright tissue too."""
     from matplotlib import patheffects
 
-    return [patheffects.withStroke(linewidth=2.2, foreground="black")]
+    return [patheffects.withStroke(linewidth=width, foreground="black")]
 
 
 def _letter(direction: np.ndarray) -> tuple[str, str]:

@@ -30,8 +30,8 @@ from ..dicomio.rawitems import (
     sequenceItems,
 )
 from ..errors import InvalidInputError
-from ..model import Code, Measurement, Quantity
-from .content import FINDING_CATEGORY, MeasurementGroup, SegmentReference, conceptName
+from ..model import Code, ImageLine, Measurement, Quantity
+from .content import FINDING_CATEGORY, SOURCE, MeasurementGroup, SegmentReference, conceptName, imageLine
 
 
 def srDocument(report: hd.sr.MeasurementReport, **attributes) -> Dataset:
@@ -179,7 +179,8 @@ _PLAIN_1411_ROWS = {
 
 
 _PLAIN_NUM_ROWS = {("HAS CONCEPT MOD", "CODE", ("370129005", "SCT")): "method",
-                   ("HAS CONCEPT MOD", "CODE", ("121401", "DCM")): "derivation"}
+                   ("HAS CONCEPT MOD", "CODE", ("121401", "DCM")): "derivation",
+                   ("INFERRED FROM", "SCOORD", SOURCE): "line"}
 
 
 _PLAIN_SITE_ROWS = {("HAS CONCEPT MOD", "CODE", ("272741003", "SCT")): "laterality",
@@ -253,14 +254,18 @@ def _plainRows(items: Sequence, kinds: dict, key: Callable[[Any], tuple]) -> dic
     return rows
 
 
-def _numberModifiers(items: Sequence[Dataset]) -> tuple[bool, Code | None, Code | None]:
-    """Whether a NUM's children are plain, and its Measurement Method and Derivation codes."""
+def _numberModifiers(items: Sequence[Dataset]) -> tuple[bool, Code | None, Code | None, ImageLine | None]:
+    """Whether a NUM's children are plain, its Measurement Method and Derivation codes, and the line it was
+    measured along (an SCOORD it is INFERRED FROM, TID 320)."""
     rows = _plainRows(items, _PLAIN_NUM_ROWS, _rowKey)
     if rows is None:
-        return False, None, None
-    method, derivation = rows.get("method"), rows.get("derivation")
+        return False, None, None, None
+    method, derivation, coordinates = rows.get("method"), rows.get("derivation"), rows.get("line")
+    line = None if coordinates is None else imageLine(coordinates)
+    if coordinates is not None and line is None:
+        return False, None, None, None  # coordinates of another kind: highdicom reads them
     return (True, None if method is None else Code.fromDataset(method.ConceptCodeSequence[0]),
-            None if derivation is None else Code.fromDataset(derivation.ConceptCodeSequence[0]))
+            None if derivation is None else Code.fromDataset(derivation.ConceptCodeSequence[0]), line)
 
 
 def _siteModifier(items: Sequence[Dataset]) -> tuple[bool, Code | None]:
@@ -288,7 +293,8 @@ def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementG
     Plain means: tracking identifier and UID, finding category, finding,
     finding site (with laterality or topographical modifier), measurement
     method, one Referenced Segment with its source series, and NUMs with a
-    value, a unit and at most a measurement method and a derivation; no other
+    value, a unit and at most a measurement method, a derivation and the line
+    they were measured along (a two-point POLYLINE on one image); no other
     row.  That is what QuantReport and dcmqi write, and it is read exactly as
     highdicom's :class:`~highdicom.sr.VolumetricROIMeasurementsAndQualitativeEvaluations`
     reads it (the same items, the same codes); anything else goes to highdicom.
@@ -316,8 +322,8 @@ def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementG
             if "method" in rows else None
         measurements = []
         for number in numbers:
-            plain, method, derivation = values.value(number.get(CONTENT_SEQUENCE), _numberModifiers) \
-                or (True, None, None)
+            plain, method, derivation, line = values.value(number.get(CONTENT_SEQUENCE), _numberModifiers) \
+                or (True, None, None, None)
             measured = contentItems(values, number.get(_MEASURED_VALUE_SEQUENCE))
             if values.value(number.get(_RELATIONSHIP_TYPE), text) != "CONTAINS" or not plain or not measured:
                 return None
@@ -332,7 +338,7 @@ def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementG
                 derivation=derivation,
                 method=group_method if method is None else method,
             )
-            measurements.append(Measurement(quantity, values.value(exact, float)))
+            measurements.append(Measurement(quantity, values.value(exact, float), line))
         source_series = rows.get("source_series")
         return MeasurementGroup(
             tracking_identifier=values.value(rows["tracking_identifier"][_TEXT_VALUE], text) or "",

@@ -12,8 +12,9 @@ from typing import overload
 
 import highdicom as hd
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
-from ..model import Code, Measurement
+from ..model import Code, ImageLine, Measurement
 
 # Anatomic region modifiers that are lateralities (CID 244, SCT and the retired SRT codes):
 # TID 1419 encodes them as "Laterality" under the Finding Site, other modifiers as "Topographical modifier".
@@ -179,3 +180,32 @@ def conceptName(item: Dataset) -> tuple[str, str] | None:
     if not names:
         return None
     return str(names[0].get("CodeValue", "")), str(names[0].get("CodingSchemeDesignator", ""))
+
+
+#: Concept name of the SCOORD a linear measurement is INFERRED FROM: (260753009, SCT, "Source"), which
+#: highdicom's ``CoordinatesForMeasurement`` writes.
+SOURCE = ("260753009", "SCT")
+
+
+def imageLine(item: Dataset) -> ImageLine | None:
+    """The line of an SCOORD content item: a two-point POLYLINE SELECTED FROM one image, else ``None``.
+
+    Read alike by the plain reader and from highdicom's ``Measurement.referenced_coordinates``.
+    """
+    data = item.get("GraphicData")
+    sources = [child for child in item.get("ContentSequence", []) if child.get("ValueType") == "IMAGE"]
+    if item.get("GraphicType") != "POLYLINE" or data is None or len(data) != 4 or len(sources) != 1:
+        return None
+    references = sources[0].get("ReferencedSOPSequence", [])
+    if len(references) != 1:
+        return None
+    reference = references[0]
+    frames = reference.get("ReferencedFrameNumber")
+    if isinstance(frames, MultiValue):
+        if len(frames) != 1:
+            return None
+        frames = frames[0]
+    frame = None if frames is None else int(frames)
+    values = [float(value) for value in data]
+    return ImageLine(str(reference.ReferencedSOPClassUID), str(reference.ReferencedSOPInstanceUID),
+                     ((values[0], values[1]), (values[2], values[3])), frame)

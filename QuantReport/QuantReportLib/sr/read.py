@@ -49,6 +49,7 @@ from .content import (
     PlanarRegion,
     SegmentReference,
     conceptName,
+    imageLine,
 )
 
 #: Category of segments rebuilt from an SR that has no Finding Category (Slicer's default terminology).
@@ -325,7 +326,8 @@ def _readMeasurement(measurement: hd.sr.Measurement, group_method: Code | None) 
         derivation=_code(measurement.derivation),
         method=_code(measurement.method) or group_method,
     )
-    return Measurement(quantity, _numericValue(measurement[0]))
+    lines = [line for line in map(imageLine, measurement.referenced_coordinates or []) if line is not None]
+    return Measurement(quantity, _numericValue(measurement[0]), lines[0] if len(lines) == 1 else None)
 
 
 def _numericValue(item: Dataset) -> float:

@@ -14,7 +14,9 @@ Qualitative Evaluations" group per row of a :class:`~QuantReportLib.model.Measur
   followed by Source series for segmentation (the image series UID),
 - Finding Site (CID 7153 region, its modifier as Laterality or Topographical modifier),
 - one NUM per measurement (TID 1419 / TID 300): concept name, value, UCUM unit,
-  Measurement Method and Derivation (CID 7464) where the quantity has them.
+  Measurement Method and Derivation (CID 7464) where the quantity has them,
+  and for a linear measurement taken along a known line (the long and short
+  axis) that line: INFERRED FROM an SCOORD POLYLINE on the source image (TID 320).
 
 This is how dcmqi's ``tid1500writer`` (and so QuantitativeReporting) encodes
 volumetric segment measurements, so dcmqi's ``tid1500reader`` (which Slicer's
@@ -44,6 +46,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import highdicom as hd
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
@@ -59,7 +62,16 @@ from ..dicomio.identity import (
 from ..dicomio.uids import checkUid
 from ..dicomio.writing import writeDataset
 from ..errors import InvalidInputError, NotFoundError
-from ..model import Code, Measurement, MeasurementTable, Segment, Segmentation, SegmentMeasurements, Volume
+from ..model import (
+    Code,
+    ImageLine,
+    Measurement,
+    MeasurementTable,
+    Segment,
+    Segmentation,
+    SegmentMeasurements,
+    Volume,
+)
 from ..seg._fast import memoizeIodAttributeLookups
 from ._fast import sharedSequencesEncodedOnce, srDocument
 from .companions import checkCompanionSegmentation, companionGroups, libraryHeaders
@@ -353,11 +365,23 @@ def _measurementGroup(row: SegmentMeasurements, identifier: str, uid: str, seg: 
     # The rows below each NUM come once highdicom has built the group (see Concepts.modifier).
     for measurement, number in zip(finite, numbers, strict=True):
         quantity = measurement.quantity
-        modifiers = [concepts.modifier(_MEASUREMENT_METHOD, quantity.method),
-                     concepts.modifier(_DERIVATION, quantity.derivation)]
-        if any(modifiers):
-            number[0].ContentSequence = [modifier for modifier in modifiers if modifier is not None]
+        rows = [concepts.modifier(_MEASUREMENT_METHOD, quantity.method),
+                concepts.modifier(_DERIVATION, quantity.derivation),
+                None if measurement.line is None else _lineCoordinates(measurement.line)]
+        if any(rows):
+            number[0].ContentSequence = [row for row in rows if row is not None]
     return group
+
+
+def _lineCoordinates(line: ImageLine) -> hd.sr.CoordinatesForMeasurement:
+    """TID 320: the SCOORD POLYLINE a linear measurement was INFERRED FROM, on its source image."""
+    return hd.sr.CoordinatesForMeasurement(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=np.asarray(line.points, dtype=np.float64),
+        source_image=hd.sr.SourceImageForRegion(
+            line.sop_class_uid, line.sop_instance_uid,
+            None if line.frame_number is None else [int(line.frame_number)]),
+    )
 
 
 def _measurement(measurement: Measurement, concepts: Concepts) -> hd.sr.Measurement:
