@@ -187,19 +187,20 @@ class Case:
 
 
 def writeCohort(folder: str | os.PathLike, cases: int = 12, shape: tuple[int, int, int] = (20, 64, 64),
-                broken: bool = True) -> list[Case]:
+                broken: bool = True, probabilities: bool = True) -> list[Case]:
     """``cases`` AI results on small CT series, as TotalSegmentator writes them, plus two broken ones.
 
     Cases alternate between a folder of masks (one NIfTI per structure) and a
-    multi-label NIfTI with TotalSegmentator's embedded label table; the sixth
-    is a folder of probability maps (PROBABILITY).  Grids cycle through
-    :data:`COHORT_GRIDS`.  The broken cases: a mask named ``tumour_blob``,
-    which the TotalSegmentator table does not map, and a truncated NIfTI.
+    multi-label NIfTI with TotalSegmentator's embedded label table; with
+    ``probabilities`` the sixth is a folder of probability maps (PROBABILITY).
+    Grids cycle through :data:`COHORT_GRIDS`.  The broken cases: a mask named
+    ``tumour_blob``, which the TotalSegmentator table does not map, and a
+    truncated NIfTI.
     """
     folder = Path(folder)
     made = []
     names = {value: name for name, value in STRUCTURES.items()}
-    kinds = [("probabilities" if index == 5 else "folder" if index % 2 == 0 else "multilabel")
+    kinds = [("probabilities" if index == 5 and probabilities else "folder" if index % 2 == 0 else "multilabel")
              for index in range(cases)] + (["unmapped", "corrupt"] if broken else [])
     for index, kind in enumerate(kinds):
         name = f"case{index + 1:02d}"

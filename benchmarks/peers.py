@@ -252,8 +252,13 @@ def dcmqiTool(name: str) -> str | None:
 
 
 def dcmqiSegExportCommand(case: cases.LabelmapCase, out: Path) -> list[str]:
-    return [dcmqiTool("itkimage2segimage"), "--inputImageList", str(case.nrrd), "--inputDICOMDirectory",
-            str(case.ct.folder), "--inputMetadata", str(case.meta), "--outputDICOM", str(out)]
+    return dcmqiSegCommand([case.nrrd], case.ct.folder, case.meta, out)
+
+
+def dcmqiSegCommand(images: list[Path], dicom_folder: Path, meta: Path, out: Path) -> list[str]:
+    """itkimage2segimage: label images (one segmentAttributes list each in ``meta``) on the series -> a SEG."""
+    return [dcmqiTool("itkimage2segimage"), "--inputImageList", ",".join(str(image) for image in images),
+            "--inputDICOMDirectory", str(dicom_folder), "--inputMetadata", str(meta), "--outputDICOM", str(out)]
 
 
 def dcmqiSegLoadCommand(seg_path: Path, out_dir: Path, merge: bool) -> list[str]:

@@ -25,7 +25,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..dependencies import optionalModule
 from ..errors import InvalidInputError
@@ -34,6 +34,20 @@ from ..errors import InvalidInputError
 ATTEMPTS = 3
 
 ENGINES = ("local", "dask")
+
+#: Dask configuration of the clusters the Dask engine starts (workers started by hand for ``--scheduler``
+#: should have the same in their Dask configuration):
+#:
+#: * a worker death costs a case one of :data:`ATTEMPTS` attempts;
+#: * no statistical profiler: it samples every thread's stack every 10 ms, which made a case 35 % slower;
+#: * no ``MALLOC_TRIM_THRESHOLD_=65536``, which Dask sets to hand freed memory back early: it also turns off
+#:   glibc's adaptive mmap threshold, so every large numpy temporary is a fresh mapping and its page faults
+#:   (a case 30 % slower); the memory limit still bounds each worker.
+LOCAL_CLUSTER_CONFIG = {
+    "distributed.scheduler.allowed-failures": ATTEMPTS - 1,
+    "distributed.worker.profile.enabled": False,
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,17 @@ class Task:
 
     def failed(self, problem: str) -> dict:
         return {**self.identity, "status": "error", "problem": problem}
+
+
+class Engine(Protocol):
+    """What runs the cases: :class:`LocalEngine`, :class:`DaskEngine`, or a test's own."""
+
+    description: str
+
+    def run(self, tasks: Sequence[Task]) -> Iterator[tuple[str, dict]]:
+        """``(key, result)`` of every task, as they finish."""
+
+    def close(self) -> None: ...
 
 
 class LocalEngine:
@@ -116,11 +141,12 @@ class DaskEngine:
         count = (os.cpu_count() or 1) if workers is None else workers
         if count < 1:
             raise InvalidInputError(f"--workers must be at least 1, got {count}", "--workers")
-        with dask.config.set({"distributed.scheduler.allowed-failures": ATTEMPTS - 1}):
-            # One thread per worker process: the cases are numpy and pydicom work that holds the GIL.
+        with dask.config.set(LOCAL_CLUSTER_CONFIG):
+            # One thread per worker process: the cases are numpy and pydicom work that holds the GIL.  No
+            # dashboard; the scheduler's HTTP endpoints on a free port (not 8787, which may be taken).
             self._cluster = distributed.LocalCluster(
                 n_workers=count, threads_per_worker=1, processes=True, memory_limit=memory_limit or "auto",
-                dashboard_address=None, silence_logs=logging.ERROR)
+                dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"}, silence_logs=logging.ERROR)
         self.client = distributed.Client(self._cluster)
         self.description = f"a local Dask cluster of {count} worker process(es)"
 
@@ -153,7 +179,7 @@ class DaskEngine:
 
 
 def makeEngine(name: str, workers: int | None = None, scheduler: str | None = None,
-               memory_limit: str | None = None) -> LocalEngine | DaskEngine:
+               memory_limit: str | None = None) -> Engine:
     """The engine ``name`` (:data:`ENGINES`) with its options."""
     if name == "local":
         if scheduler or memory_limit:

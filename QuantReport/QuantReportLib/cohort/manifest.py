@@ -79,11 +79,10 @@ def _fileStates(path: str) -> list[tuple[str, int, int]]:
     return states
 
 
-def _fileEntry(path: Path) -> dict[str, Any]:
+def _fileEntry(path: Path, sop_instance_uid: str) -> dict[str, Any]:
     stat = path.stat()
-    header = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-            "sop_instance_uid": str(header.SOPInstanceUID)}
+            "sop_instance_uid": sop_instance_uid}
 
 
 def _unchanged(entry: dict[str, Any]) -> bool:
@@ -195,21 +194,23 @@ class Manifest:
             return None
         return record if all(_unchanged(entry) for entry in record["files"]) else None
 
-    def commit(self, key: str, staged: Sequence[Path], out: Path, fingerprint: str,
+    def commit(self, key: str, staged: Sequence[tuple[Path, str]], out: Path, fingerprint: str,
                result: dict[str, Any]) -> list[Path]:
-        """Move a case's staged files into ``out`` (both or none, see the module docstring); returns their paths.
+        """Move a case's staged files (path, SOP Instance UID) into ``out`` (both or none, see the module
+        docstring); returns their paths.
 
         The files of the case's previous ``done`` record (an earlier run) are
         removed once the new ones are in place: each case's outputs once.
         """
-        finals = [out / path.name for path in staged]
+        finals = [out / path.name for path, _ in staged]
         previous = self.done.get(key)
         self._append({"case": key, "state": "committing", "files": [str(path) for path in finals]})
         out.mkdir(parents=True, exist_ok=True)
-        for source, target in zip(staged, finals, strict=True):
+        for (source, _), target in zip(staged, finals, strict=True):
             os.replace(source, target)
         record = {"manifest_version": MANIFEST_VERSION, "case": key, "state": "done", "fingerprint": fingerprint,
-                  "files": [_fileEntry(path) for path in finals], "result": result}
+                  "files": [_fileEntry(path, uid) for path, (_, uid) in zip(finals, staged, strict=True)],
+                  "result": result}
         self._append(record)
         self.done[key] = record
         if previous is not None:

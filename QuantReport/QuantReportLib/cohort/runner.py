@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..batch import CaseOptions, caseId, caseKey, readJobs, runJob
 from ..errors import QuantReportError
-from .engines import Task, makeEngine
+from .engines import Engine, Task, makeEngine
 from .manifest import Manifest, caseFingerprint, manifestPath
 from .table import rowsFromSr
 
@@ -79,8 +79,13 @@ def runCase(job: dict, options: CaseOptions, staging: str, table: bool,
 
 
 def runCohort(jobs_file: str | os.PathLike, case_options: CaseOptions | None = None,
-              options: CohortOptions | None = None, function: Callable[..., dict] = runJob) -> CohortRun:
+              options: CohortOptions | None = None, function: Callable[..., dict] = runJob,
+              engine: Engine | None = None) -> CohortRun:
     """Run every case of ``jobs_file``; ``function`` is the per-case export (:func:`~QuantReportLib.batch.runJob`).
+
+    The engine is made from ``options`` (and closed at the end), unless one
+    is given: an engine already started (and warmed up, as the benchmark
+    does) is used as it is and left open.
 
     Raises
     ------
@@ -109,9 +114,11 @@ def runCohort(jobs_file: str | os.PathLike, case_options: CaseOptions | None = N
         tasks = [Task(key, runCase, (job, case_options, str(stagingFolder(job, run)), options.table, function),
                       {"row": job["row"], "file": job["labelmap"]})
                  for key, job in by_key.items() if key not in results]
-        description = "nothing to run"
+        description = "nothing to run" if engine is None else engine.description
         if tasks:
-            engine = makeEngine(options.engine, options.workers, options.scheduler, options.worker_memory)
+            owned = engine is None
+            if engine is None:
+                engine = makeEngine(options.engine, options.workers, options.scheduler, options.worker_memory)
             description = engine.description
             bar = _progressBar(len(jobs), len(jobs) - len(tasks), options.progress)
             try:
@@ -124,7 +131,8 @@ def runCohort(jobs_file: str | os.PathLike, case_options: CaseOptions | None = N
             finally:
                 if bar is not None:
                     bar.close()
-                engine.close()
+                if owned:
+                    engine.close()
                 for job in by_key.values():
                     shutil.rmtree(stagingFolder(job, run), ignore_errors=True)
         ordered = [results[key] for key in by_key]
@@ -136,12 +144,12 @@ def _committed(manifest: Manifest, job: dict, result: dict, fingerprint: str) ->
     """The result once its files are in the out folder (and recorded), or the error that prevented it."""
     if result["status"] != "ok":
         return result
-    staged = [Path(result["seg"]), Path(result["sr"])]
+    staged = [(Path(result["seg"]), result["seg_uid"]), (Path(result["sr"]), result["sr_uid"])]
     recorded = {name: value for name, value in result.items() if name != "rows"}
     try:
         finals = manifest.commit(caseKey(job), staged, Path(job["out"]), fingerprint,
-                                 {**recorded, "seg": str(Path(job["out"]) / staged[0].name),
-                                  "sr": str(Path(job["out"]) / staged[1].name)})
+                                 {**recorded, "seg": str(Path(job["out"]) / staged[0][0].name),
+                                  "sr": str(Path(job["out"]) / staged[1][0].name)})
     except OSError as error:
         return {"row": job["row"], "status": "error", "file": job["out"],
                 "problem": f"cannot move the outputs into the out folder ({error.strerror or error})",
