@@ -123,6 +123,29 @@ def test_sr_groups_follow_the_segment_order_slicer_loads(volume, tmp_path):
     assert [row.segment.label for row in reloaded.table.rows] == ["Nodule", "Far", "Box", "Inner", "Corner"]
 
 
+def test_segments_in_several_layers_that_do_not_overlap_load_in_number_order(volume, tmp_path):
+    """No voxel in two segments, though in several layers (touching boxes, listed out of number order):
+    dcmqi's --mergeSegments puts them all in its first group, in number order, as slicerSegmentOrder says."""
+    tool = require_tool("segimage2itkimage")
+    shape = volume.geometry.shape
+    layers = (np.zeros(shape, dtype=np.uint8), np.zeros(shape, dtype=np.uint8))
+    layers[0][_box(shape, (20, 30), (300, 330), (330, 370))] = 3
+    layers[1][_box(shape, (20, 30), (300, 330), (370, 400))] = 1  # touches segment 3, shares no voxel
+    layers[1][_box(shape, (5, 9), (100, 120), (100, 130))] = 2
+    segments = tuple(Segment(number, f"Box {number}", TISSUE) for number in (3, 1, 2))
+    segmentation = Segmentation(volume.geometry, segments, layers, ((0, 3), (1, 1), (1, 2)))
+    assert not segmentation.overlapping
+    assert slicerreaders.slicerSegmentOrder(segmentation) == [1, 2, 3]
+    saved = report.saveReport(volume, segmentation, out_dir=tmp_path)
+    out = tmp_path / "dcmqi"
+    out.mkdir()
+    subprocess.run([tool, "--inputDICOM", str(saved.seg_path), "--outputDirectory", str(out), "--mergeSegments"],
+                   check=True, capture_output=True, timeout=300)
+    meta = json.loads((out / "meta.json").read_text())
+    assert [[attributes["labelID"] for attributes in group] for group in meta["segmentAttributes"]] == [[1, 2, 3]]
+    assert _referencedSegmentNumbers(pydicom.dcmread(saved.sr_path)) == [1, 2, 3]
+
+
 def test_every_planar_group_references_an_image_of_the_first_evidence_series(volume, tmp_path):
     shape = volume.geometry.shape
     segmentation = _segmentation(volume, {"Nodule": _box(shape, (20, 30), (300, 330), (330, 370))}, NODULE)

@@ -89,17 +89,20 @@ def slicerSegmentOrder(segmentation: Segmentation) -> list[int]:
     one gets a group of its own (its overlap flag is never reset between
     groups, so no later group takes a second segment).  Overlap is by voxel.
     """
-    segments = sorted(segmentation.segments, key=lambda segment: segment.number)
-    masks = {segment.number: segmentation.mask(segment.number) for segment in segments}
+    numbers = sorted(segment.number for segment in segmentation.segments)
+    if not segmentation.overlapping:
+        # No voxel is in two segments, so none overlaps the first group: it takes them all, in number order
+        # (one pass per layer at most, where the walk below builds a full-volume mask per segment).
+        return numbers
     first: list[int] = []
     union = np.zeros(segmentation.geometry.shape, dtype=bool)
     others: list[int] = []
-    for segment in segments:
-        mask = masks[segment.number]
+    for number in numbers:
+        mask = segmentation.mask(number)
         if np.any(mask & union):
-            others.append(segment.number)
+            others.append(number)
         else:
-            first.append(segment.number)
+            first.append(number)
             union |= mask
     return first + others
 
