@@ -192,3 +192,24 @@ def test_folder_walks_do_not_follow_links_out_of_the_folder(tmp_path):
     _labelmapFor(series_root / "a", labelmap)
     result = quantreport("measure", "--series-dir", series_root, "--labelmap", labelmap, "--format", "json")
     assert result.returncode == 0, result.stderr  # one series: the linked one outside is not seen
+
+
+def test_a_series_folder_of_links_to_files_kept_elsewhere_is_read(tmp_path):
+    """git-annex and DataLad datasets are folders of links to files elsewhere: a series folder follows links to
+    files, never links to folders outside it (the walk still stays in the folder)."""
+    from QuantReportLib.dicomio.walk import walkFiles
+
+    outside = ctSeries(tmp_path / "annex" / "objects", 3)
+    folder = tmp_path / "dataset" / "ct"
+    folder.mkdir(parents=True)
+    for index, path in enumerate(outside):
+        (folder / f"slice{index}.dcm").symlink_to(path)
+    (folder / "to-etc").symlink_to("/etc", target_is_directory=True)
+    walked = sorted(walkFiles(folder, follow_file_links=True))
+    assert walked == sorted(str(folder / f"slice{index}.dcm") for index in range(3)), walked
+    assert list(walkFiles(folder)) == [], "an import walk stays confined (issue 16, item 18)"
+    labelmap = tmp_path / "label.nrrd"
+    _labelmapFor(outside[0].parent, labelmap)
+    result = quantreport("measure", "--series-dir", folder, "--labelmap", labelmap, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout), "measured on the linked files"

@@ -416,6 +416,26 @@ def test_bad_input_is_one_line_and_writes_nothing(capsys, demo, tmp_path, monkey
     assert not out.exists() or not any(out.rglob("*")), "no partial output"
 
 
+def test_a_failure_while_writing_keeps_the_older_page_and_leaves_no_dicom(capsys, demo, tmp_path, monkeypatch):
+    from QuantReportLib.readout import pdf
+
+    out = tmp_path / "out"
+    status, page, _ = run(capsys, "report", demo.sr, "--db", demo.folder / "db", "--out", out, "--format", "pdf")
+    assert status == 0
+    before = Path(page.strip()).read_bytes()
+
+    def brokenPrinter(source, target, browser):
+        Path(target).write_bytes(b"%PDF-1.4 half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pdf, "printToPdf", brokenPrinter)
+    status, _, err = run(capsys, "report", demo.sr, "--db", demo.folder / "db", "--out", out, "--format", "pdf",
+                         "--dicom")
+    assert status == 2 and err.count("\n") == 1 and "No space left on device" in err, err
+    assert Path(page.strip()).read_bytes() == before, "the older page is kept"
+    assert sorted(path.name for path in out.rglob("*")) == ["report.pdf"], "no DICOM file, no temporary left"
+
+
 def test_a_report_without_its_source_series_still_shows_the_table(capsys, demo, tmp_path):
     shutil.copy(demo.sr, tmp_path / "sr.dcm")
     shutil.copy(demo.seg, tmp_path / "seg.dcm")

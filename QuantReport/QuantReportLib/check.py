@@ -198,7 +198,7 @@ def checkFolder(folder: str | os.PathLike, database: DicomDatabase | None = None
     index = _Index(database)
     candidates: list[tuple[Path, str, Dataset]] = []
     results: list[CheckResult] = []
-    for path in map(Path, walkFiles(root)):
+    for path in map(Path, walkFiles(root, follow_file_links=True)):
         try:
             header = readDicomHeader(path)
         except InvalidInputError as error:
@@ -217,7 +217,7 @@ def checkFolder(folder: str | os.PathLike, database: DicomDatabase | None = None
     for series_dir in series_dirs:
         if not Path(series_dir).is_dir():
             raise NotFoundError("not a folder", series_dir)
-        for path in map(Path, walkFiles(series_dir)):
+        for path in map(Path, walkFiles(series_dir, follow_file_links=True)):
             with contextlib.suppress(InvalidInputError):  # what is not DICOM is no series
                 _indexImage(index, path, readDicomHeader(path))
     bar = None

@@ -66,7 +66,7 @@ def maskFiles(folder: str | os.PathLike) -> list[Path]:
     NotFoundError
         When the folder holds none.
     """
-    files = [Path(path) for path in walkFiles(folder, recursive=False)
+    files = [Path(path) for path in walkFiles(folder, recursive=False, follow_file_links=True)
              if os.path.basename(path).lower().endswith(MASK_SUFFIXES)]
     if not files:
         raise NotFoundError(f"no mask files ({', '.join(MASK_SUFFIXES)}) in this folder", folder)

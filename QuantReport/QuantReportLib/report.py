@@ -531,7 +531,7 @@ def _findInstance(sop_instance_uid: str, near: Path, database: DicomDatabase | N
         found = database.fileForInstance(sop_instance_uid)
         if found and Path(found).is_file():
             return Path(found)
-    for candidate in map(Path, walkFiles(near.parent, recursive=False)):
+    for candidate in map(Path, walkFiles(near.parent, recursive=False, follow_file_links=True)):
         if candidate == near:
             continue
         try:

@@ -169,7 +169,8 @@ def findSeries(folder: str | os.PathLike) -> SeriesFiles:
     if not os.path.isdir(folder):
         raise NotFoundError("not a folder", folder)
     found = SeriesFiles()
-    for path in walkFiles(folder, on_problem=lambda path, reason: found.skipped.append(path)):
+    for path in walkFiles(folder, follow_file_links=True,
+                          on_problem=lambda path, reason: found.skipped.append(path)):
         try:
             header = _readHeader(path)
         except InvalidInputError as error:

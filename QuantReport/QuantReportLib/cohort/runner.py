@@ -69,6 +69,8 @@ def runCase(job: dict, options: CaseOptions, staging: str, table: bool,
     """One task: the case exported into an empty ``staging`` folder, with its table rows when ``table``."""
     shutil.rmtree(staging, ignore_errors=True)  # what an attempt killed on another worker left
     result = function(job, options, staging)
+    if result["status"] != "ok" and _isWithin(result["file"], staging):
+        result["file"] = job["out"]  # the staging folder is ours, not a name the user knows: blame the out folder
     if table and result["status"] == "ok":
         try:
             result["rows"] = rowsFromSr(result["sr"], caseId(job))
@@ -76,6 +78,13 @@ def runCase(job: dict, options: CaseOptions, staging: str, table: bool,
             result = {"row": job["row"], "status": "error", "file": result["sr"], "problem": error.message,
                       "seconds": result["seconds"], "peak_rss_bytes": result["peak_rss_bytes"]}
     return result
+
+
+def _isWithin(path: object, folder: str) -> bool:
+    """Whether ``path`` (a result's ``file``: a path, or nothing) is ``folder`` or lies inside it."""
+    if not isinstance(path, str | os.PathLike):
+        return False
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
 
 
 def runCohort(jobs_file: str | os.PathLike, case_options: CaseOptions | None = None,

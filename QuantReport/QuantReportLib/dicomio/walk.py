@@ -11,7 +11,8 @@ def _inside(path: str, real_root: str) -> bool:
 
 
 def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seen_folders: set[str] | None = None,
-              on_problem: Callable[[str, str], object] | None = None, follow_links: bool = False) -> Iterator[str]:
+              on_problem: Callable[[str, str], object] | None = None, follow_links: bool = False,
+              follow_file_links: bool = False) -> Iterator[str]:
     """The files under ``root``: sorted by name, a folder's files before its subfolders.
 
     The walk stays inside ``root``: a symbolic link met on the way is followed
@@ -36,6 +37,11 @@ def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seen_folders: 
         link, a special file); without it these are passed over.
     follow_links:
         Follow symbolic links wherever they lead.
+    follow_file_links:
+        Follow links to files wherever they lead, links to folders only inside ``root``: for a folder
+        the user names as one series or one set of outputs, which is often a folder of links to files
+        kept elsewhere (git-annex and DataLad datasets, a series picked from an archive by links).
+        Each file is one file read; the walk still never leaves ``root``.
     """
     seen = set() if seen_folders is None else seen_folders
     report = on_problem or (lambda path, reason: None)
@@ -58,7 +64,7 @@ def walkFiles(root: str | os.PathLike, *, recursive: bool = True, seen_folders: 
             try:
                 if entry.is_symlink() and not follow_links:
                     target = os.path.realpath(entry.path)
-                    if not _inside(target, real_root):
+                    if not _inside(target, real_root) and not (follow_file_links and os.path.isfile(target)):
                         report(entry.path, f"a symbolic link to {target}, outside the folder: not followed "
                                            "(--follow-links follows it)")
                         continue

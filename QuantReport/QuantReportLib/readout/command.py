@@ -8,7 +8,6 @@ Registered by :mod:`QuantReportLib.cli`; everything heavy is imported when the c
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -32,7 +31,8 @@ def addReportCommand(commands) -> None:
 
 
 def cmdReport(args: argparse.Namespace) -> int:
-    from ..cli import _openDatabase
+    from ..cli import _openDatabase, _say
+    from ..printing import printable
     from .write import writeReadout
 
     database = None
@@ -44,8 +44,8 @@ def cmdReport(args: argparse.Namespace) -> int:
         if database is not None:
             database.close()
     for source, note in files.notes:
-        print(f"warning: {source}: {note}", file=sys.stderr)
-    print(files.page)
+        _say(f"warning: {printable(source)}: {printable(note)}", error=True)
+    _say(printable(files.page))
     for path in files.dicom:
-        print(path)
+        _say(printable(path))
     return 0

@@ -1,8 +1,10 @@
 """Writing a readout: SRs read back -> key images, timelines, page -> HTML or PDF (and DICOM key images).
 
-Everything is computed before the first file is written, and a failure while
-writing removes what was written, so an output folder never holds a partial
-readout.
+Everything is computed before the first file is written.  The DICOM files are
+one :class:`~QuantReportLib.dicomio.writing.OutputUnit` and the page is written
+last: a failure while writing removes what was written and leaves an older page
+as it was, and the files of a readout killed part way are removed by the next
+readout into that folder, so an output folder never holds a partial readout.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..database import DicomDatabase
-from ..dicomio.writing import atomicOutput, writeDataset
+from ..dicomio.writing import OutputUnit, atomicOutput, recoverUnits, writeDataset
 from ..errors import InvalidInputError
 
 FORMATS = ("html", "pdf")
@@ -82,8 +84,14 @@ def writeReadout(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     folder = Path(out_dir)
     page = folder / f"{name}.{fmt}"
     dicom_folder = Path(dicom_dir) if dicom_dir is not None else folder / DICOM_FOLDER
-    written: list[Path] = []
-    try:
+    files = [(dicom_folder / f"{'KO' if dataset.Modality == 'KO' else 'SC'}-{dataset.SOPInstanceUID}.dcm",
+              str(dataset.SOPInstanceUID)) for dataset in datasets]
+    recoverUnits(folder, lambda path, uid, database: False)  # a killed readout's files: no database keeps them
+    # The DICOM files are new (fresh UIDs): the unit removes them on failure.  The page replaces an older one,
+    # so it is written last, by its own atomic rename: a failure leaves the older page as it was.
+    with OutputUnit(folder, files):
+        for dataset, (path, _) in zip(datasets, files, strict=True):
+            writeDataset(dataset, path)
         if fmt == "html":
             with atomicOutput(page) as temporary:
                 temporary.write_text(html, encoding="utf-8")
@@ -93,15 +101,5 @@ def writeReadout(sources: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                 source.write_text(html, encoding="utf-8")
                 with atomicOutput(page, suffix=".pdf") as temporary:
                     printToPdf(source, temporary, browser)
-        written.append(page)
-        for dataset in datasets:
-            prefix = "KO" if dataset.Modality == "KO" else "SC"
-            path = dicom_folder / f"{prefix}-{dataset.SOPInstanceUID}.dcm"
-            writeDataset(dataset, path)
-            written.append(path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
     notes = tuple((report.path, note) for report in reports for note in report.notes)
-    return ReadoutFiles(page, tuple(written[1:]), notes)
+    return ReadoutFiles(page, tuple(path for path, _ in files), notes)
