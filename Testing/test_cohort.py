@@ -115,6 +115,9 @@ def test_local_and_dask_engines_write_the_same_cohort(cohort, capsys, no_leftove
         for job in summary["jobs"][:GOOD]:
             assert job["status"] == "ok" and job["segments"] == len(synthetic.STRUCTURES)
             assert job["peak_rss_bytes"] > 10 * 2 ** 20
+            # The case's CPU time in its worker: spent (reading, encoding), and within what its wall time allows
+            # on this machine's cores.
+            assert 0 < job["cpu_seconds"] <= job["seconds"] * (os.cpu_count() or 1) + 0.05, job
         assert not list(folder.glob(f"out-{engine}/.*"))  # no staging folder left
     assert "Dask cluster of 2" in runs["dask"]["engine"]
     for case, local, dask in zip(cases[:GOOD], runs["local"]["jobs"], runs["dask"]["jobs"], strict=False):

@@ -86,6 +86,7 @@ def _run(folder: Path, cases: list[synthetic.Case], engine, label: str) -> dict:
     outputs = sum(Path(result[name]).stat().st_size for result in run.results for name in ("seg", "sr"))
     return {"wall_s": wall, "cases": len(run.results), "cases_per_min": 60 * len(run.results) / wall,
             "case_s": [result["seconds"] for result in run.results],
+            "case_cpu_s": [result["cpu_seconds"] for result in run.results],
             "peak_rss_mib": max(result["peak_rss_bytes"] for result in run.results) / 2 ** 20,
             "bytes_per_case": (inputs + outputs) / len(run.results), "batch_cpu_s_per_case": cpu / len(run.results)}
 
@@ -202,28 +203,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def _write(results: dict, out: Path) -> None:
     configurations = results["configurations"]
     lines = [f"# Cohort benchmark ({results['cases']} cases of {'x'.join(map(str, results['shape']))}, "
              f"5 structures each; best of {results['rounds']} round(s); {time.strftime('%Y-%m-%d %H:%M')})", "",
              "`python benchmarks/cohort.py` (see its docstring). Engines started and warmed up before the timed "
              "run; start-up listed apart. The batch process's CPU per case is what the coordination costs beside "
-             "the workers (for the in-process engine, the cases themselves).", "",
+             "the workers (for the in-process engine, the cases themselves). A case's CPU time beside its wall time "
+             "tells computing from waiting: where the median case CPU stays level from 1 to 2 workers while the "
+             "wall time grows, the workers waited for a core (the load average below says what else ran).", "",
              "| configuration | workers | cases/min | wall (s) | median case (s) | peak RSS per case | start-up (s) "
-             "| scaling efficiency | batch process CPU per case (s) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| scaling efficiency | median case CPU (s) | batch process CPU per case (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, row in configurations.items():
         single = configurations.get(f"{row['engine']}-1")
         efficiency = "-" if row["workers"] == 1 or single is None else \
             f"{100 * row['cases_per_min'] / (row['workers'] * single['cases_per_min']):.0f} %"
-        median = sorted(row["case_s"])[len(row["case_s"]) // 2]
         lines.append(f"| {label} | {row['workers']} | {row['cases_per_min']:.1f} | {row['wall_s']:.1f} | "
-                     f"{median:.2f} | {row['peak_rss_mib']:.0f} MiB | {row['startup_s']:.1f} | {efficiency} | "
-                     f"{row['batch_cpu_s_per_case']:.3f} |")
+                     f"{_median(row['case_s']):.2f} | {row['peak_rss_mib']:.0f} MiB | {row['startup_s']:.1f} | "
+                     f"{efficiency} | {_median(row['case_cpu_s']):.2f} | {row['batch_cpu_s_per_case']:.3f} |")
     if "dcmqi" in results:
         dcmqi = results["dcmqi"]
         lines.append(f"| dcmqi itkimage2segimage + tid1500writer | 1 | {dcmqi['cases_per_min']:.1f} | "
                      f"{dcmqi['wall_s']:.1f} | {dcmqi['seg_s'] + dcmqi['sr_s']:.2f} (SEG {dcmqi['seg_s']:.2f} + SR "
-                     f"{dcmqi['sr_s']:.2f}) | - | - | - | - |")
+                     f"{dcmqi['sr_s']:.2f}) | - | - | - | - | - |")
     lines.append("")
     if "overhead" in results:
         overhead = results["overhead"]

@@ -108,13 +108,15 @@ def runJob(job: dict, options: CaseOptions = CaseOptions(), out_dir: str | os.Pa
     """Export one ``quantreport batch`` job: measurements, SEG and SR into ``out_dir`` (default ``job["out"]``).
 
     Never raises: the result is ``{"row", "status": "ok", "seg", "sr", "seg_uid", "sr_uid", "series_uid",
-    "segments", "seg_bytes", "labelmap_seg_bytes_estimate", "seconds", "peak_rss_bytes", "warnings"}`` or
-    ``{"row", "status": "error", "file", "problem", "seconds", "peak_rss_bytes"}``, so that one bad case does
-    not stop the others.  ``peak_rss_bytes`` is the largest resident memory of this process during the
+    "segments", "seg_bytes", "labelmap_seg_bytes_estimate", "seconds", "cpu_seconds", "peak_rss_bytes",
+    "warnings"}`` or ``{"row", "status": "error", "file", "problem", "seconds", "cpu_seconds",
+    "peak_rss_bytes"}``, so that one bad case does not stop the others.  ``cpu_seconds`` is the CPU time
+    this process spent on the case (beside ``seconds`` of wall time it tells computing from waiting for a
+    core or the disk).  ``peak_rss_bytes`` is the largest resident memory of this process during the
     case (Linux; elsewhere the process's peak so far, an upper bound).  ``warnings`` are the findings on the
     label codes used and the report's warnings (empty segments left out ...), one line each.
     """
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     _resetPeakRss()
     try:
         with warnings.catch_warnings(record=True) as found:
@@ -140,6 +142,7 @@ def runJob(job: dict, options: CaseOptions = CaseOptions(), out_dir: str | os.Pa
                   "warnings": [str(warning.message) for warning in found
                                if issubclass(warning.category, LabelCodeWarning)] + list(saved.warnings)}
     result["seconds"] = round(time.perf_counter() - started, 3)
+    result["cpu_seconds"] = round(time.process_time() - cpu_started, 3)
     result["peak_rss_bytes"] = _peakRss()
     return result
 
