@@ -25,11 +25,12 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
         cli.main(sys.argv[1:])
     except SystemExit:
         pass
-print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+print(json.dumps(sorted(sys.modules)))
 """
 
 
 def _importedBy(*arguments: str) -> set[str]:
+    """The modules a ``quantreport`` process running ``arguments`` has imported (packages and submodules)."""
     result = subprocess.run([sys.executable, "-c", _PROBE, *arguments], capture_output=True, text=True,
                             cwd=PROJECT_ROOT / "QuantReport", check=True)
     return set(json.loads(result.stdout.splitlines()[-1]))
@@ -59,3 +60,26 @@ def test_import_uses_pydicom_but_no_writer_or_image_library(tmp_path, lidc_dir):
     imported = _importedBy("import", str(lidc_dir), "--db", str(tmp_path / "db"), "--quiet")
     assert "pydicom" in imported  # the probe ran the import
     assert not imported & {"highdicom", "nrrd", "scipy", "dask", "nibabel", "jinja2", "matplotlib"}
+
+
+# What reading a SEG back never needs: the writers (highdicom, with pydicom's SR dictionaries), the checks,
+# the series loader and the database (no --db), the measurement code, and the libraries of other commands.
+_NOT_FOR_LOADING_A_SEG = {"highdicom", "pydicom.sr", "scipy", "dask", "nibabel", "jinja2", "matplotlib", "pynetdicom",
+                          "dicomweb_client", "QuantReportLib.sr", "QuantReportLib.check", "QuantReportLib.series",
+                          "QuantReportLib.database", "QuantReportLib.measurements", "QuantReportLib.seg.write"}
+
+
+@pytest.mark.parametrize(("name", "labelmap"), [("lidc-idri-0001-nodule1-annotation0.dcm", "labelmap.nrrd"),
+                                              ("dcmqi-partial-overlaps.dcm", "overlapping.seg.nrrd")])
+def test_load_seg_imports_only_the_seg_reader(tmp_path, testdata_dir, name, labelmap):
+    out = tmp_path / labelmap
+    imported = _importedBy("load", str(testdata_dir / "seg" / name), "--labelmap-out", str(out))
+    assert out.is_file()  # the probe ran the load
+    assert {"pydicom", "numpy", "nrrd", "QuantReportLib.seg.read"} <= imported
+    assert not imported & _NOT_FOR_LOADING_A_SEG, sorted(imported & _NOT_FOR_LOADING_A_SEG)
+
+
+def test_load_seg_json_imports_only_the_seg_reader(tmp_path, testdata_dir):
+    imported = _importedBy("load", str(testdata_dir / "seg" / "dcmqi-liver.dcm"), "--json")
+    assert "QuantReportLib.seg.read" in imported
+    assert not imported & _NOT_FOR_LOADING_A_SEG, sorted(imported & _NOT_FOR_LOADING_A_SEG)

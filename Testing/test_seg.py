@@ -866,3 +866,43 @@ def test_memoized_iod_lookups_keep_text_and_character_sets(tmp_path, monkeypatch
         seg.writeSeg(expected, tmp_path / "plain.dcm").read_bytes()
     read = pydicom.dcmread(tmp_path / "memoized.dcm")
     assert [item.SegmentLabel for item in read.SegmentSequence] == ["Läsion 山田", "Ödem"]
+
+
+# -- segment colours without importing highdicom (issue 15) ----------------------------------------------------
+# seg._fast.cieLabToRgb stands for highdicom's CIELabColor.from_dicom_value(value).to_rgb() when reading a SEG:
+# the same integers for every value, the same errors for values out of range or out of the sRGB gamut.
+
+
+def _rgbOrError(convert, value):
+    try:
+        return convert(value)
+    except (TypeError, ValueError) as error:
+        return type(error).__name__, str(error)
+
+
+def _testDataColours() -> list[tuple[int, ...]]:
+    colours = []
+    for path in sorted(dataPath("seg").rglob("*.dcm")):
+        dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        colours += [tuple(int(v) for v in item.RecommendedDisplayCIELabValue)
+                    for item in dataset.get("SegmentSequence", []) if "RecommendedDisplayCIELabValue" in item]
+    return colours
+
+
+def test_cielab_to_rgb_is_highdicoms():
+    grid = [*range(0, 0x10000, 2341), 0xFFFF]  # 29 values per component: in and out of the sRGB gamut
+    colours = _testDataColours()
+    assert len(colours) >= 5, "the shared SEGs carry display colours"
+    written = [highdicom.color.CIELabColor.from_rgb(*rgb).value for rgb in
+               [(0, 0, 0), (255, 255, 255), (128, 174, 128), (241, 214, 145), (255, 0, 0), (0, 0, 255)]]
+    values = [(lightness, a, b) for lightness in grid for a in grid for b in grid] + colours + written
+    values += [(0, 0), (1, 2, 3, 4), (-1, 0, 0), (0x10000, 0, 0), (0, 0.5, 0)]
+
+    def plain(value):
+        return highdicom.color.CIELabColor.from_dicom_value(value).to_rgb()
+
+    differing = [value for value in values
+                 if _rgbOrError(seg._fast.cieLabToRgb, value) != _rgbOrError(plain, value)]
+    assert not differing, differing[:5]
+    gamut = [value for value in values[:len(grid) ** 3] if not isinstance(_rgbOrError(plain, value)[0], str)]
+    assert 100 < len(gamut) < len(grid) ** 3, "the grid holds colours in and out of the gamut"

@@ -3,7 +3,9 @@ in the database, and back from the database to the same segments and table.
 
 This module ties the single-concept modules together (``series``, ``measurements``,
 ``seg``, ``sr``, ``database``); it is what the command line, the demo and the
-Slicer module's logic call.
+Slicer module's logic call.  Each function imports the modules it uses beyond
+reading a SEG, so that ``quantreport load`` imports no writer, series loader or
+database it does not use.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pydicom
 from pydicom.uid import generate_uid
 
-from . import check, measurements, seg, series, slicerreaders, sr
-from .database import DicomDatabase
+from . import seg
 from .dicomio.identity import SEG_SOP_CLASSES, SR_SOP_CLASSES
 from .dicomio.reading import HeaderProblem, readDicomHeader, readHeader
 from .dicomio.uids import checkUid
@@ -38,6 +39,9 @@ from .errors import (
 )
 from .model import MeasurementTable, Segment, Segmentation, Volume
 from .printing import printable
+
+if TYPE_CHECKING:
+    from .database import DicomDatabase
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,8 @@ class SavedReport:
 
 def loadSeriesFromDatabase(database: DicomDatabase, series_instance_uid: str) -> Volume:
     """The image series with this UID, from the files the database indexes."""
+    from . import series
+
     checkUid(series_instance_uid, "--series")
     files = list(database.filesForSeries(series_instance_uid))
     if not files:
@@ -120,6 +126,8 @@ def loadSeriesFromFolder(folder: str | os.PathLike, series_instance_uid: str | N
     Every header is read once: :func:`~QuantReportLib.series.findSeries` hands the headers it read to
     :func:`~QuantReportLib.series.loadSeries`.
     """
+    from . import series
+
     found = series.findSeries(folder)
     if series_instance_uid is not None:
         if series_instance_uid not in found:
@@ -228,6 +236,8 @@ def saveReport(
         The files cannot be written (named by the output folder, or the
         database folder).
     """
+    from . import check, measurements, slicerreaders, sr
+
     if not segmentation.geometry.matches(volume.geometry):
         raise GeometryError("the segmentation is not on the grid of the image series; resample it first",
                             volume.series_instance_uid)
@@ -308,6 +318,8 @@ def saveReport(
 
 def _warnings(options: ReportOptions, omitted: Sequence[Segment]) -> tuple[str, ...]:
     """What to tell the user about a saved report: segments left out, options a known reader cannot read."""
+    from . import slicerreaders
+
     warnings = []
     if omitted:
         labels = ", ".join(repr(segment.label) for segment in omitted)
@@ -457,7 +469,9 @@ class LoadedReport:
         elif self.kind == "SR":
             lines.append("  (the referenced SEG was not found)")
         if self.table is not None:
-            lines.append(measurements.formatTable(self.table, "tsv").rstrip("\n"))
+            from .measurements import formatTable
+
+            lines.append(formatTable(self.table, "tsv").rstrip("\n"))
         return "\n".join(lines)
 
     def writeLabelmap(self, path: str | os.PathLike) -> None:
@@ -481,6 +495,8 @@ class LoadedReport:
 
     def writeTable(self, path: str | os.PathLike) -> None:
         """The SR's measurement table; for a SEG, its segments measured on the source series."""
+        from . import measurements
+
         table = self.table
         if table is None and self.seg is not None and self.volume is not None:
             table = measurements.computeMeasurements(self.volume, self.seg.segmentation)
@@ -518,6 +534,8 @@ def resolveSource(source: str | os.PathLike, database: DicomDatabase | None) -> 
 def _findSourceVolume(uids: Sequence[str], database: DicomDatabase | None) -> Volume | None:
     if database is None:
         return None
+    from . import series
+
     for uid in uids:
         files = list(database.filesForSeries(uid))
         if files:
@@ -582,6 +600,8 @@ def _loadSeg(path: Path, header: pydicom.Dataset, database: DicomDatabase | None
 
 
 def _loadSr(path: Path, database: DicomDatabase | None) -> LoadedReport:
+    from . import measurements, sr
+
     loaded_sr = sr.readSr(path)
     loaded_seg = None
     volume = None

@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pydicom.sr._snomed_dict import mapping as _SNOMED_MAPPING
-
 from .errors import InvalidInputError
 from .model import Code, Terminology
 
@@ -81,7 +79,10 @@ def normalizeCode(code: Code) -> Code:
         The ``SCT`` code for a mapped ``SRT`` code, else ``code`` itself.
     """
     if code.scheme == "SRT":
-        value = _SNOMED_MAPPING["SRT"].get(code.value)
+        # Imported here: pydicom.sr loads its concept dictionaries (0.1 s) for this rare case.
+        from pydicom.sr._snomed_dict import mapping
+
+        value = mapping["SRT"].get(code.value)
         if value is not None:
             return Code(value, "SCT", code.meaning)
     return code

@@ -56,6 +56,10 @@ DEVICE_SERIAL_NUMBER = "0"
 DEVICE_OBSERVER_UID = generate_uid(entropy_srcs=[MANUFACTURER, __version__])
 DEVICE_OBSERVER_NAME = MANUFACTURER
 DEVICE_OBSERVER_MODEL_NAME = f"{MANUFACTURER} {__version__}"
+#: Where a SEG records a segment's label value in the labelmap it came from (a private element of its
+#: Segment Sequence item), so that ``load --labelmap-out`` gives the labelmap its values back.
+PRIVATE_CREATOR = "QuantReport"
+LABEL_VALUE_GROUP, LABEL_VALUE_ELEMENT = 0x0071, 0x01
 
 # -- codes shared by writers and readers ----------------------------------------------------------------------
 

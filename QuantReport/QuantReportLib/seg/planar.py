@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 
@@ -59,6 +58,8 @@ def layout(dataset: Dataset, segmentation_type: str, numbers: set[int], wanted: 
     count = int(dataset.get("NumberOfFrames") or 1)
     labelmap = segmentation_type == "LABELMAP"
     if dataset.get("DimensionOrganizationType") == "TILED_FULL" and "TotalPixelMatrixRows" in dataset:
+        import highdicom as hd  # here: tiled SEGs are rare, and highdicom's import is a third of `load`'s
+
         placed = [(None if labelmap else channel, plane - 1, row - 1, column - 1)
                   for channel, plane, column, row, *_ in hd.spatial.iter_tiled_full_frame_data(dataset)]
     else:

@@ -17,12 +17,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import highdicom as hd
 import numpy as np
 import pydicom.encaps
 from pydicom.dataset import Dataset
 
-from ..dicomio.identity import SEG_SOP_CLASSES
+from ..dicomio.identity import LABEL_VALUE_ELEMENT, LABEL_VALUE_GROUP, PRIVATE_CREATOR, SEG_SOP_CLASSES
 from ..dicomio.pixels import checkDecodable, iterFrames
 from ..dicomio.rawitems import DecodedOnce
 from ..dicomio.reading import checkPixelDataClaim, readDataset
@@ -30,9 +29,8 @@ from ..errors import GeometryError, InvalidInputError, NotFoundError, Unsupporte
 from ..model import Code, Fractions, Geometry, Segment, Segmentation, Terminology, Volume, fractionalMask
 from ..terminology import DEFAULT_TERMINOLOGY
 from . import planar
-from ._fast import FrameGroups, inBox, nativeFrames, pixelDataLength
+from ._fast import FrameGroups, cieLabToRgb, inBox, nativeFrames, pixelDataLength
 from .placement import SegFrame, coordinates, placeFrames, referencesOf
-from .write import LABEL_VALUE_ELEMENT, LABEL_VALUE_GROUP, PRIVATE_CREATOR
 
 # Values at least this large (the pixel data) are read from the file only when used.
 _DEFER_BYTES = 1 << 20
@@ -390,9 +388,7 @@ def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
         algorithm_name = "unknown"
     color = None
     if "RecommendedDisplayCIELabValue" in item:
-        rgb = hd.color.CIELabColor.from_dicom_value(tuple(int(v) for v in item.RecommendedDisplayCIELabValue)).to_rgb()
-        red, green, blue = (min(max(round(float(c)), 0), 255) for c in rgb)
-        color = (red, green, blue)
+        color = cieLabToRgb(tuple(int(v) for v in item.RecommendedDisplayCIELabValue))
     return Segment(
         number=number,
         label=str(item.get("SegmentLabel", "")),

@@ -37,7 +37,15 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from ..dicomio.identity import DEVICE_SERIAL_NUMBER, MANUFACTURER, MANUFACTURER_MODEL_NAME, SOFTWARE_VERSIONS
+from ..dicomio.identity import (
+    DEVICE_SERIAL_NUMBER,
+    LABEL_VALUE_ELEMENT,
+    LABEL_VALUE_GROUP,
+    MANUFACTURER,
+    MANUFACTURER_MODEL_NAME,
+    PRIVATE_CREATOR,
+    SOFTWARE_VERSIONS,
+)
 from ..dicomio.writing import writeDataset
 from ..errors import GeometryError, InvalidInputError, UnsupportedError
 from ..model import Code, Segment, Segmentation, Volume
@@ -219,12 +227,6 @@ def createSeg(
             block = item.private_block(LABEL_VALUE_GROUP, PRIVATE_CREATOR, create=True)
             block.add_new(LABEL_VALUE_ELEMENT, "US", value)
     return dataset
-
-
-#: Where a segment's label value in the labelmap it came from is recorded (a private element of its
-#: Segment Sequence item), so that ``load --labelmap-out`` gives the labelmap its values back.
-PRIVATE_CREATOR = "QuantReport"
-LABEL_VALUE_GROUP, LABEL_VALUE_ELEMENT = 0x0071, 0x01
 
 
 def recordedLabelValues(segmentation: Segmentation) -> dict[int, int]:
