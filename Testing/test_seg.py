@@ -23,7 +23,7 @@ import pytest
 from conftest import dciodvfy_errors, require_tool
 from conftest import sharedData as dataPath
 from QuantReportLib import seg
-from QuantReportLib.dicomio import identity
+from QuantReportLib.dicomio import identity, rawitems
 from QuantReportLib.errors import GeometryError, InvalidInputError
 from QuantReportLib.model import Code, Geometry, Segment, Segmentation, Terminology
 from QuantReportLib.series import loadSeries
@@ -680,6 +680,53 @@ def test_per_frame_items_read_from_bytes_file_or_datasets_agree(lidcSeg, monkeyp
         np.testing.assert_array_equal(loaded.segmentation.mask(5), original.mask(5))
 
 
+def _generatorElements(items, tags, implicit_vr, little_endian, monkeypatch):
+    """itemElements through pydicom's data element generator only (the in-place walk turned off)."""
+    with monkeypatch.context() as patch:
+        patch.setattr(rawitems, "_explicitLittleEndianElements", lambda *args: None)
+        return rawitems.itemElements(items, tags, implicit_vr, little_endian)
+
+
+@pytest.mark.parametrize("tags", [
+    {0x0062000A}, {0x00209113, 0x0062000A}, {0x00089124}, {0x00209111, 0x00209113, 0x00089124, 0x0062000A},
+    {0x00080005, 0x00209113}, {0x00181234}, set()])
+def test_item_elements_walked_in_place_are_pydicom_s(lidcSeg, monkeypatch, tags):
+    """The per-frame items' elements read in place are the raw elements pydicom's generator yields
+    (tag, VR, length, value, position), for nested sequences wanted alone or together, or absent; no tags
+    is every element, as for pydicom."""
+    _, _, path = lidcSeg
+    _, value = _perFrameValue(path)
+    items = rawitems.encodedItems(value, False, True)
+    walked = rawitems._explicitLittleEndianElements(items, tags)
+    assert walked is not None
+    assert walked == _generatorElements(items, tags, False, True, monkeypatch)
+    assert rawitems.itemElements(items, tags, False, True) == walked
+    every_item_has = {0x00209111, 0x00209113, 0x00089124, 0x0062000A}  # no (0008,0005), no (0018,1234)
+    assert sum(len(found) for found in walked) == len(items) * len(tags & every_item_has if tags else every_item_has)
+
+
+@pytest.mark.parametrize("change", ["undefined-length-sequence", "unknown-vr", "element-past-item", "delimiter"])
+def test_item_elements_left_to_pydicom_where_it_reads_specially(lidcSeg, monkeypatch, change):
+    """What pydicom's generator treats specially is not walked in place, and itemElements gives its answer."""
+    _, _, path = lidcSeg
+    dataset = pydicom.dcmread(path)
+    if change == "undefined-length-sequence":
+        dataset.PerFrameFunctionalGroupsSequence[3]["PlanePositionSequence"].is_undefined_length = True
+    buffer = pydicom.filebase.DicomBytesIO()
+    buffer.is_little_endian, buffer.is_implicit_VR = True, False
+    pydicom.filewriter.write_sequence(buffer, dataset["PerFrameFunctionalGroupsSequence"], ["ISO_IR 192"])
+    items = rawitems.encodedItems(buffer.getvalue(), False, True)
+    if change == "unknown-vr":
+        items[2] = items[2][:4] + b"\x00\x01" + items[2][6:]  # the first element's VR
+    elif change == "element-past-item":
+        items[2] = items[2][:-1]
+    elif change == "delimiter":
+        items[2] = items[2] + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+    tags = {0x0062000A, 0x00209113}
+    assert rawitems._explicitLittleEndianElements(items, tags) is None
+    assert rawitems.itemElements(items, tags, False, True) == _generatorElements(items, tags, False, True, monkeypatch)
+
+
 @pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian])
 def test_undefined_length_items_in_a_defined_length_sequence(lidcSeg, tmp_path, syntax):
     """Items of undefined length (ended by an Item Delimitation Item, PS3.5 7.5) in either VR encoding."""
@@ -791,7 +838,8 @@ def test_labelmap_equals_painted_masks_and_is_read_only(case):
     np.testing.assert_array_equal(merged, _labelmapByMasks(segmentation))
     assert merged.dtype == (np.uint16 if max(numbers) > 255 else np.uint8)
     assert not merged.flags.writeable
-    assert np.shares_memory(merged, layer) == (case in ("identity", "empty"))
+    # A layer of segment numbers with gaps (a subset read) is the labelmap too; a value without a segment is not.
+    assert np.shares_memory(merged, layer) == (case in ("identity", "gaps", "empty"))
     with pytest.raises(ValueError, match="read-only"):
         merged[0, 0, 0] = 1
     assert segmentation.layers[0] is layer and layer.flags.writeable  # the layer itself stays writable

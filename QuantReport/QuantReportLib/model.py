@@ -434,7 +434,8 @@ class Segmentation:
                 if index == layer_index and value < len(lookup):
                     lookup[value] = segment.number
             identity = np.array_equal(lookup, np.arange(len(lookup)))
-            if identity and len(self.layers) == 1 and layer.dtype == dtype:
+            if len(self.layers) == 1 and layer.dtype == dtype and (
+                    identity or _onlyOwnNumbers(layer, maxima, lookup, block)):
                 view = layer.view()
                 view.flags.writeable = False
                 return view
@@ -475,6 +476,25 @@ class Segmentation:
 # Voxels counted per call of np.bincount: it widens its input to 64-bit integers, so a whole volume at once
 # would allocate eight times the layer (420 MB for 512x512x200 uint8); a block at a time stays in cache.
 _HISTOGRAM_BLOCK = 1 << 20
+
+
+def _onlyOwnNumbers(layer: np.ndarray, maxima: np.ndarray, lookup: np.ndarray, block: int) -> bool:
+    """Whether every non-zero value of ``layer`` is a segment number that ``lookup`` maps to itself.
+
+    A subset of a SEG's segments (``readSeg(..., segment_numbers=...)``) is one layer of segment
+    numbers with gaps (values of segments not read have no entry), so the lookup is not the identity
+    although the layer already is the labelmap.  The values present are counted only in the bands of
+    rows that hold any (``maxima``: the maximum of each ``block`` rows of each slice).
+    """
+    numbers = np.arange(len(lookup))
+    if not np.all((lookup == numbers) | (lookup == 0)):
+        return False
+    present = np.zeros(len(lookup), dtype=bool)
+    for k in np.flatnonzero(maxima.any(axis=1)):
+        blocks = np.flatnonzero(maxima[k])
+        band = layer[k, blocks[0] * block:(blocks[-1] + 1) * block]
+        present |= np.bincount(band.ravel(), minlength=len(lookup))[:len(lookup)] > 0
+    return not np.any(present[1:] & (lookup[1:] == 0))
 
 
 def _histogram(layer: np.ndarray) -> np.ndarray:

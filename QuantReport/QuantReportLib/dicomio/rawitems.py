@@ -35,10 +35,12 @@ from typing import Any, TypeGuard, cast
 import pydicom
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
 from pydicom.filewriter import write_sequence
+from pydicom.tag import BaseTag
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
 
 #: Value length of a sequence or item of undefined length (PS3.5 7.5.1).
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -97,6 +99,11 @@ def itemElements(items: Sequence[bytes], tags: Iterable[int], implicit_vr: bool,
     and skips the values of other elements; an element belongs to the item in
     which it ends.  Keys are plain ints: pydicom's tags compare in Python.
     """
+    tags = list(tags)
+    if not implicit_vr and little_endian:
+        walked = _explicitLittleEndianElements(items, tags)
+        if walked is not None:
+            return walked
     ends = list(itertools.accumulate(len(item) for item in items))
     stream = io.BytesIO(b"".join(items))
     found: list[dict[int, RawDataElement]] = [{} for _ in items]
@@ -105,6 +112,63 @@ def itemElements(items: Sequence[bytes], tags: Iterable[int], implicit_vr: bool,
         while stream.tell() > ends[item]:
             item += 1
         found[item][int(raw.tag)] = cast(RawDataElement, raw)  # the generator yields raw elements only
+    return found
+
+
+_EXPLICIT_HEADER = struct.Struct("<HH2sH")
+_LONG_LENGTH = struct.Struct("<L")
+_ENCODED_VRS = frozenset(vr.encode() for vr in VR)
+_LONG_LENGTH_VRS = frozenset(vr.encode() for vr in EXPLICIT_VR_LENGTH_32)
+_SPECIFIC_CHARACTER_SET = 0x00080005
+_ITEM_DELIMITATION_TAG = 0xFFFEE00D
+
+
+def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
+                                  ) -> list[dict[int, RawDataElement]] | None:
+    """What :func:`itemElements` returns for explicit VR little endian items, or ``None`` to let pydicom's
+    generator read them.
+
+    Each item's element headers are read in place (offsets into its bytes)
+    instead of through a file object, several times faster per element, for
+    the thousands of items of a large SEG.  The raw elements are those
+    pydicom's ``data_element_generator`` yields (tag, VR, length, value,
+    position in the items joined; every element without ``tags``, else the
+    Specific Character Set too, as pydicom adds it to them); whatever that generator treats
+    specially (an undefined length, a VR it does not know, an Item
+    Delimitation Item, an element running past its item) is left to it.
+    Works around: pydicom (3.0) offers no element walk over bytes in memory.
+    """
+    # As pydicom's generator: no tags is every element; with tags, the Specific Character Set too.
+    wanted = {int(tag) for tag in tags}
+    wanted = wanted | {_SPECIFIC_CHARACTER_SET} if wanted else None
+    unpack_header, unpack_length = _EXPLICIT_HEADER.unpack_from, _LONG_LENGTH.unpack_from
+    found: list[dict[int, RawDataElement]] = []
+    start = 0
+    for item in items:
+        elements: dict[int, RawDataElement] = {}
+        offset, end = 0, len(item)
+        while offset < end:
+            try:  # a header cut off by the end of the item raises
+                group, element, vr, length = unpack_header(item, offset)
+                if vr in _LONG_LENGTH_VRS:
+                    length = unpack_length(item, offset + 8)[0]
+                    offset += 12
+                elif vr in _ENCODED_VRS:
+                    offset += 8
+                else:
+                    return None
+            except struct.error:
+                return None
+            tag = group << 16 | element
+            if length == UNDEFINED_LENGTH or offset + length > end or tag == _ITEM_DELIMITATION_TAG:
+                return None
+            if wanted is None or tag in wanted:
+                name = vr.decode()
+                value = item[offset:offset + length] if length else empty_value_for_VR(name, raw=True)
+                elements[tag] = RawDataElement(BaseTag(tag), name, length, value, start + offset, False, True)
+            offset += length
+        found.append(elements)
+        start += end
     return found
 
 
