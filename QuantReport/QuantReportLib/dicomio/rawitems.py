@@ -139,8 +139,8 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
     Works around: pydicom (3.0) offers no element walk over bytes in memory.
     """
     # As pydicom's generator: no tags is every element; with tags, the Specific Character Set too.
-    wanted = {int(tag) for tag in tags}
-    wanted = wanted | {_SPECIFIC_CHARACTER_SET} if wanted else None
+    given = {int(tag) for tag in tags}
+    wanted = given | {_SPECIFIC_CHARACTER_SET} if given else None
     unpack_header, unpack_length = _EXPLICIT_HEADER.unpack_from, _LONG_LENGTH.unpack_from
     found: list[dict[int, RawDataElement]] = []
     start = 0
@@ -164,7 +164,8 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
                 return None
             if wanted is None or tag in wanted:
                 name = vr.decode()
-                value = item[offset:offset + length] if length else empty_value_for_VR(name, raw=True)
+                value = item[offset:offset + length] if length else \
+                    cast(bytes | None, empty_value_for_VR(name, raw=True))  # as pydicom's generator
                 elements[tag] = RawDataElement(BaseTag(tag), name, length, value, start + offset, False, True)
             offset += length
         found.append(elements)
