@@ -186,8 +186,11 @@ def test_a_worker_killed_during_a_case_leaves_every_case_done_once(cohort, tmp_p
     results = done["run"].results
     assert [result["status"] for result in results] == ["ok"] * GOOD + ["error"] * 2
     assert sorted(path.name for path in attempts.glob("case04.*")) == ["case04.0", "case04.1"]
+    # Every other case ran once.  Dask also recomputes a case that the killed worker had finished but whose
+    # result it still held (not yet gathered): such a case ran first in the killed process, then once elsewhere.
     for case in cases:
-        assert len(list(attempts.glob(f"{case.name}.*"))) == (2 if case.name == "case04" else 1), case.name
+        by = [int(path.read_text()) for path in sorted(attempts.glob(f"{case.name}.*"))]
+        assert len(by) == 1 or (len(by) == 2 and by[0] == pid != by[1]), (case.name, by, pid)
     for case, result in zip(cases[:GOOD], results, strict=False):
         out = tmp_path / "out" / case.name
         assert sorted(path.name for path in out.iterdir()) == sorted([Path(result["seg"]).name,
