@@ -20,6 +20,7 @@ import nrrd
 import numpy as np
 import pydicom
 import pytest
+import synthetic
 from conftest import dciodvfy_errors, require_tool
 from conftest import sharedData as dataPath
 from QuantReportLib import seg
@@ -845,10 +846,11 @@ def test_labelmap_equals_painted_masks_and_is_read_only(case):
     assert segmentation.layers[0] is layer and layer.flags.writeable  # the layer itself stays writable
 
 
-# -- construction speed-up (issue 15): highdicom's IOD lookups memoized, the same dataset ---------------------
-# seg._fast.memoizeIodAttributeLookups answers highdicom's is_attribute_in_iod once per question; a SEG
-# constructed with the memo must be element for element, and written byte for byte, the SEG highdicom
-# constructs scanning the IOD tables at every call.
+# -- construction accelerators (issue 15): the same dataset ----------------------------------------------------
+# seg._fast.memoizeIodAttributeLookups answers highdicom's is_attribute_in_iod once per question,
+# compactModuleAttributeMap loads highdicom's module table with shared values, framesPackedInPlace has
+# highdicom pack every native frame into one buffer; a SEG constructed with them must be element for element,
+# and written byte for byte, the SEG highdicom constructs on its own.
 
 
 # Values each construction makes anew: the clock's times and fresh UIDs.
@@ -857,23 +859,36 @@ _FRESH = {"InstanceCreationDate", "InstanceCreationTime", "ContentDate", "Conten
 
 
 def _constructedPlainAndMemoized(monkeypatch, volume, segmentation, **arguments):
+    """(plain, accelerated): createSeg with highdicom on its own, and as createSeg runs it."""
+    import sys
+
     from highdicom import _standard_utils
     from QuantReportLib.seg import write
 
     uids = {"series_instance_uid": pydicom.uid.generate_uid(), "sop_instance_uid": pydicom.uid.generate_uid()}
     write.memoizeIodAttributeLookups()
+    write.compactModuleAttributeMap()
     memoized = _standard_utils.is_attribute_in_iod
     assert hasattr(memoized, "__wrapped__")
+    compact = _standard_utils.get_module_attribute_map
     with monkeypatch.context() as plain:
         plain.setattr(write, "memoizeIodAttributeLookups", lambda: None)
+        plain.setattr(write, "compactModuleAttributeMap", lambda: None)
+        plain.setattr(write, "framesPackedInPlace", lambda: highdicom.seg.Segmentation)
         scans = []
         plain.setattr(_standard_utils, "is_attribute_in_iod",
                       lambda *args, **kwargs: scans.append(args) or memoized.__wrapped__(*args, **kwargs))
+        if compact.__module__ == seg._fast.__name__:  # else highdicom had loaded its own table first
+            for name, module in list(sys.modules.items()):
+                if name.startswith("highdicom") and getattr(module, "get_module_attribute_map", None) is compact:
+                    plain.setattr(module, "get_module_attribute_map", compact.__wrapped__)
         expected = seg.createSeg(volume, segmentation, **uids, **arguments)
         assert scans, "the plain construction asks highdicom's IOD lookup"
     assert _standard_utils.is_attribute_in_iod is memoized
     dataset = seg.createSeg(volume, segmentation, **uids, **arguments)
-    # Values made anew (times, UIDs) are not the construction's: the memoized one gets the plain one's.
+    assert type(dataset) is type(expected) is highdicom.seg.Segmentation
+    assert type(dataset.PixelData) is bytes
+    # Values made anew (times, UIDs) are not the construction's: the accelerated one gets the plain one's.
     assert {element.keyword for element in expected.iterall()} >= _FRESH
     for element, plainElement in zip(dataset.iterall(), expected.iterall(), strict=True):
         if element.keyword in _FRESH and plainElement.keyword == element.keyword:
@@ -914,6 +929,99 @@ def test_memoized_iod_lookups_keep_text_and_character_sets(tmp_path, monkeypatch
         seg.writeSeg(expected, tmp_path / "plain.dcm").read_bytes()
     read = pydicom.dcmread(tmp_path / "memoized.dcm")
     assert [item.SegmentLabel for item in read.SegmentSequence] == ["Läsion 山田", "Ödem"]
+
+
+def _fractionalSegmentation(volume) -> Segmentation:
+    k, j, i = np.indices(volume.geometry.shape, sparse=True)
+    stored = np.clip(255 - 6 * np.hypot(j - 19, i - 12) - 30 * k, 0, 255).astype(np.uint8)
+    return Segmentation.fromFractions([stored], volume.geometry, [_segment(1, "Probability")], "PROBABILITY")
+
+
+@pytest.mark.parametrize("kind", ["binary", "fractional", "odd-length"])
+def test_frames_packed_in_place_construct_the_plain_seg(tmp_path, monkeypatch, kind):
+    """Non-overlapping BINARY segments (a labelmap of segment numbers, as seg100), FRACTIONAL (8-bit
+    frames), and BINARY frames of 9 pixels (packed across byte boundaries, 3 bytes padded to 4)."""
+    if kind == "odd-length":
+        shape, matrix = synthetic.grid((2, 3, 3))
+        written = synthetic.writeSeries(tmp_path / "ct", shape, matrix, np.zeros(shape))
+        volume = loadSeries(sorted(written.folder.iterdir()))
+    else:
+        volume = _volume("ct", "dcmqi-24x38x3")
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    if kind == "odd-length":
+        labelmap[:, 1, :2] = 1
+        segments = [_segment(1, "A")]
+    else:
+        labelmap[:, 5:20, 3:10] = 1
+        labelmap[1:, 10:30, 12:20] = 2
+        segments = [_segment(1, "A"), _segment(2, "B")]
+    segmentation = (_fractionalSegmentation(volume) if kind == "fractional" else
+                    Segmentation.fromLabelmap(labelmap, volume.geometry, segments))
+    expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, segmentation)
+    assert list(dataset.iterall()) == list(expected.iterall())
+    assert dataset.PixelData == expected.PixelData
+    if kind == "odd-length":
+        assert len(expected.PixelData) == 4 and expected.PixelData[3:] == b"0"
+    assert seg.writeSeg(dataset, tmp_path / "packed.dcm").read_bytes() == \
+        seg.writeSeg(expected, tmp_path / "plain.dcm").read_bytes()
+
+
+def test_frames_are_packed_into_one_buffer_as_highdicom_makes_them(monkeypatch):
+    """Structure, not speed: highdicom's own frame list holds no frame (every packed frame goes
+    straight into the one Pixel Data buffer), so the Pixel Data is never held twice."""
+    volume = _volume("ct", "lidc-idri-0001")
+    handed_back = []
+    packer = seg._fast.framesPackedInPlace()
+    own = packer._encode_pixels_native
+    monkeypatch.setattr(packer, "_encode_pixels_native",
+                        lambda self, planes: handed_back.append(own(self, planes)) or handed_back[-1])
+    dataset = seg.createSeg(volume, _lidcSegmentation(volume, overlapping=True))
+    assert len(handed_back) == int(dataset.NumberOfFrames) > 1
+    assert set(handed_back) == {b""}
+    assert len(dataset.PixelData) == -(-int(dataset.NumberOfFrames) * int(dataset.Rows) * int(dataset.Columns) // 8)
+
+
+def test_pixel_data_is_written_from_the_dataset_memory(tmp_path, monkeypatch):
+    """pydicom writes the Pixel Data of a SEG as a buffered value read from the dataset's own
+    bytes (not first copied into its element buffer), and the file is the plain one."""
+    from pydicom import filewriter
+
+    volume = _volume("ct", "lidc-idri-0001")
+    dataset = seg.createSeg(volume, _lidcSegmentation(volume, overlapping=False))
+    written = []
+    plain_write = filewriter.write_data_element
+
+    def recording(fp, element, *args, **kwargs):
+        if element.tag == 0x7FE00010:
+            written.append(element.is_buffered)
+        return plain_write(fp, element, *args, **kwargs)
+
+    with monkeypatch.context() as spy:
+        spy.setattr(filewriter, "write_data_element", recording)
+        path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
+    assert written == [True]
+    assert type(dataset.PixelData) is bytes  # the caller's dataset is left as it was
+    assert path.read_bytes() == _plainBytes(dataset, tmp_path)
+    reader = seg._fast.MemoryReader(b"0123456789")
+    assert (reader.read(4), reader.tell(), reader.seek(-2, 2), reader.read(), reader.read(), reader.seek(1)) == \
+        (b"0123", 4, 8, b"89", b"", 1)
+
+
+def test_compact_module_table_equals_highdicoms():
+    """The module attribute table seg._fast loads for highdicom: equal to highdicom's own, value
+    for value, each distinct path stored once, and the one highdicom's modules now use."""
+    from highdicom import _standard_utils, base, image
+    from QuantReportLib.seg import write
+
+    write.compactModuleAttributeMap()
+    compact = _standard_utils.get_module_attribute_map
+    if compact.__module__ != seg._fast.__name__:
+        pytest.skip("highdicom loaded its own table in this process before any SEG was made")
+    assert base.get_module_attribute_map is image.get_module_attribute_map is compact
+    table = compact()
+    assert table == compact.__wrapped__.__wrapped__()  # highdicom's loader, uncached: a fresh parse
+    paths = [attribute["path"] for attributes in table.values() for attribute in attributes]
+    assert len({id(path) for path in paths}) == len({tuple(path) for path in paths}) < len(paths) / 10
 
 
 # -- segment colours without importing highdicom (issue 15) ----------------------------------------------------

@@ -11,8 +11,9 @@ its caller makes the plain call.
 from __future__ import annotations
 
 import functools
+import io
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from typing import cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pydicom
@@ -35,6 +36,9 @@ from ..dicomio.rawitems import (
     sequenceItems,
 )
 from ..errors import InvalidInputError, malformedInput
+
+if TYPE_CHECKING:
+    import highdicom
 
 _PIXEL_DATA_TAG = 0x7FE00010
 _PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
@@ -80,6 +84,99 @@ def memoizeIodAttributeLookups() -> None:
         return answer
 
     _standard_utils.is_attribute_in_iod = isAttributeInIod
+
+
+def compactModuleAttributeMap() -> None:
+    """Have highdicom load its table of the attributes of every module with each repeated value stored once.
+
+    Upstream limitation (highdicom 0.28): ``get_module_attribute_map`` parses
+    ``module_attribute_map.json`` (22 MB, about 100,000 attributes) into
+    separate objects for every keyword, type and path, some 60 MiB kept for
+    the life of the process, and a SEG constructor needs it (module trees,
+    the copy of patient and study attributes, IOD lookups): a quarter of the
+    peak memory of a 236 MB SEG export.  The table loaded here is equal to
+    highdicom's, value for value, with equal strings and paths shared (about
+    20 MiB; Testing/test_seg.py compares both); highdicom's modules that call
+    the loader are given this one.  Nothing changes when highdicom has
+    loaded its table already (no second copy).  Goes when highdicom stores
+    the table compactly (interned keywords, or one keyword set per IOD).
+    Idempotent; installed by :func:`~QuantReportLib.seg.write.createSeg`.
+    """
+    import sys
+
+    from highdicom import _standard_utils
+
+    highdicoms = _standard_utils.get_module_attribute_map
+    if highdicoms.__module__ == __name__ or highdicoms.cache_info().currsize:
+        return  # already replaced, or loaded by highdicom already
+
+    @functools.cache
+    def getModuleAttributeMap() -> dict[str, list]:
+        import json
+        import pkgutil
+
+        data = pkgutil.get_data("highdicom", "_standard/module_attribute_map.json")
+        if data is None:
+            return highdicoms()  # which raises highdicom's own error
+        paths: dict[tuple[str, ...], list[str]] = {}
+
+        def shared(item: dict) -> dict:
+            if "keyword" in item:  # an attribute: {"keyword": ..., "type": ..., "path": [...]}
+                item["keyword"], item["type"] = sys.intern(item["keyword"]), sys.intern(item["type"])
+                item["path"] = paths.setdefault(tuple(item["path"]), item["path"])
+            return item
+
+        return cast(dict[str, list], json.loads(data.decode("utf-8"), object_hook=shared))
+
+    getModuleAttributeMap.__wrapped__ = highdicoms  # what it stands in for (as the memo of the IOD lookups)
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] == "highdicom" and getattr(module, "get_module_attribute_map", None) is highdicoms:
+            module.get_module_attribute_map = getModuleAttributeMap  # type: ignore[attr-defined]
+
+
+# -- construction: native frames packed into one buffer ------------------------------------------------------
+
+
+@functools.cache
+def framesPackedInPlace() -> type[highdicom.seg.Segmentation]:
+    """``hd.seg.Segmentation`` whose native frames are packed straight into the Pixel Data value.
+
+    Upstream limitation (highdicom 0.28): ``_init_multiframe_image`` keeps
+    every encoded frame in a list and joins them at the end (``b"".join``),
+    so two complete copies of the Pixel Data are alive at once, plus the
+    allocator's slack of thousands of separate frame objects: most of the
+    peak memory of a large SEG export.  This subclass lets highdicom do all
+    of its work, frame by frame in its own order, and changes only where
+    each packed frame goes: highdicom's own packing
+    (``_encode_pixels_native``) writes it to one growing in-memory stream and
+    hands highdicom an empty frame, so its join makes nothing; the stream's
+    bytes (``io.BytesIO.getvalue`` returns them without a copy) become the
+    Pixel Data value, padded to even length as highdicom pads it.  Once
+    constructed, the instance is an ``hd.seg.Segmentation`` element for
+    element equal to the one highdicom constructs (Testing/test_seg.py
+    compares them across segmentation types, transfer syntaxes and
+    character sets).  Encapsulated transfer syntaxes are highdicom's own
+    path, untouched.  The subclass goes when highdicom packs native frames
+    into one buffer.
+    """
+    import highdicom as hd
+
+    class FramesPackedInPlace(hd.seg.Segmentation):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            packed = self.__dict__.pop("_packed_frames", None)
+            if packed is not None:
+                if packed.tell() % 2:
+                    packed.write(b"0")  # highdicom's padding of odd Pixel Data
+                self.PixelData = packed.getvalue()
+            # Constructed, it is a Segmentation like any other (type checks, pickling).
+            self.__class__ = hd.seg.Segmentation  # type: ignore[assignment]
+
+        def _encode_pixels_native(self, planes: np.ndarray) -> bytes:
+            self.__dict__.setdefault("_packed_frames", io.BytesIO()).write(super()._encode_pixels_native(planes))
+            return b""
+
+    return FramesPackedInPlace
 
 
 # -- reading: segment colours without importing highdicom ------------------------------------------------------
@@ -247,6 +344,61 @@ def _encodingKey(element: DataElement | RawDataElement, item_keys: dict[int, Has
     else:
         value_key = id(value)
     return element.tag, element.VR, element.is_undefined_length, value_key
+
+
+def streamPixelData(view: Dataset) -> None:
+    """Have pydicom write the Pixel Data of ``view`` (a view :func:`encodedFrameGroupsView`
+    made) from the value's own memory, as a buffered value, instead of a copy of it.
+
+    Upstream limitation (pydicom 3.0): ``write_data_element`` encodes every
+    value into an in-memory buffer before writing it, so writing a SEG holds
+    its Pixel Data twice; only a buffered value (``io.BufferedIOBase``) is
+    written to the file piece by piece.  The buffered value here reads the
+    dataset's bytes in place (:class:`MemoryReader`), so the file is byte for
+    byte the same (Testing/test_seg.py compares it with pydicom's plain
+    ``save_as``).  Left as it is: a raw, already buffered or odd-length value
+    (pydicom pads the latter differently when buffered).  Goes when pydicom
+    writes a ``bytes`` value to the file directly.
+    """
+    element = view.get_item(_PIXEL_DATA_TAG)
+    if isinstance(element, RawDataElement) or element is None or element.is_buffered:
+        return
+    value = element.value
+    if isinstance(value, bytes) and len(value) % 2 == 0:
+        view[_PIXEL_DATA_TAG] = DataElement(_PIXEL_DATA_TAG, element.VR, MemoryReader(value))
+
+
+class MemoryReader(io.BufferedIOBase):
+    """A read-only, seekable stream over bytes in memory that never copies them whole."""
+
+    def __init__(self, data: bytes):
+        super().__init__()
+        self._data = memoryview(data)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        start = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._data)}[whence]
+        self._position = max(0, start + offset)
+        return self._position
+
+    def read(self, size: int | None = -1) -> bytes:
+        end = len(self._data) if size is None or size < 0 else min(len(self._data), self._position + size)
+        chunk = bytes(self._data[self._position:end])
+        self._position = max(self._position, end)
+        return chunk
+
+    def close(self) -> None:
+        self._data.release()
+        super().close()
 
 
 # -- reading: native frames sliced, only the bytes of the frames read -------------------------------------

@@ -49,7 +49,13 @@ from ..dicomio.identity import (
 from ..dicomio.writing import writeDataset
 from ..errors import GeometryError, InvalidInputError, UnsupportedError
 from ..model import Code, Segment, Segmentation, Volume
-from ._fast import encodedFrameGroupsView, memoizeIodAttributeLookups
+from ._fast import (
+    compactModuleAttributeMap,
+    encodedFrameGroupsView,
+    framesPackedInPlace,
+    memoizeIodAttributeLookups,
+    streamPixelData,
+)
 from .placement import DIRECTION_TOLERANCE, imagePosition, positionOf
 
 #: Default Algorithm Family (CID 7162 "Surface Processing Algorithm Families")
@@ -197,7 +203,8 @@ def createSeg(
     fractional: dict[str, Any] = {} if fractions is None else {"fractional_type": fractions.type,
                                                                 "max_fractional_value": fractions.maximum}
     memoizeIodAttributeLookups()
-    dataset = hd.seg.Segmentation(
+    compactModuleAttributeMap()
+    dataset = framesPackedInPlace()(
         source_images=_sourceHeaders(headers, source),
         pixel_array=pixels,
         segmentation_type="LABELMAP" if labelmap else "BINARY" if fractions is None else "FRACTIONAL",
@@ -289,11 +296,16 @@ def writeSeg(dataset: Dataset, path: str | os.PathLike) -> Path:
     writes (``save_as`` with File Meta Information, PS3.10 7.1).  For a SEG
     made by :func:`createSeg` pydicom writes a view of ``dataset`` in which
     each distinct nested sequence of the Per-Frame Functional Groups items is
-    encoded only once (:func:`encodedFrameGroupsView`); ``dataset`` itself is
-    changed no more than ``save_as`` changes it.
+    encoded only once (:func:`encodedFrameGroupsView`) and the Pixel Data is
+    written from the dataset's own bytes, never copied whole
+    (:func:`streamPixelData`); ``dataset`` itself is changed no more than
+    ``save_as`` changes it.
     """
     view = encodedFrameGroupsView(dataset)
-    return writeDataset(dataset if view is None else view, path)
+    if view is None:
+        return writeDataset(dataset, path)
+    streamPixelData(view)
+    return writeDataset(view, path)
 
 
 def estimateLabelmapBytes(binary: Dataset, binary_bytes: int) -> int | None:
