@@ -7,6 +7,7 @@ the dcmjs/OHIF reader, or the reading of the real file the variant was made from
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -264,7 +265,8 @@ def test_ct_with_a_missing_slice_is_refused_naming_the_slice(tmp_path, lidc_nodu
     z = float(pydicom.dcmread(missing, stop_before_pixels=True).ImagePositionPatient[2])
     for path in files:
         if path != missing:
-            (folder / path.name).symlink_to(path)
+            # copies: a series folder's links to files outside it are not followed (issue 16)
+            shutil.copy(path, folder / path.name)
     for command in (("measure", "--series-dir", folder, "--labelmap", lidc_nodule_labelmap),
                     ("export", "--series-dir", folder, "--labelmap", lidc_nodule_labelmap, "--out", tmp_path / "out")):
         result = quantreport(*command)

@@ -244,8 +244,8 @@ def saveReport(
     if out_dir is None and database is None:
         raise InvalidInputError("give an output folder or a database", "saveReport")
     segmentation = assignTracking(segmentation)
-    reported, omitted = (segmentation, ()) if options.keep_empty_segments else \
-        slicerreaders.withoutEmptySegments(segmentation)
+    without_empty, empty = slicerreaders.withoutEmptySegments(segmentation)
+    reported, omitted = (segmentation, ()) if options.keep_empty_segments else (without_empty, empty)
     if not reported.segments:
         raise InvalidInputError("every segment is empty: there is nothing to report", volume.series_instance_uid)
     by_tracking_uid = {segment.tracking_uid: segment for segment in reported.segments}
@@ -313,18 +313,22 @@ def saveReport(
     seg_bytes = seg_path.stat().st_size
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
                        reported, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes), omitted,
-                       _warnings(options, omitted))
+                       _warnings(options, empty))
 
 
-def _warnings(options: ReportOptions, omitted: Sequence[Segment]) -> tuple[str, ...]:
-    """What to tell the user about a saved report: segments left out, options a known reader cannot read."""
+def _warnings(options: ReportOptions, empty: Sequence[Segment]) -> tuple[str, ...]:
+    """What to tell the user about a saved report: empty segments left out or kept, options a known reader
+    cannot read."""
     from . import slicerreaders
 
     warnings = []
-    if omitted:
-        labels = ", ".join(repr(segment.label) for segment in omitted)
-        warnings.append(f"empty segment{'s' if len(omitted) > 1 else ''} {labels} not written "
-                        f"({slicerreaders.EMPTY_SEGMENTS_NOTE}); the others are numbered 1..N")
+    if empty:
+        labels = ", ".join(repr(segment.label) for segment in empty)
+        segments = f"empty segment{'s' if len(empty) > 1 else ''} {labels}"
+        warnings.append(f"{segments} kept: {slicerreaders.EMPTY_SEGMENTS_NOTE}, and its DICOMTID1500Plugin "
+                        "fails on the SR" if options.keep_empty_segments else
+                        f"{segments} not written ({slicerreaders.EMPTY_SEGMENTS_NOTE}); the others are numbered "
+                        "1..N")
     return (*warnings, *slicerreaders.optionWarnings(labelmap_seg=options.labelmap_seg,
                                                      ohif_companions=options.ohif_companions))
 

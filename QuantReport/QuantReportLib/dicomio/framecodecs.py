@@ -9,6 +9,12 @@
 * **Deflated Image Frame Compression** (1.2.840.10008.1.2.8.1, PS3.5 8.2.16
   and A.4.13): each frame is its native bytes (a 1-bit frame bit-packed alone)
   deflated as RFC 1951 raw data, one fragment per frame.
+* **Explicit VR Big Endian with Bits Allocated 1 in OW**: the packed bits are
+  16-bit words, each stored most significant byte first (PS3.5 8.1.1 and
+  Annex D; DCMTK writes and reads them so, e.g. ``dcmconv +tb`` of an Implicit
+  VR BINARY SEG), which pydicom 3.0 unpacks without swapping the bytes back,
+  putting pixels on the wrong places.  The words are swapped back and the
+  frames unpacked as Little Endian ones.
 
 Both give frames as ``(rows, columns)`` arrays of the stored values, BINARY
 frames as ``uint8`` 0/1, like :func:`pydicom.pixels.iter_pixels` with
@@ -23,8 +29,9 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pydicom
+import pydicom.pixels
 from pydicom._uid_dict import UID_dictionary
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import generate_frames
 
 from ..errors import InvalidInputError, UnsupportedError
@@ -41,7 +48,8 @@ def decodesHere(syntax: str, header: Dataset) -> bool:
     """True when this module, not pydicom, decodes the pixel data of ``header`` in ``syntax``."""
     if syntax == DEFLATED_IMAGE_FRAME_COMPRESSION:
         return True
-    return syntax == pydicom.uid.RLELossless and int(header.get("BitsAllocated", 8)) == 1
+    return syntax in (pydicom.uid.RLELossless, pydicom.uid.ExplicitVRBigEndian) \
+        and int(header.get("BitsAllocated", 8)) == 1
 
 
 def checkSupported(syntax: str, header: Dataset, name: str) -> None:
@@ -56,6 +64,9 @@ def checkSupported(syntax: str, header: Dataset, name: str) -> None:
 def iterFrames(dataset: Dataset, name: str) -> Iterator[np.ndarray]:
     """The frames of ``dataset`` (:func:`decodesHere` is true for it), decoded one at a time."""
     syntax = dataset.file_meta.TransferSyntaxUID
+    if syntax == pydicom.uid.ExplicitVRBigEndian:
+        yield from _bigEndianBits(dataset, name)
+        return
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     pixels = rows * columns
     bits = int(dataset.BitsAllocated)
@@ -76,6 +87,26 @@ def iterFrames(dataset: Dataset, name: str) -> Iterator[np.ndarray]:
             raise InvalidInputError(f"frame {index + 1} holds {len(data)} bytes, {pixels * dtype.itemsize} expected",
                                     name)
         yield np.frombuffer(data, dtype=dtype, count=pixels).reshape(rows, columns)
+
+
+def _bigEndianBits(dataset: Dataset, name: str) -> Iterator[np.ndarray]:
+    """The 1-bit frames of a Big Endian dataset: OW words swapped back to Little Endian order, then unpacked."""
+    element = dataset["PixelData"]
+    data = element.value
+    if element.VR == "OW":
+        if len(data) % 2:
+            raise InvalidInputError(f"OW pixel data of odd length {len(data)}", name)
+        data = np.frombuffer(data, dtype=">u2").astype("<u2").tobytes()
+    little = Dataset()
+    little.update({item.tag: item for item in dataset if item.tag < 0x7FE00000})
+    little.file_meta = FileMetaDataset(dataset.file_meta)
+    little.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    little.PixelData = data
+    little["PixelData"].VR = "OB"
+    try:
+        yield from pydicom.pixels.iter_pixels(little, raw=True)
+    except Exception as error:  # any decoder failure on foreign data
+        raise InvalidInputError(f"cannot decode pixel data ({error})", name) from error
 
 
 def _unpacked(data: bytes, rows: int, columns: int, index: int, name: str, *, bytes_per_pixel: bool) -> np.ndarray:

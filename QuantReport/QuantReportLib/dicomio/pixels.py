@@ -23,7 +23,7 @@ from pydicom.dataset import Dataset
 
 from ..errors import InvalidInputError, UnsupportedError
 from . import framecodecs
-from .reading import nativePixelDataSpan, readDicomHeader
+from .reading import nativePixelDataSpan, readDataset, readDicomHeader
 
 
 def checkDecodable(header: Dataset, source: str | os.PathLike) -> None:
@@ -101,6 +101,10 @@ def iterFrames(source: str | os.PathLike | Dataset, name: str | os.PathLike, *, 
     header = source if isinstance(source, Dataset) else readDicomHeader(source)
     checkDecodable(header, name)
     syntax = getattr(header, "file_meta", Dataset()).get("TransferSyntaxUID")
+    if syntax is not None and syntax.is_transfer_syntax and syntax.is_deflated and not isinstance(source, Dataset):
+        # pydicom's iter_pixels finds the pixel data of a file by parsing it as stored, which a file deflated
+        # as a whole (PS3.5 A.5) is not: it is inflated first (within the bound of readDataset).
+        source = readDataset(source)
     if syntax is not None and framecodecs.decodesHere(syntax, header):
         # 1-bit RLE (pydicom 3.0 refuses Bits Allocated 1 with RLE) and Deflated Image Frame Compression.
         if isinstance(source, Dataset):
