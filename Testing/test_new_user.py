@@ -20,9 +20,10 @@ import pydicom
 import pytest
 from conftest import PROJECT_ROOT, require_tool
 from conftest import sharedData as dataPath
-from QuantReportLib import series
-from QuantReportLib.labelmaps import writeLabelmapNrrd
-from QuantReportLib.model import Geometry
+from QuantReportLib import report, series
+from QuantReportLib.errors import InvalidInputError
+from QuantReportLib.labelmaps import readSegNrrd, writeLabelmapNrrd, writeSegNrrd
+from QuantReportLib.model import Code, Geometry, Segment, Segmentation, Terminology
 
 LIVER_CT = ("ct", "dcmqi-ct-3slice")
 
@@ -108,6 +109,65 @@ def test_renumbered_label_values_are_said_and_restored(liver, tmp_path):
     numbers = [int(item.SegmentNumber) for item in pydicom.dcmread(seg_path, stop_before_pixels=True).SegmentSequence]
     assert numbers == [1, 2]
     assert json.loads(quantreport("load", seg_path, "--json").stdout)["segments"][1]["number"] == 2
+
+
+# -- text values (issue 14: a backslash separates the values of DICOM string elements) ---------------------------
+
+
+def test_a_label_holding_a_backslash_is_refused_naming_it(liver, tmp_path):
+    """LO and PN values take no backslash (PS3.5 6.2): the label would come back as several values."""
+    labelmap = np.zeros(liver.geometry.shape, dtype=np.uint8)
+    labelmap[:, 200:260, 200:250] = 1
+    tissue = Code("85756007", "SCT", "Tissue")
+    segmentation = Segmentation.fromLabelmap(labelmap, liver.geometry,
+                                             [Segment(1, "Left\\Right", Terminology(tissue, tissue))])
+    path = writeSegNrrd(segmentation, tmp_path / "label.seg.nrrd")
+    assert readSegNrrd(path).segments[0].label == "Left\\Right"
+    out = tmp_path / "out"
+    result = quantreport("export", "--series-dir", dataPath(*LIVER_CT), "--labelmap", path, "--out", out)
+    oneError(result, liver.series_instance_uid, "segment 1 label 'Left\\Right'", "backslash")
+    assert not out.exists() or not any(out.iterdir())
+    # Every text that becomes a single value of a string element, in the library too (Slicer, batch).
+    for segment, options, named in (
+            (Segment(1, "Lesion", Terminology(tissue, Code("85756007", "SCT", "Soft\\tissue"))), {},
+             "segment 1 type code meaning 'Soft\\tissue'"),
+            (Segment(1, "Lesion", Terminology(tissue, tissue), algorithm_type="AUTOMATIC", algorithm_name="a\\b"), {},
+             "segment 1 algorithm name 'a\\b'"),
+            (Segment(1, "Lesion", Terminology(tissue, tissue)), {"observer_name": "Doe^Jane\\Roe^John"},
+             "observer name 'Doe^Jane\\Roe^John'"),
+            (Segment(1, "Lesion", Terminology(tissue, tissue)), {"sr_series_description": "x\\y"},
+             "SR series description 'x\\y'")):
+        with pytest.raises(InvalidInputError, match="backslash") as raised:
+            report.saveReport(liver, segmentation.withSegments([segment]), out_dir=out,
+                              options=report.ReportOptions(**options))
+        assert named in str(raised.value) and raised.value.source == liver.series_instance_uid
+        assert not out.exists() or not any(out.iterdir())
+    # Text elements (UT: Tracking ID, the SR's tracking identifier) hold a backslash as a character.
+    saved = report.saveReport(liver, segmentation.withSegments(
+        [Segment(1, "Lesion", Terminology(tissue, tissue), tracking_id="Lesion\\1")]), out_dir=out)
+    assert pydicom.dcmread(saved.seg_path).SegmentSequence[0].TrackingID == "Lesion\\1"
+    (group,) = report.loadReport(saved.sr_path).sr.groups
+    assert group.tracking_identifier == "Lesion\\1"
+
+
+def test_a_label_another_writer_split_at_a_backslash_reads_back_whole(tmp_path):
+    """A SEG whose Segment Label holds two values (its writer let a backslash through) has one label, with the
+    backslash (not a Python list); dcmqi keeps only the first value, which is why none is written."""
+    dataset = pydicom.dcmread(dataPath("seg", "dcmqi-liver.dcm"))
+    dataset.SegmentSequence[0].SegmentLabel = "Left\\Right"
+    dataset.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeMeaning = "Liver\\organ"
+    assert dataset.SegmentSequence[0]["SegmentLabel"].VM == 2
+    path = tmp_path / "split.dcm"
+    dataset.save_as(path)
+    result = quantreport("load", path, "--json")
+    assert result.returncode == 0, result.stderr
+    (segment,) = json.loads(result.stdout)["segments"]
+    assert segment["label"] == "Left\\Right" and segment["type"]["meaning"] == "Liver\\organ"
+    require_tool("segimage2itkimage")
+    subprocess.run(["segimage2itkimage", "--inputDICOM", path, "--outputDirectory", tmp_path, "--outputType", "nrrd"],
+                   check=True, capture_output=True, timeout=120)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["segmentAttributes"][0][0]["SegmentLabel"] == "Left"
 
 
 # -- a labelmap beside the series ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from QuantReportLib import report
 from QuantReportLib.cli import main
 from QuantReportLib.database import EmbeddedDicomDatabase
 from QuantReportLib.demo import SAMPLE_LESIONS
+from QuantReportLib.errors import InvalidInputError
 from QuantReportLib.model import Geometry, Segment, Segmentation, SourceImage, Volume
 from QuantReportLib.readout import keyimages
 from QuantReportLib.readout.values import formatChange, formatValue
@@ -342,6 +343,35 @@ def test_hostile_text_is_shown_as_text_and_never_runs(capsys, tmp_path):
     control = tmp_path / "control.html"
     control.write_text(f"<!DOCTYPE html><html><head><title>t</title></head><body><p>{HOSTILE_NAME}</p></body></html>")
     assert lxml.html.fromstring(dumpDom(control)).xpath("//body[@id='pw']")
+
+
+def test_a_label_holding_a_backslash_is_one_label_in_the_readout(capsys, tmp_path):
+    """QuantReport refuses to write such a label (a backslash separates values); another writer's SEG holding
+    one (its Segment Label two values) is read as the one label, shown and carried into the key images."""
+    with EmbeddedDicomDatabase(tmp_path / "db") as database:
+        database.importPaths([SAMPLE], progress=False)
+        (series,) = database.listSeries()
+        volume = report.loadSeriesFromDatabase(database, series.series_instance_uid)
+        segment = Segment(1, "Left\\Right", DEFAULT_TERMINOLOGY)
+        segmentation = Segmentation.fromMasks([noduleMask(volume)], volume.geometry, [segment])
+        with pytest.raises(InvalidInputError, match=r"segment 1 label 'Left\\Right' holds a backslash"):
+            report.saveReport(volume, segmentation, database=database)
+        saved = report.saveReport(volume, segmentation.withSegments([segment.replace(label="Left-Right")]),
+                                  database=database)
+    dataset = pydicom.dcmread(saved.seg_path)
+    dataset.SegmentSequence[0].SegmentLabel = "Left\\Right"  # as a writer without the check writes it
+    assert dataset.SegmentSequence[0]["SegmentLabel"].VM == 2
+    dataset.save_as(saved.seg_path)
+    status, out, err = run(capsys, "report", saved.sr_path, "--db", tmp_path / "db", "--out", tmp_path / "out",
+                           "--dicom")
+    assert status == 0, err
+    root = lxml.html.fromstring((tmp_path / "out" / "report.html").read_text(encoding="utf-8"))
+    assert [heading.text_content().strip() for heading in root.xpath("//article/h3")] == ["Left\\Right"]
+    captures = [pydicom.dcmread(path) for path in sorted((tmp_path / "out" / "dicom").iterdir())]
+    for path in sorted((tmp_path / "out" / "dicom").iterdir()):
+        assert_valid_dicom(path)
+    assert any(str(capture.ImageComments).startswith("Left\\Right: ") for capture in captures
+               if capture.Modality != "KO")
 
 
 def test_three_time_points_show_the_change_of_each_lesion(capsys, tmp_path):

@@ -11,7 +11,7 @@ adapter converts to Slicer's RAS.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +51,7 @@ class Code:
         meaning = getattr(item, "meaning", None) or getattr(item, "CodeMeaning", "")
         if value is None:
             raise InvalidInputError("code sequence item has no code value")
-        return cls(str(value), str(scheme), str(meaning))
+        return cls(str(value), str(scheme), textValue(meaning))
 
     def toPydicom(self):
         """As a ``pydicom.sr.coding.Code`` (accepted by every highdicom API)."""
@@ -61,6 +61,15 @@ class Code:
 
     def __str__(self) -> str:
         return f"({self.value}, {self.scheme}, {self.meaning!r})"
+
+
+def textValue(value: Any) -> str:
+    """The text of a string element as its writer gave it: several values (a writer that let a backslash
+    into a label made them) joined by that backslash, as DCMTK's ``getOFStringArray`` gives them
+    (dcmqi keeps the first value only)."""
+    if isinstance(value, MutableSequence | tuple):  # pydicom's MultiValue is a MutableSequence
+        return "\\".join(str(item) for item in value)
+    return str(value)
 
 
 @dataclass(frozen=True)

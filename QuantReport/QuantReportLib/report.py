@@ -27,7 +27,7 @@ from .dicomio.identity import SEG_SOP_CLASSES, SR_SOP_CLASSES
 from .dicomio.reading import HeaderProblem, readDicomHeader, readHeader
 from .dicomio.uids import checkUid
 from .dicomio.walk import walkFiles
-from .dicomio.writing import OutputUnit, makeFolder, outputError, recoverUnits
+from .dicomio.writing import OutputUnit, makeFolder, outputError, recoverUnits, singleTextValue
 from .errors import (
     GeometryError,
     InvalidInputError,
@@ -243,6 +243,7 @@ def saveReport(
                             volume.series_instance_uid)
     if out_dir is None and database is None:
         raise InvalidInputError("give an output folder or a database", "saveReport")
+    _checkTextValues(segmentation, options, volume.series_instance_uid)
     segmentation = assignTracking(segmentation)
     without_empty, empty = slicerreaders.withoutEmptySegments(segmentation)
     reported, omitted = (segmentation, ()) if options.keep_empty_segments else (without_empty, empty)
@@ -314,6 +315,25 @@ def saveReport(
     return SavedReport(seg_path, sr_path, seg_dataset.SOPInstanceUID, sr_dataset.SOPInstanceUID,
                        reported, table, seg_bytes, seg.estimateLabelmapBytes(seg_dataset, seg_bytes), omitted,
                        _warnings(options, empty))
+
+
+def _checkTextValues(segmentation: Segmentation, options: ReportOptions, source: str) -> None:
+    """The texts a report writes as single values of DICOM string elements (this is where they enter the SEG
+    and SR): labels, algorithm names and code meanings (LO), series descriptions (LO), the observer (PN)."""
+    for segment in segmentation.segments:
+        what = f"segment {segment.number}"
+        singleTextValue(segment.label, f"{what} label", source)
+        if segment.algorithm_name:
+            singleTextValue(segment.algorithm_name, f"{what} algorithm name", source)
+        for field in dataclasses.fields(segment.terminology):
+            code = getattr(segment.terminology, field.name)
+            if code is not None:
+                singleTextValue(code.meaning, f"{what} {field.name.replace('_', ' ')} code meaning", source)
+    for what, value in (("observer name", options.observer_name),
+                        ("SEG series description", options.seg_series_description),
+                        ("SR series description", options.sr_series_description)):
+        if value:
+            singleTextValue(value, what, source)
 
 
 def _warnings(options: ReportOptions, empty: Sequence[Segment]) -> tuple[str, ...]:

@@ -10,6 +10,8 @@
 - Every :class:`OSError` of writing becomes one :class:`~QuantReportLib.errors.OutputError` naming the
   file, with what the system said (disk full, read-only, no permission, a file in the way).
 - :func:`outputName` is the one check for a value read from a file that is to name an output file.
+- :func:`singleTextValue` is the one check for a text given by a user that is to be one value of a DICOM
+  string element.
 """
 
 from __future__ import annotations
@@ -58,6 +60,25 @@ def outputName(value: str, what: str, source: str | os.PathLike) -> str:
 
 
 # -- errors ---------------------------------------------------------------------------------------------
+
+
+def singleTextValue(value: str, what: str, source: str | os.PathLike) -> str:
+    """``value`` as the one value of a DICOM string element (LO, SH, PN: a label, a description, a name).
+
+    A backslash separates the values of those elements (PS3.5 6.2), so a
+    label holding one would come back as several values, in every reader.  It
+    is refused (as highdicom refuses it in the elements it checks), with
+    :class:`~QuantReportLib.errors.InvalidInputError` naming ``what`` and the
+    value, rather than replaced: the label is the user's, and a silently
+    different one would no longer match the labelmap, table or terminology it
+    came with.  Text elements (ST, LT, UT: Segment Description, Tracking ID,
+    TEXT content items such as tracking identifiers) hold a backslash as a
+    character and need no check.
+    """
+    if "\\" in value:
+        raise InvalidInputError(f"{what} '{value}' holds a backslash, which DICOM reads as the separator between "
+                                "values (it would come back as several values): remove or replace it", source)
+    return value
 
 
 def _rootCause(error: BaseException) -> OSError | None:

@@ -26,7 +26,7 @@ from ..dicomio.pixels import checkDecodable, iterFrames
 from ..dicomio.rawitems import DecodedOnce
 from ..dicomio.reading import checkPixelDataClaim, readDataset
 from ..errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError, malformedInput
-from ..model import Code, Fractions, Geometry, Segment, Segmentation, Terminology, Volume, fractionalMask
+from ..model import Code, Fractions, Geometry, Segment, Segmentation, Terminology, Volume, fractionalMask, textValue
 from ..terminology import DEFAULT_TERMINOLOGY
 from . import planar
 from ._fast import FrameGroups, cieLabToRgb, inBox, nativeFrames, pixelDataLength
@@ -391,11 +391,11 @@ def _segmentFromItem(item: Dataset, name: str, warnings: list[str]) -> Segment:
         color = cieLabToRgb(tuple(int(v) for v in item.RecommendedDisplayCIELabValue))
     return Segment(
         number=number,
-        label=str(item.get("SegmentLabel", "")),
+        label=textValue(item.get("SegmentLabel", "")),
         terminology=terminology,
         color=color,
         algorithm_type=algorithm_type,
-        algorithm_name=str(algorithm_name) if algorithm_name else None,
+        algorithm_name=textValue(algorithm_name) if algorithm_name else None,
         description=str(item.SegmentDescription) if item.get("SegmentDescription") else None,
         tracking_id=str(item.TrackingID) if item.get("TrackingID") else None,
         tracking_uid=str(item.TrackingUID) if item.get("TrackingUID") else None,
