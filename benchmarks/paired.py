@@ -3,9 +3,11 @@
 When the machine is loaded by other work, figures from separate runs cannot be compared; here every round runs
 the same commands for a baseline checkout, the candidate checkout and dcmqi one after the other, so each sees the
 same load, and the minimum over rounds is reported.  The inputs are run.py's seg5 case (512x512x200 CT, 5 lesions)
-from ``benchmarks/.cache`` (run ``python benchmarks/run.py --cases cli`` once to make them).
+or seg100 case (512x512x300, 100 organ-sized segments), made in ``benchmarks/.cache`` on first use; dcmqi's
+tid1500writer is given the measurements QuantReport computes (not timed), as in run.py's cli rows.
 
     python benchmarks/paired.py --baseline /work/main --candidate . --rounds 3
+    python benchmarks/paired.py --baseline /work/main --candidate . --case seg100 --batch-cases 1 --rounds 2
 
 Prints one JSON object per round (minimum so far per row) and writes every timing to ``--out``.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +31,7 @@ import cases  # noqa: E402
 import ours  # noqa: E402
 import peers  # noqa: E402
 
-BATCH_CASES = 3
+CASES = {"seg5": {"slices": 200, "segments": 5}, "seg100": {"slices": 300, "segments": 100}}
 
 
 def _seconds(command: list[str] | str, env: dict | None = None) -> float:
@@ -43,23 +46,32 @@ def _quoted(command: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--baseline", required=True, help="checkout whose QuantReport/ is the baseline")
+    parser.add_argument("--baseline", help="checkout whose QuantReport/ is the baseline (none: candidate and dcmqi)")
     parser.add_argument("--candidate", required=True, help="checkout whose QuantReport/ is measured against it")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--case", choices=sorted(CASES), default="seg5")
+    parser.add_argument("--batch-cases", type=int, default=3, help="cases of the timed batch (figures are per case)")
     parser.add_argument("--out", default=str(HERE / "paired.json"))
     args = parser.parse_args(argv)
 
-    case = cases.caseFromParams({"slices": 200, "segments": 5})
+    case = cases.caseFromParams(CASES[args.case])
+    segments = f"{case.segments} {'lesions' if case.segments <= 10 else 'segments'}"
     reference = ours.referenceSeg(case)
     metadata = cases.workFolder(case) / "dcmqi-sr-cli.json"
-    if not metadata.exists():
-        raise SystemExit(f"{metadata} is missing: run python benchmarks/run.py --cases cli once first")
-    work = Path(tempfile.mkdtemp(prefix="paired-"))
+    if not metadata.exists():  # the SR measurements given to dcmqi, computed by QuantReport (as run.py's cli rows)
+        from QuantReportLib import series
+
+        volume = series.loadSeries([str(path) for path in case.ct.files])
+        metadata.write_text(json.dumps(peers.dcmqiSrJson(case, ours.measurementTable(case, volume), reference,
+                                                         volume.series_instance_uid, False)))
+    work = Path(tempfile.mkdtemp(prefix="paired-", dir=cases.cacheFolder("work")))
     jobs = work / "jobs.csv"
     jobs.write_text("series_dir,labelmap,segments,out\n" + "".join(
-        f"{case.ct.folder},{case.nrrd},{case.meta},{work / f'out{i}'}\n" for i in range(BATCH_CASES)))
+        f"{case.ct.folder},{case.nrrd},{case.meta},{work / f'out{i}'}\n" for i in range(args.batch_cases)))
     quantreport = [sys.executable, "-m", "QuantReportLib"]
-    checkouts = {"baseline": Path(args.baseline).resolve(), "candidate": Path(args.candidate).resolve()}
+    checkouts = {"candidate": Path(args.candidate).resolve()}
+    if args.baseline:
+        checkouts = {"baseline": Path(args.baseline).resolve(), **checkouts}
     rows: dict[str, list[float]] = {}
 
     def add(key: str, value: float) -> None:
@@ -69,20 +81,21 @@ def main(argv: list[str] | None = None) -> int:
         for name, checkout in checkouts.items():
             env = {**os.environ, "PYTHONPATH": str(checkout / "QuantReport")}
             add(f"{name}: quantreport --help", min(_seconds(quantreport + ["--help"], env) for _ in range(5)))
-            for index in range(BATCH_CASES):
+            for index in range(args.batch_cases):
                 peers.freshFolder(work / f"out{index}")
-            add(f"{name}: quantreport batch --workers 1, per case",
-                _seconds(quantreport + ["batch", str(jobs), "--workers", "1", "--quiet"], env) / BATCH_CASES)
-            add(f"{name}: quantreport load SEG --labelmap-out (5 lesions)",
+            add(f"{name}: quantreport batch --workers 1, per case ({segments})",
+                _seconds(quantreport + ["batch", str(jobs), "--workers", "1", "--quiet"], env) / args.batch_cases)
+            add(f"{name}: quantreport load SEG --labelmap-out ({segments})",
                 _seconds(quantreport + ["load", str(reference), "--labelmap-out", str(work / "load.nrrd")], env))
-        add("dcmqi: itkimage2segimage + tid1500writer, per case",
+        add(f"dcmqi: itkimage2segimage + tid1500writer, per case ({segments})",
             _seconds(_quoted(peers.dcmqiSegExportCommand(case, work / "dcmqi.dcm")) + " && "
                      + _quoted(peers.dcmqiSrExportCommand(case, metadata, reference, work / "dcmqi-sr.dcm"))))
-        add("dcmqi: segimage2itkimage --mergeSegments (5 lesions)",
+        add(f"dcmqi: segimage2itkimage --mergeSegments ({segments})",
             _seconds(peers.dcmqiSegLoadCommand(reference, peers.freshFolder(work / "dcmqi-load"), True)))
         print(json.dumps({key: round(min(values), 3) for key, values in rows.items()}), flush=True)
-    Path(args.out).write_text(json.dumps({"checkouts": {k: str(v) for k, v in checkouts.items()}, "seconds": rows},
-                                         indent=1) + "\n")
+    Path(args.out).write_text(json.dumps({"case": args.case, "checkouts": {k: str(v) for k, v in checkouts.items()},
+                                          "seconds": rows}, indent=1) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
