@@ -706,6 +706,26 @@ def test_item_elements_walked_in_place_are_pydicom_s(lidcSeg, monkeypatch, tags)
     assert sum(len(found) for found in walked) == len(items) * len(tags & every_item_has if tags else every_item_has)
 
 
+def test_item_elements_of_every_vr_walked_in_place_are_pydicom_s(monkeypatch):
+    """Items holding an element of every VR, short (2-byte) and long (4-byte) lengths (PS3.5 7.1.2),
+    empty values, a tag twice and an empty item: the walk gives what pydicom's generator gives."""
+    from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+
+    def element(tag: int, vr: str, value: bytes) -> bytes:
+        header = struct.pack("<HH2s", tag >> 16, tag & 0xFFFF, vr.encode())
+        length = struct.pack("<2xL", len(value)) if vr in EXPLICIT_VR_LENGTH_32 else struct.pack("<H", len(value))
+        return header + length + value
+
+    names = sorted(str(vr) for vr in VR if len(str(vr)) == 2)
+    items = [b"".join(element(0x00111000 + number, vr, b"" if index == 1 else bytes(range(2 + 2 * (number % 3))))
+                      for number, vr in enumerate(names)) for index in range(2)]
+    items += [b"", items[0] + element(0x00111000, "OB", b"\x01\x02")]  # (0011,1000) twice: the last is kept
+    for tags in (set(), {0x00111000, 0x00111005, 0x00111021}):
+        walked = rawitems._explicitLittleEndianElements(items, tags)
+        assert walked is not None and walked == _generatorElements(items, tags, False, True, monkeypatch)
+    assert walked[2] == {} and walked[3][0x00111000].value == b"\x01\x02" and len(walked[0]) == 3
+
+
 @pytest.mark.parametrize("change", ["undefined-length-sequence", "unknown-vr", "element-past-item", "delimiter"])
 def test_item_elements_left_to_pydicom_where_it_reads_specially(lidcSeg, monkeypatch, change):
     """What pydicom's generator treats specially is not walked in place, and itemElements gives its answer."""
