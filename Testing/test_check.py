@@ -114,7 +114,8 @@ def test_wrong_segment_number_and_geometry_are_found(tmp_path, exported):
     seg.save_as(exported["seg"])
     results = {Path(r.file).name: r for r in check.checkFolder(exported["folder"], dciodvfy=False)}
     assert any("segment 7" in m for m in messages(results[exported["sr"].name], "segments"))
-    assert any("frame 1" in m and "not on a slice" in m for m in messages(results[exported["seg"].name], "geometry"))
+    assert any("frame 1" in m and "not at the position of any image of the source series" in m
+               for m in messages(results[exported["seg"].name], "geometry"))
     assert {r.status for r in results.values()} == {"fail"}
 
 
@@ -133,6 +134,19 @@ def test_retired_codes_and_non_ucum_units_in_dcmqi_files(tmp_path):
     assert any("'99TEST', not UCUM" in m for m in messages(sr, "units"))
     assert messages(sr, "references") == []  # its SEG and source series are in the folder
     assert seg.status == sr.status == "fail"
+
+
+def test_seg_frames_on_an_unevenly_spaced_series_are_at_its_images(tmp_path):
+    """highdicom's SEGs on a 4-slice CT whose gaps differ (1.25 and 202.5 mm): each frame is at its source
+    image, which the series' mean-spacing grid does not hold (the SEG reader places them so too)."""
+    folder = tmp_path / "uneven"
+    shutil.copytree(dataPath("ct", "pydicom-ct2-16x16"), folder / "ct")
+    names = ["highdicom-ct-binary.dcm", "highdicom-ct-binary-overlap.dcm", "highdicom-ct-true-fractional.dcm"]
+    for name in names:
+        shutil.copy(dataPath("seg", name), folder)
+    results = {Path(r.file).name: r for r in check.checkFolder(folder, dciodvfy=False)}
+    for name in names:
+        assert messages(results[name], "geometry") == [] and results[name].status == "pass", name
 
 
 def test_damaged_files_are_listed_as_failures_not_skipped(tmp_path):

@@ -60,10 +60,10 @@ from .dicomio.rawitems import DecodedOnce, walkItems
 from .dicomio.reading import readDataset, readDicomHeader
 from .dicomio.uids import isValidUid
 from .dicomio.walk import walkFiles
-from .errors import InvalidInputError, NotFoundError, QuantReportError, malformedInput
+from .errors import GeometryError, InvalidInputError, NotFoundError, QuantReportError, malformedInput
 from .model import Volume
 from .printing import printable
-from .seg.placement import DIRECTION_TOLERANCE, VOXEL_TOLERANCE
+from .seg.placement import DIRECTION_TOLERANCE, SegFrame, slicesAtSourcePositions, sourcePositions
 from .ucum import isValidUcum
 
 RETIRED_SCHEMES = {"SRT": "SNOMED-RT style identifiers, retired from DICOM in 2019: use SCT"}
@@ -481,9 +481,9 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
 
     Compares Frame of Reference UID, frame size, Image Orientation (Patient)
     and Pixel Spacing (shared or first per-frame functional groups, PS3.3
-    C.7.6.16.2) with the volume's grid, then maps each frame's Image
-    Position (Patient) to voxel indices: it must be column 0, row 0 and a
-    whole slice index inside the volume, within a hundredth of a voxel.
+    C.7.6.16.2) with the volume's grid, then each frame's Image Position
+    (Patient) must be the position of one of the source images, within a
+    hundredth of a voxel.
     """
     geometry = volume.geometry
     problems: list[Problem] = []
@@ -512,14 +512,18 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
     if not np.allclose(spacing, geometry.spacing[[1, 0]], rtol=DIRECTION_TOLERANCE):
         return problem(f"pixel spacing {spacing.tolist()} differs from the source series' "
                        f"{geometry.spacing[[1, 0]].tolist()}")
-    for frame, item in enumerate(per_frame, 1):
+    frames = []
+    for index, item in enumerate(per_frame):
         planes = item.get("PlanePositionSequence") or shared.get("PlanePositionSequence")
         if not planes:
-            return problem(f"frame {frame} has no Plane Position (Patient)")
-        i, j, k = geometry.lpsToIjk(np.array(planes[0].ImagePositionPatient, dtype=float))
-        if max(abs(i), abs(j), abs(k - round(k))) > VOXEL_TOLERANCE or not 0 <= round(k) < geometry.shape[0]:
-            return problem(f"frame {frame} at {[float(v) for v in planes[0].ImagePositionPatient]} mm is not on a "
-                           "slice of the source series")
+            return problem(f"frame {index + 1} has no Plane Position (Patient)")
+        frames.append(SegFrame(index, None, np.array(planes[0].ImagePositionPatient, dtype=float), ()))
+    try:
+        # Each frame at the position of a source image, as the SEG reader places it: the volume's regular
+        # grid does not hold the true positions of an unevenly spaced series.
+        slicesAtSourcePositions(geometry, sourcePositions(volume), frames, "")
+    except GeometryError as error:
+        return problem(error.message.replace("any image of the reference", "any image of the source series"))
     return problems
 
 

@@ -108,7 +108,7 @@ def placeFrames(dataset: Dataset, frames: Sequence[SegFrame], all_positions: np.
     if reference.frame_of_reference_uid and frame_of_reference and \
             frame_of_reference != reference.frame_of_reference_uid:
         raise GeometryError("SEG and reference volume have different frames of reference", name)
-    slices = _slicesAtSourcePositions(geometry, _sourcePositions(reference),
+    slices = slicesAtSourcePositions(geometry, sourcePositions(reference),
                                       [frame for frame in frames if frame.position is not None], name)
     slice_of_source = {(image.sop_instance_uid, image.frame_number): k
                        for k, image in enumerate(reference.source_images)}
@@ -130,7 +130,7 @@ def placeFrames(dataset: Dataset, frames: Sequence[SegFrame], all_positions: np.
     return geometry, result
 
 
-def _sourcePositions(volume: Volume) -> np.ndarray:
+def sourcePositions(volume: Volume) -> np.ndarray:
     """Image Position (Patient) of the image behind every slice, ``(k, 3)``.
 
     A volume loaded from unevenly spaced slices keeps each image as one slice,
@@ -146,7 +146,7 @@ def _sourcePositions(volume: Volume) -> np.ndarray:
     return np.array(positions, dtype=float).reshape(-1, 3)
 
 
-def _slicesAtSourcePositions(geometry: Geometry, sources: np.ndarray, frames: Sequence[SegFrame],
+def slicesAtSourcePositions(geometry: Geometry, sources: np.ndarray, frames: Sequence[SegFrame],
                              name: str) -> list[int]:
     """The slice whose source image is at each frame's plane position (within a hundredth of a voxel).
 
