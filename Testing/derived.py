@@ -108,3 +108,23 @@ def renumbered(dataset: Dataset, numbers: dict[int, int]) -> Dataset:
         identification = item.SegmentIdentificationSequence[0]
         identification.ReferencedSegmentNumber = numbers[int(identification.ReferencedSegmentNumber)]
     return result
+
+
+def narrowSamples(dataset: Dataset, bits_stored: int) -> Dataset:
+    """A native copy whose samples are ``bits_stored`` of their allocated bits, clipped to the range they hold.
+
+    Signed samples are stored sign-extended to 16 bits (as most scanners write a 12-bit CT); 8 bits (unsigned
+    ``bits_stored`` 8, Bits Allocated 8) keep the top byte of each sample, in an OW value.
+    """
+    result = copy.deepcopy(dataset)
+    values = dataset.pixel_array.astype(np.int32)
+    signed = int(dataset.get("PixelRepresentation", 0)) == 1
+    if bits_stored == 8:
+        result.BitsAllocated, result.BitsStored, result.HighBit, result.PixelRepresentation = 8, 8, 7, 0
+        result.PixelData = (np.clip(values, 0, None) >> 8).astype(np.uint8).tobytes()
+        result["PixelData"].VR = "OW"
+        return result
+    low, high = (-(1 << (bits_stored - 1)), (1 << (bits_stored - 1)) - 1) if signed else (0, (1 << bits_stored) - 1)
+    result.BitsStored, result.HighBit = bits_stored, bits_stored - 1
+    result.PixelData = np.clip(values, low, high).astype(np.int16 if signed else np.uint16).tobytes()
+    return result

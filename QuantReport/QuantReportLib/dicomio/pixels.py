@@ -116,7 +116,13 @@ def iterFrames(source: str | os.PathLike | Dataset, name: str | os.PathLike, *, 
                 raise InvalidInputError(f"cannot read pixel data ({error})", name) from error
         yield from framecodecs.iterFrames(dataset, os.fspath(name))
         return
-    decoded = pydicom.pixels.iter_pixels(source, raw=raw)
+    if _signCorrectedInPlace(header, syntax):
+        dataset = source if isinstance(source, Dataset) else readDataset(source)
+        count = int(dataset.get("NumberOfFrames") or 1)
+        decoded: Iterator[np.ndarray] = (pydicom.pixels.pixel_array(dataset, index=i if count > 1 else None, raw=raw)
+                                         for i in range(count))
+    else:
+        decoded = pydicom.pixels.iter_pixels(source, raw=raw)
     index = 0
     while True:
         try:
@@ -127,6 +133,14 @@ def iterFrames(source: str | os.PathLike | Dataset, name: str | os.PathLike, *, 
             raise InvalidInputError(f"cannot decode pixel data of frame {index + 1} ({error})", name) from error
         index += 1
         yield pixels
+
+
+def _signCorrectedInPlace(header: Dataset, syntax: pydicom.uid.UID | None) -> bool:
+    """Whether pydicom 3.0's ``iter_pixels`` would fail on these frames: it corrects the sign of JPEG-LS and
+    JPEG 2000 samples narrower than their allocated bits (signed 12-bit CT) in place, on the read-only buffer
+    of the decoded frame ("output array is read-only"); ``pixel_array``, which copies, decodes them."""
+    return (syntax in (*pydicom.uid.JPEGLSTransferSyntaxes, *pydicom.uid.JPEG2000TransferSyntaxes)
+            and int(header.get("BitsStored", 16)) < int(header.get("BitsAllocated", 16)))
 
 
 def readNativeFrame(header: Dataset, path: str | os.PathLike) -> np.ndarray | None:
@@ -150,19 +164,28 @@ def readNativeFrame(header: Dataset, path: str | os.PathLike) -> np.ndarray | No
     if span is None or int(header.get("NumberOfFrames", 1) or 1) != 1:
         return None
     offset, length = span
+    implicit, little = header.original_encoding
+    vr = None
     try:
         with open(path, "rb") as file:
+            if not implicit:
+                # Explicit VR: the value follows tag, VR, 2 reserved bytes and the length (PS3.5 7.1.2).
+                file.seek(offset - 8)
+                vr = file.read(2).decode("ascii", "replace")
             file.seek(offset)
             value = file.read(length)
     except OSError as error:
         raise InvalidInputError(f"cannot read pixel data ({error.strerror or error})", path) from None
     if len(value) != length:
         raise InvalidInputError(f"truncated file: pixel data needs {offset + length} bytes", path)
-    implicit, little = header.original_encoding
     syntax = getattr(header, "file_meta", Dataset()).get("TransferSyntaxUID") or (
         pydicom.uid.ImplicitVRLittleEndian if implicit and little
         else pydicom.uid.ExplicitVRLittleEndian if little else pydicom.uid.ExplicitVRBigEndian)
     options = pydicom.pixels.as_pixel_options(header, transfer_syntax_uid=syntax, pixel_keyword="PixelData")
+    if vr is not None:
+        # 8-bit samples in OW are stored as byte-swapped 16-bit words in Big Endian (PS3.5 8.1.1): pydicom
+        # swaps them back when told the VR, which a header read before the pixel data does not hold.
+        options["pixel_vr"] = vr
     try:
         pixels, _ = pydicom.pixels.get_decoder(syntax).as_array(value, **options)
     except Exception as error:  # any decoder failure on foreign data
