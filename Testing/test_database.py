@@ -547,12 +547,19 @@ def test_progress_bar_and_result_json(tmp_path, capsys):
     assert result.toJson() == {"indexed": 3, "unchanged": 0, "skipped": [], "duplicates": 0}
 
 
-def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_path, lidc_dir):
+def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_path, lidc_dir, monkeypatch):
     """Above the parallel threshold: same rows, same skipped reasons, same duplicates, progress for every file."""
+    from QuantReportLib import processes
     from QuantReportLib.database import indexing as databaseModule
 
     folder = tmp_path / "in"
-    _writeSeries(folder / "series", databaseModule._PARALLEL_MIN_FILES + 20)
+    for path in _writeSeries(folder / "series", databaseModule._PARALLEL_MIN_FILES + 20):
+        dataset = pydicom.dcmread(path)  # a Latin-1 name: read by pydicom, not by the import's scanner
+        dataset.SpecificCharacterSet, dataset.PatientName = "ISO_IR 100", "Müller^Jörg"
+        dataset.save_as(path)
+    pools = []
+    monkeypatch.setattr(processes, "workerPool", lambda workers, pool=processes.workerPool: pools.append(workers)
+                        or pool(workers))
     lidc = sorted(lidc_dir.glob("*.dcm"))[:2]
     for path in lidc:
         shutil.copy(path, folder / path.name)
@@ -575,6 +582,7 @@ def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_pa
         assert calls == [(done, files) for done in range(1, files + 1)]
         snapshots.append((result.indexed, sorted((Path(s.path).name, s.reason) for s in result.skipped),
                           [(Path(d.path).name, d.sop_instance_uid) for d in result.duplicate_files], tables))
+    assert pools == [2], "the files left to pydicom were read in two worker processes"
     assert snapshots[0][0] == databaseModule._PARALLEL_MIN_FILES + 22
     assert [name for name, _ in snapshots[0][1]] == ["text.dcm", "truncated-header.dcm"]
     assert snapshots[1] == snapshots[0]

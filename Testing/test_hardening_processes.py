@@ -42,7 +42,8 @@ def _assertAllGone(pids: set[int], timeout: float = 15) -> None:
 
 
 def _manyFiles(folder: Path, count: int = 1500) -> Path:
-    ctSeries(folder, count, rows=2, columns=2)
+    """Files an import reads with pydicom, in worker processes (a Latin-1 name: not for the header scanner)."""
+    ctSeries(folder, count, rows=2, columns=2, SpecificCharacterSet="ISO_IR 100", PatientName="Müller^Jörg")
     return folder
 
 

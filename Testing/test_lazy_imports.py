@@ -56,9 +56,23 @@ def test_command_help_imports_no_heavy_library(command):
     assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
 
 
-def test_import_uses_pydicom_but_no_writer_or_image_library(tmp_path, lidc_dir):
+def test_import_of_plain_files_imports_no_dicom_or_array_library(tmp_path, lidc_dir):
+    """The LIDC slices are plain files: the import's header scanner reads them all, without pydicom."""
     imported = _importedBy("import", str(lidc_dir), "--db", str(tmp_path / "db"), "--quiet")
-    assert "pydicom" in imported  # the probe ran the import
+    assert (tmp_path / "db" / "ctkDICOM.sql").is_file()  # the probe ran the import
+    assert "QuantReportLib.dicomio._fast" in imported
+    assert not imported & {*HEAVY, "QuantReportLib.model", "QuantReportLib.series"}, sorted(imported & {*HEAVY})
+
+
+def test_import_of_other_files_uses_pydicom_but_no_writer_or_image_library(tmp_path, lidc_dir):
+    import pydicom
+
+    dataset = pydicom.dcmread(sorted(lidc_dir.glob("*.dcm"))[0])
+    dataset.SpecificCharacterSet, dataset.PatientName = "ISO_IR 100", "Müller^Jörg"
+    (tmp_path / "in").mkdir()
+    dataset.save_as(tmp_path / "in" / "latin-1.dcm")
+    imported = _importedBy("import", str(tmp_path / "in"), "--db", str(tmp_path / "db"), "--quiet")
+    assert "pydicom" in imported  # a name in Latin-1: read by pydicom
     assert not imported & {"highdicom", "nrrd", "scipy", "dask", "nibabel", "jinja2", "matplotlib"}
 
 

@@ -386,7 +386,9 @@ def test_import_killed_part_way_leaves_a_sound_database_that_the_next_import_com
     study = generate_uid()
     series = [generate_uid() for _ in range(4)]
     for index in range(1000):
-        ctSlice(folder / f"{index:04d}.dcm", series[index % 4], study, index // 4, rows=4, columns=4)
+        # A Latin-1 name: read by pydicom in the import's worker processes, not by its header scanner.
+        ctSlice(folder / f"{index:04d}.dcm", series[index % 4], study, index // 4, rows=4, columns=4,
+                SpecificCharacterSet="ISO_IR 100", PatientName="Müller^Jörg")
     db = tmp_path / "db"
     script = _KILLED_IMPORT.format(lib=str(PROJECT_ROOT / "QuantReport"), db=str(db), folder=str(folder))
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

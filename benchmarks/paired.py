@@ -8,7 +8,11 @@ tid1500writer is given the measurements QuantReport computes (not timed), as in 
 
     python benchmarks/paired.py --baseline /work/main --candidate . --rounds 3
     python benchmarks/paired.py --baseline /work/main --candidate . --case seg100 --batch-cases 1 --rounds 2
+    python benchmarks/paired.py --baseline /work/main --candidate . --rows help,load,import --rounds 5
 
+Rows (``--rows``, default all): ``help``, ``batch`` (measure + SEG + SR per case, against dcmqi's two
+converters), ``load`` (one SEG to NRRD, against segimage2itkimage), ``import`` (the 1000-slice series of
+run.py's import case into a new database, as a new process; reported per 1000 files).
 Prints one JSON object per round (minimum so far per row) and writes every timing to ``--out``.
 """
 
@@ -32,6 +36,7 @@ import ours  # noqa: E402
 import peers  # noqa: E402
 
 CASES = {"seg5": {"slices": 200, "segments": 5}, "seg100": {"slices": 300, "segments": 100}}
+ROWS = ("help", "batch", "load", "import")
 
 
 def _seconds(command: list[str] | str, env: dict | None = None) -> float:
@@ -51,14 +56,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--case", choices=sorted(CASES), default="seg5")
     parser.add_argument("--batch-cases", type=int, default=3, help="cases of the timed batch (figures are per case)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
     parser.add_argument("--out", default=str(HERE / "paired.json"))
+    parser.add_argument("--cached-bytecode", action="store_true",
+                        help="run Python with its bytecode cached, as an installed package runs (pip compiles it; "
+                             "a PYTHONDONTWRITEBYTECODE environment recompiles every module in every process)")
     args = parser.parse_args(argv)
+    selected = set(args.rows.split(","))
+    if selected - set(ROWS):
+        parser.error(f"unknown rows {sorted(selected - set(ROWS))}; choose from {', '.join(ROWS)}")
 
     case = cases.caseFromParams(CASES[args.case])
     segments = f"{case.segments} {'lesions' if case.segments <= 10 else 'segments'}"
     reference = ours.referenceSeg(case)
     metadata = cases.workFolder(case) / "dcmqi-sr-cli.json"
-    if not metadata.exists():  # the SR measurements given to dcmqi, computed by QuantReport (as run.py's cli rows)
+    # The SR measurements given to dcmqi, computed by QuantReport (as run.py's cli rows).
+    if "batch" in selected and not metadata.exists():
         from QuantReportLib import series
 
         volume = series.loadSeries([str(path) for path in case.ct.files])
@@ -77,21 +90,36 @@ def main(argv: list[str] | None = None) -> int:
     def add(key: str, value: float) -> None:
         rows.setdefault(key, []).append(value)
 
-    for _ in range(args.rounds):
+    series = cases.caseFromParams({"slices": 1000, "series_only": True}) if "import" in selected else None
+    bytecode = {"PYTHONPYCACHEPREFIX": str(work / "pycache")} if args.cached_bytecode else {}
+    for round_ in range(args.rounds + bool(bytecode)):  # with cached bytecode, a first round fills the cache
+        if bytecode and round_ == 1:
+            rows.clear()
         for name, checkout in checkouts.items():
-            env = {**os.environ, "PYTHONPATH": str(checkout / "QuantReport")}
-            add(f"{name}: quantreport --help", min(_seconds(quantreport + ["--help"], env) for _ in range(5)))
-            for index in range(args.batch_cases):
-                peers.freshFolder(work / f"out{index}")
-            add(f"{name}: quantreport batch --workers 1, per case ({segments})",
-                _seconds(quantreport + ["batch", str(jobs), "--workers", "1", "--quiet"], env) / args.batch_cases)
-            add(f"{name}: quantreport load SEG --labelmap-out ({segments})",
-                _seconds(quantreport + ["load", str(reference), "--labelmap-out", str(work / "load.nrrd")], env))
-        add(f"dcmqi: itkimage2segimage + tid1500writer, per case ({segments})",
-            _seconds(_quoted(peers.dcmqiSegExportCommand(case, work / "dcmqi.dcm")) + " && "
-                     + _quoted(peers.dcmqiSrExportCommand(case, metadata, reference, work / "dcmqi-sr.dcm"))))
-        add(f"dcmqi: segimage2itkimage --mergeSegments ({segments})",
-            _seconds(peers.dcmqiSegLoadCommand(reference, peers.freshFolder(work / "dcmqi-load"), True)))
+            env = {**os.environ, "PYTHONPATH": str(checkout / "QuantReport"), **bytecode}
+            if bytecode:
+                env.pop("PYTHONDONTWRITEBYTECODE", None)
+            if "help" in selected:
+                add(f"{name}: quantreport --help", min(_seconds(quantreport + ["--help"], env) for _ in range(5)))
+            if "batch" in selected:
+                for index in range(args.batch_cases):
+                    peers.freshFolder(work / f"out{index}")
+                add(f"{name}: quantreport batch --workers 1, per case ({segments})",
+                    _seconds(quantreport + ["batch", str(jobs), "--workers", "1", "--quiet"], env) / args.batch_cases)
+            if "load" in selected:
+                add(f"{name}: quantreport load SEG --labelmap-out ({segments})",
+                    _seconds(quantreport + ["load", str(reference), "--labelmap-out", str(work / "load.nrrd")], env))
+            if series is not None:
+                shutil.rmtree(work / "db", ignore_errors=True)
+                add(f"{name}: quantreport import of {len(series.ct.files)} files (new process), per 1000 files",
+                    _seconds(ours.importCommand(series, work / "db"), env) * 1000 / len(series.ct.files))
+        if "batch" in selected:
+            add(f"dcmqi: itkimage2segimage + tid1500writer, per case ({segments})",
+                _seconds(_quoted(peers.dcmqiSegExportCommand(case, work / "dcmqi.dcm")) + " && "
+                         + _quoted(peers.dcmqiSrExportCommand(case, metadata, reference, work / "dcmqi-sr.dcm"))))
+        if "load" in selected:
+            add(f"dcmqi: segimage2itkimage --mergeSegments ({segments})",
+                _seconds(peers.dcmqiSegLoadCommand(reference, peers.freshFolder(work / "dcmqi-load"), True)))
         print(json.dumps({key: round(min(values), 3) for key, values in rows.items()}), flush=True)
     Path(args.out).write_text(json.dumps({"case": args.case, "checkouts": {k: str(v) for k, v in checkouts.items()},
                                           "seconds": rows}, indent=1) + "\n")

@@ -71,6 +71,14 @@ def workerPool(workers: int) -> Iterator[ProcessPoolExecutor]:
                                initargs=(os.getpid(), watch, writer))
     ended = False
     try:
+        # Fork the workers and start the pool's manager thread now, with Ctrl+C held back until both are done:
+        # an interrupt landing inside a fork is lost (os.fork's handlers swallow it), one landing before the
+        # manager thread starts leaves a pool that cannot be shut down.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pool.submit(os.getpid).result()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         yield pool
     except BaseException:
         os.close(writer)  # every worker sees end of file and exits

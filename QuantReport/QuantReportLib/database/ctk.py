@@ -38,20 +38,18 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.tag import Tag
-
-from ..dicomio.reading import HeaderProblem, firstText, readHeader
+from ..dicomio.reading import HeaderProblem, readHeader
 from ..dicomio.uids import isValidUid
 from ..dicomio.writing import createNewFile, makeFolder, recoverUnits
 from ..errors import DatabaseError, InvalidInputError, OutputError, QuantReportError
 from .health import DEFAULT_BUSY_TIMEOUT, databaseError, sqliteErrorsExplained
-from .indexing import CtkIndexing, ImportBatch
+from .indexing import CtkIndexing, ImportBatch, IndexedTexts
 from .results import SeriesSummary
+
+if TYPE_CHECKING:  # pydicom is imported where a header is read (an import of plain files needs none)
+    from pydicom.dataset import Dataset
 
 logger = logging.getLogger(__name__)
 
@@ -87,18 +85,16 @@ _REQUIRED_COLUMNS = {
 }
 
 
-def _integer(dataset: Dataset, keyword: str) -> int:
+def _integer(text: str | None) -> int:
     """The first value of an IS attribute, 0 when absent (``ctkDICOMItem::GetElementAsInteger``)."""
-    text = firstText(dataset, keyword)
     try:
         return int(float(text)) if text else 0
     except ValueError:
         return 0
 
 
-def _date(dataset: Dataset, keyword: str) -> str | None:
+def _date(text: str | None) -> str | None:
     """A DA value as ``yyyy-MM-dd`` (Qt's binding of ``QDate::fromString(value, "yyyyMMdd")``), else None."""
-    text = firstText(dataset, keyword)
     try:
         return datetime.datetime.strptime(text, "%Y%m%d").date().isoformat() if text else None
     except ValueError:
@@ -145,7 +141,10 @@ def _humanReadablePatientName(name: str) -> str:
 
 def _formatValue(value: Any) -> str:
     """A value as DCMTK's ``getOFString`` renders it: multiple values joined by ``\\``, binary as ``""``."""
-    if isinstance(value, (bytes, bytearray)) or value is None or isinstance(value, pydicom.Sequence):
+    from pydicom.multival import MultiValue
+    from pydicom.sequence import Sequence
+
+    if isinstance(value, (bytes, bytearray)) or value is None or isinstance(value, Sequence):
         return ""
     if isinstance(value, (MultiValue, list, tuple)):
         return "\\".join(_formatValue(item) for item in value)
@@ -156,7 +155,7 @@ def _parseTag(tag: str) -> int:
     match = _TAG_PATTERN.fullmatch(tag.strip())
     if match is None:
         raise InvalidInputError("a tag must be written 'gggg,eeee' (hexadecimal group,element)", source=tag)
-    return Tag(int(match.group(1), 16), int(match.group(2), 16))
+    return int(match.group(1), 16) << 16 | int(match.group(2), 16)
 
 
 class EmbeddedDicomDatabase(CtkIndexing):
@@ -532,54 +531,54 @@ class EmbeddedDicomDatabase(CtkIndexing):
         cursor = self._db.execute(statement, [values[name] for name in names])
         return int(cursor.lastrowid or 0)
 
-    def _insertInstance(self, dataset: Dataset, filename: str, sopUID: str, studyUID: str, seriesUID: str,
+    def _insertInstance(self, texts: IndexedTexts, filename: str, sopUID: str, studyUID: str, seriesUID: str,
                         timestamp: str, batch: ImportBatch) -> None:
         """Patient, study and series rows when new, then the Images row (``ctkDICOMDatabasePrivate::insert``)."""
-        patientID = firstText(dataset, "PatientID") or studyUID  # anonymized data: CTK's fallbacks
-        patientsName = firstText(dataset, "PatientName") or patientID
+        patientID = texts["PatientID"] or studyUID  # anonymized data: CTK's fallbacks
+        patientsName = texts["PatientName"] or patientID
         patientUID = batch.patients.get((patientID, patientsName))
         if patientUID is None:
             row = self._db.execute("SELECT UID FROM Patients WHERE PatientID = ? AND PatientsName = ?",
                                    (patientID, patientsName)).fetchone()
             patientUID = row[0] if row else self._insertRow("Patients", {
                 "PatientsName": patientsName, "PatientID": patientID,
-                "PatientsBirthDate": _date(dataset, "PatientBirthDate"),
-                "PatientsBirthTime": firstText(dataset, "PatientBirthTime"),
-                "PatientsSex": firstText(dataset, "PatientSex"),
-                "PatientsComments": firstText(dataset, "PatientComments"),
+                "PatientsBirthDate": _date(texts["PatientBirthDate"]),
+                "PatientsBirthTime": texts["PatientBirthTime"],
+                "PatientsSex": texts["PatientSex"],
+                "PatientsComments": texts["PatientComments"],
                 "InsertTimestamp": timestamp})
             batch.patients[(patientID, patientsName)] = patientUID
         if studyUID not in batch.studies:
             if self._db.execute("SELECT 1 FROM Studies WHERE StudyInstanceUID = ?", (studyUID,)).fetchone() is None:
                 self._insertRow("Studies", {
                     "StudyInstanceUID": studyUID, "PatientsUID": patientUID,
-                    "StudyID": firstText(dataset, "StudyID"), "StudyDate": _date(dataset, "StudyDate"),
-                    "StudyTime": firstText(dataset, "StudyTime"),
-                    "AccessionNumber": firstText(dataset, "AccessionNumber"),
-                    "ModalitiesInStudy": firstText(dataset, "ModalitiesInStudy"),
-                    "InstitutionName": firstText(dataset, "InstitutionName"),
-                    "ReferringPhysician": firstText(dataset, "ReferringPhysicianName"),
-                    "PerformingPhysiciansName": firstText(dataset, "PerformingPhysicianName"),
-                    "StudyDescription": firstText(dataset, "StudyDescription"), "InsertTimestamp": timestamp})
+                    "StudyID": texts["StudyID"], "StudyDate": _date(texts["StudyDate"]),
+                    "StudyTime": texts["StudyTime"],
+                    "AccessionNumber": texts["AccessionNumber"],
+                    "ModalitiesInStudy": texts["ModalitiesInStudy"],
+                    "InstitutionName": texts["InstitutionName"],
+                    "ReferringPhysician": texts["ReferringPhysicianName"],
+                    "PerformingPhysiciansName": texts["PerformingPhysicianName"],
+                    "StudyDescription": texts["StudyDescription"], "InsertTimestamp": timestamp})
             batch.studies.add(studyUID)
         if seriesUID not in batch.series:
             if self._db.execute("SELECT 1 FROM Series WHERE SeriesInstanceUID = ?", (seriesUID,)).fetchone() is None:
                 self._insertRow("Series", {
                     "SeriesInstanceUID": seriesUID, "StudyInstanceUID": studyUID,
-                    "SeriesNumber": _integer(dataset, "SeriesNumber"), "SeriesDate": _date(dataset, "SeriesDate"),
-                    "SeriesTime": firstText(dataset, "SeriesTime"),
-                    "SeriesDescription": firstText(dataset, "SeriesDescription"),
-                    "Modality": firstText(dataset, "Modality"),
-                    "BodyPartExamined": firstText(dataset, "BodyPartExamined"),
-                    "FrameOfReferenceUID": firstText(dataset, "FrameOfReferenceUID"),
-                    "AcquisitionNumber": _integer(dataset, "AcquisitionNumber"),
-                    "ContrastAgent": firstText(dataset, "ContrastBolusAgent"),
-                    "ScanningSequence": firstText(dataset, "ScanningSequence"),
-                    "EchoNumber": _integer(dataset, "EchoNumbers"),
-                    "TemporalPosition": _integer(dataset, "TemporalPositionIdentifier"),
+                    "SeriesNumber": _integer(texts["SeriesNumber"]), "SeriesDate": _date(texts["SeriesDate"]),
+                    "SeriesTime": texts["SeriesTime"],
+                    "SeriesDescription": texts["SeriesDescription"],
+                    "Modality": texts["Modality"],
+                    "BodyPartExamined": texts["BodyPartExamined"],
+                    "FrameOfReferenceUID": texts["FrameOfReferenceUID"],
+                    "AcquisitionNumber": _integer(texts["AcquisitionNumber"]),
+                    "ContrastAgent": texts["ContrastBolusAgent"],
+                    "ScanningSequence": texts["ScanningSequence"],
+                    "EchoNumber": _integer(texts["EchoNumbers"]),
+                    "TemporalPosition": _integer(texts["TemporalPositionIdentifier"]),
                     "InsertTimestamp": timestamp})
             batch.series[seriesUID] = None
-        rows, columns = firstText(dataset, "Rows"), firstText(dataset, "Columns")
+        rows, columns = texts["Rows"], texts["Columns"]
         if rows and columns:
             batch.series[seriesUID] = f"{columns}x{rows}"  # CTK's DisplayedSize: columns x rows
         self._insertRow("Images", {

@@ -7,7 +7,10 @@ Folders are walked by :func:`~QuantReportLib.dicomio.walk.walkFiles` rules,
 a DICOMDIR is replaced by the files it references, headers are read by the
 strict reader of :mod:`QuantReportLib.dicomio.reading` (in forked worker
 processes for large imports) and every batch of files is one SQLite
-transaction, so an interrupted import leaves a consistent database.
+transaction, so an interrupted import leaves a consistent database.  The
+values indexed are read from the files' bytes where that gives what pydicom
+gives (:func:`~QuantReportLib.dicomio._fast.scanFirstTexts`), so that an import
+of plain files never imports pydicom.
 """
 
 from __future__ import annotations
@@ -24,10 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.tag import Tag
-
+from ..dicomio._fast import MEDIA_STORAGE_SOP_CLASS, scanFirstTexts
 from ..dicomio.identity import MEDIA_STORAGE_DIRECTORY_STORAGE
 from ..dicomio.reading import HeaderProblem, firstText, mediaStorageSopClass, readHeader
 from ..dicomio.uids import isValidUid
@@ -41,72 +41,131 @@ ProgressCallback = Callable[[int, int], Any]
 
 
 
-# The attributes ctkDICOMDatabasePrivate::insert and the displayed-field rules read; nothing else
-# is parsed during import (pydicom ``specific_tags``), which keeps indexing fast.
-_INDEXED_KEYWORDS = (
-    "SpecificCharacterSet", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID",
-    "PatientID", "PatientName", "PatientBirthDate", "PatientBirthTime", "PatientSex", "PatientComments",
-    "StudyID", "StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy", "InstitutionName",
-    "PerformingPhysicianName", "ReferringPhysicianName", "StudyDescription",
-    "SeriesDate", "SeriesTime", "SeriesDescription", "Modality", "BodyPartExamined", "FrameOfReferenceUID",
-    "ContrastBolusAgent", "ScanningSequence", "SeriesNumber", "AcquisitionNumber", "EchoNumbers",
-    "TemporalPositionIdentifier", "Rows", "Columns",
-)
+# The attributes ctkDICOMDatabasePrivate::insert and the displayed-field rules read, with their tags and
+# dictionary VRs (Testing/test_database.py checks them against pydicom's dictionary); nothing else is
+# parsed during import (pydicom ``specific_tags``), which keeps indexing fast.
+_INDEXED_ATTRIBUTES: dict[str, tuple[int, str]] = {
+    "SpecificCharacterSet": (0x00080005, "CS"),
+    "SOPInstanceUID": (0x00080018, "UI"),
+    "StudyInstanceUID": (0x0020000D, "UI"),
+    "SeriesInstanceUID": (0x0020000E, "UI"),
+    "PatientID": (0x00100020, "LO"),
+    "PatientName": (0x00100010, "PN"),
+    "PatientBirthDate": (0x00100030, "DA"),
+    "PatientBirthTime": (0x00100032, "TM"),
+    "PatientSex": (0x00100040, "CS"),
+    "PatientComments": (0x00104000, "LT"),
+    "StudyID": (0x00200010, "SH"),
+    "StudyDate": (0x00080020, "DA"),
+    "StudyTime": (0x00080030, "TM"),
+    "AccessionNumber": (0x00080050, "SH"),
+    "ModalitiesInStudy": (0x00080061, "CS"),
+    "InstitutionName": (0x00080080, "LO"),
+    "PerformingPhysicianName": (0x00081050, "PN"),
+    "ReferringPhysicianName": (0x00080090, "PN"),
+    "StudyDescription": (0x00081030, "LO"),
+    "SeriesDate": (0x00080021, "DA"),
+    "SeriesTime": (0x00080031, "TM"),
+    "SeriesDescription": (0x0008103E, "LO"),
+    "Modality": (0x00080060, "CS"),
+    "BodyPartExamined": (0x00180015, "CS"),
+    "FrameOfReferenceUID": (0x00200052, "UI"),
+    "ContrastBolusAgent": (0x00180010, "LO"),
+    "ScanningSequence": (0x00180020, "CS"),
+    "SeriesNumber": (0x00200011, "IS"),
+    "AcquisitionNumber": (0x00200012, "IS"),
+    "EchoNumbers": (0x00180086, "IS"),
+    "TemporalPositionIdentifier": (0x00200100, "IS"),
+    "Rows": (0x00280010, "US"),
+    "Columns": (0x00280011, "US"),
+}
 
-
-_INDEXED_TAGS = [Tag(keyword) for keyword in _INDEXED_KEYWORDS]
+#: What indexing reads of a file: the first value of each indexed attribute as text (``firstText``), and the
+#: Media Storage SOP Class UID of its File Meta Information.
+IndexedTexts = dict[str, str | None]
 
 
 @dataclass(frozen=True)
 class _FileHeader:
-    """What indexing needs of one file: its header and essential UIDs, or why it is skipped."""
+    """What indexing needs of one file: its indexed values and essential UIDs, or why it is skipped."""
 
-    dataset: Dataset | None
+    texts: IndexedTexts | None
     uids: tuple[str, str, str] | None
     problem: str | None
 
 
-def _readFileHeader(path: str, size: int) -> _FileHeader:
+def _scannedFileHeader(path: str, size: int) -> _FileHeader | None:
+    """What indexing reads of a plain file, read without pydicom (:func:`scanFirstTexts`); None for the others."""
     try:
-        dataset = readHeader(path, size, _INDEXED_TAGS)
-        return _FileHeader(dataset, _essentialUids(dataset), None)
+        texts = scanFirstTexts(path, size, _INDEXED_ATTRIBUTES)
+        return None if texts is None else _FileHeader(texts, _essentialUids(texts), None)
     except HeaderProblem as skip:
         return _FileHeader(None, None, str(skip))
 
 
-def _readFileHeaderInWorker(job: tuple[str, int]) -> _FileHeader:
-    """:func:`_readFileHeader` in a worker process: the dataset goes back pickled, without its closed file."""
-    header = _readFileHeader(*job)
-    if header.dataset is not None:
-        header.dataset.buffer = None
-    return header
+def _readFileHeader(path: str, size: int) -> _FileHeader:
+    """What indexing reads of a file: by the scanner, else by pydicom."""
+    scanned = _scannedFileHeader(path, size)
+    return scanned if scanned is not None else _pydicomFileHeader((path, size))
 
 
-#: Header reads worth a process pool: below this many files, starting the workers costs more than it saves.
+def _pydicomFileHeader(job: tuple[str, int]) -> _FileHeader:
+    """What indexing reads of the file of a ``(path, size)`` job, read by pydicom (the strict :func:`readHeader`)."""
+    try:
+        texts = _readTexts(*job)
+        return _FileHeader(texts, _essentialUids(texts), None)
+    except HeaderProblem as skip:
+        return _FileHeader(None, None, str(skip))
+
+
+def _readTexts(path: str, size: int) -> IndexedTexts:
+    """What indexing reads of a file, read by pydicom (the strict :func:`readHeader`)."""
+    dataset = readHeader(path, size, [tag for tag, _ in _INDEXED_ATTRIBUTES.values()])
+    texts = {keyword: firstText(dataset, keyword) for keyword in _INDEXED_ATTRIBUTES}
+    texts[MEDIA_STORAGE_SOP_CLASS] = mediaStorageSopClass(dataset)
+    return texts
+
+
+#: Imports worth a process pool: below this many files, starting the workers costs more than it saves.
 _PARALLEL_MIN_FILES = 200
 
 
 @contextlib.contextmanager
-def _fileHeaderReader(workers: int, files: int) -> Iterator[Callable[[list[tuple[str, int]]], Iterable[_FileHeader]]]:
-    """A function reading the headers of ``(path, size)`` jobs in order: in ``workers`` processes when that pays.
+def _fileHeaderReader(workers: int, files: int) -> Iterator[Callable[[list[tuple[str, int]]], Iterator[_FileHeader]]]:
+    """A function reading the headers of ``(path, size)`` jobs, in order.
 
-    Parsing headers is pure Python (the GIL allows no threads to help), so a
-    large import splits it over processes while this one writes the database.
-    Worker processes are forked (Linux, macOS): they start in milliseconds with
-    pydicom already imported, which spawned processes would not; they die with
-    this one (:func:`~QuantReportLib.processes.workerPool`).
+    Plain files are scanned here (:func:`_scannedFileHeader`: about 0.15 ms
+    each, less than handing them to another process would cost).  Files the
+    scanner leaves to pydicom are parsed in pure Python (the GIL allows no
+    threads to help), so in an import of at least :data:`_PARALLEL_MIN_FILES`
+    files they are read in ``workers`` processes while this one writes the
+    database (for a batch that leaves at least one file per worker).  The
+    workers are forked (Linux, macOS) when first needed, and only while this
+    process runs no other thread (a fork copies no thread, nor the locks they
+    hold); they die with this one (:func:`~QuantReportLib.processes.workerPool`).
     """
     import multiprocessing
+    import threading
 
-    if workers <= 1 or files < _PARALLEL_MIN_FILES or "fork" not in multiprocessing.get_all_start_methods():
-        yield lambda jobs: (_readFileHeader(*job) for job in jobs)
-        return
-    from ..processes import workerPool
+    pools = contextlib.ExitStack()
+    pool = None
 
-    with workerPool(workers) as pool:
-        pool.submit(os.getpid).result()  # fork the workers now, before the caller starts threads (progress bar)
-        yield lambda jobs: pool.map(_readFileHeaderInWorker, jobs,
-                                    chunksize=max(1, min(64, len(jobs) // (4 * workers))))
+    def read(jobs: list[tuple[str, int]]) -> Iterator[_FileHeader]:
+        nonlocal pool
+        headers = [_scannedFileHeader(*job) for job in jobs]
+        left = [job for job, header in zip(jobs, headers, strict=True) if header is None]
+        parallel = workers > 1 and files >= _PARALLEL_MIN_FILES and len(left) >= workers
+        if parallel and pool is None and threading.active_count() == 1 \
+                and "fork" in multiprocessing.get_all_start_methods():
+            from ..processes import workerPool
+
+            pool = pools.enter_context(workerPool(workers))
+        byPydicom = iter(pool.map(_pydicomFileHeader, left, chunksize=max(1, min(64, len(left) // (4 * workers))))
+                         if parallel and pool is not None else map(_pydicomFileHeader, left))
+        return (header if header is not None else next(byPydicom) for header in headers)
+
+    with pools:
+        yield read
 
 
 def _importWorkers(workers: int | None) -> int:
@@ -151,15 +210,15 @@ class ImportBatch:
             raise
 
 
-def _essentialUids(dataset: Dataset) -> tuple[str, str, str]:
+def _essentialUids(texts: IndexedTexts) -> tuple[str, str, str]:
     """SOP Instance, Study Instance and Series Instance UID; :class:`HeaderProblem` when one is missing or invalid."""
-    if mediaStorageSopClass(dataset) == MEDIA_STORAGE_DIRECTORY_STORAGE:
+    if texts[MEDIA_STORAGE_SOP_CLASS] == MEDIA_STORAGE_DIRECTORY_STORAGE:
         raise HeaderProblem("a DICOMDIR (file-set directory) is not an image; name it DICOMDIR to index its files")
     uids = []
     for keyword, name in (("SOPInstanceUID", "SOP Instance UID (0008,0018)"),
                           ("StudyInstanceUID", "Study Instance UID (0020,000D)"),
                           ("SeriesInstanceUID", "Series Instance UID (0020,000E)")):
-        value = firstText(dataset, keyword)
+        value = texts[keyword]
         if value is None:
             raise HeaderProblem(f"missing {name}")
         if not isValidUid(value):
@@ -211,7 +270,7 @@ class CtkIndexing:
 
         def _transaction(self) -> contextlib.AbstractContextManager[None]: ...
 
-        def _insertInstance(self, dataset: Dataset, filename: str, sopUID: str, studyUID: str, seriesUID: str,
+        def _insertInstance(self, texts: IndexedTexts, filename: str, sopUID: str, studyUID: str, seriesUID: str,
                             timestamp: str, batch: ImportBatch) -> None: ...
 
         def _updateDisplayedFields(self, batch: ImportBatch) -> None: ...
@@ -338,7 +397,10 @@ class CtkIndexing:
             if progress is True:
                 from tqdm import tqdm
 
-                bar = tqdm(total=len(candidates), unit="file", desc="Indexing DICOM", leave=False)
+                class Bar(tqdm):
+                    monitor_interval = 0  # no monitor thread: header workers may be forked while the bar is shown
+
+                bar = Bar(total=len(candidates), unit="file", desc="Indexing DICOM", leave=False)
             done = 0
 
             def advance() -> None:
@@ -416,6 +478,8 @@ class CtkIndexing:
     @staticmethod
     def _dicomdirReferences(path: str, skipped: list[SkippedFile]) -> list[str]:
         """The files a DICOMDIR references (Referenced File ID, PS3.3 F.3.2.2), inside its folder only."""
+        from pydicom.multival import MultiValue
+
         try:
             dataset = readHeader(path, os.path.getsize(path), None)
         except HeaderProblem as skip:
@@ -472,8 +536,8 @@ class CtkIndexing:
         if header.problem is not None:
             result.skipped.append(SkippedFile(path, header.problem))
             return None
-        dataset, uids = header.dataset, header.uids
-        assert dataset is not None and uids is not None, "a header read without problem has both"
+        texts, uids = header.texts, header.uids
+        assert texts is not None and uids is not None, "a header read without problem has both"
         sopUID, studyUID, seriesUID = uids
         target = self.storagePath(studyUID, seriesUID, sopUID) if copy else path
         row = self._db.execute("SELECT Filename FROM Images WHERE SOPInstanceUID = ?", (sopUID,)).fetchone()
@@ -500,7 +564,7 @@ class CtkIndexing:
                                   error.reason) from None
             batch.copies.append(target)
             timestamp = _timestamp()  # the copy is newer than the import's start
-        self._insertInstance(dataset, self._internalPath(target), sopUID, studyUID, seriesUID, timestamp, batch)
+        self._insertInstance(texts, self._internalPath(target), sopUID, studyUID, seriesUID, timestamp, batch)
         result.indexed += 1
         if seriesUID not in batch.allSeries:
             batch.allSeries.add(seriesUID)

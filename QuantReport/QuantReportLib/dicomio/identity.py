@@ -6,16 +6,21 @@ plugins' higher confidence for QuantReport's own objects
 (:data:`QuantReportLib.examine.OWN_CONFIDENCE`) depends on: the writers
 (:mod:`QuantReportLib.seg.write`, :mod:`QuantReportLib.sr.write`) and the
 examiner read it from here, so they cannot drift apart.
+
+The codes and the device observer UID are made when first used (:func:`__getattr__`):
+they need numpy (``model``) and pydicom, which a database import, asking only for
+SOP classes here, does not import.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from pydicom.uid import generate_uid
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..model import Code
+
+if TYPE_CHECKING:
+    from ..model import Code
 
 # -- SOP classes (PS3.4 Annex B) ----------------------------------------------------------------------------
 
@@ -51,9 +56,8 @@ MANUFACTURER_MODEL_NAME = "QuantReport"
 SOFTWARE_VERSIONS = __version__
 #: Device Serial Number (0018,1000), Type 1 in the Enhanced General Equipment Module of a SEG.
 DEVICE_SERIAL_NUMBER = "0"
-#: The TID 1004 device observer of every SR: derived from name and version, so that every report written by
-#: one QuantReport version names the same device.
-DEVICE_OBSERVER_UID = generate_uid(entropy_srcs=[MANUFACTURER, __version__])
+# DEVICE_OBSERVER_UID (see __getattr__): the TID 1004 device observer of every SR, derived from name and
+# version, so that every report written by one QuantReport version names the same device.
 DEVICE_OBSERVER_NAME = MANUFACTURER
 DEVICE_OBSERVER_MODEL_NAME = f"{MANUFACTURER} {__version__}"
 #: Where a SEG records a segment's label value in the labelmap it came from (a private element of its
@@ -63,11 +67,35 @@ LABEL_VALUE_GROUP, LABEL_VALUE_ELEMENT = 0x0071, 0x01
 
 # -- codes shared by writers and readers ----------------------------------------------------------------------
 
-#: UCUM units of the series loader's values and of the measurements.
-HOUNSFIELD_UNIT = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
-NO_UNITS = Code("1", "UCUM", "no units")
-MILLIMETER = Code("mm", "UCUM", "millimeter")
+# UCUM units of the series loader's values and of the measurements (codes of model.Code, see __getattr__).
+_CODES = {
+    "HOUNSFIELD_UNIT": ("[hnsf'U]", "UCUM", "Hounsfield unit"),
+    "NO_UNITS": ("1", "UCUM", "no units"),
+    "MILLIMETER": ("mm", "UCUM", "millimeter"),
+}
+if TYPE_CHECKING:
+    HOUNSFIELD_UNIT: Code
+    NO_UNITS: Code
+    MILLIMETER: Code
+    DEVICE_OBSERVER_UID: str
 
 #: Concept name of the root of a TID 1500 Measurement Report (code value, scheme), and its template ID.
 MEASUREMENT_REPORT = ("126000", "DCM")
 TID1500_TEMPLATE_ID = "1500"
+
+
+def __getattr__(name: str) -> Any:
+    """The codes and the device observer UID, made once when first asked for (PEP 562)."""
+    value: Any
+    if name in _CODES:
+        from ..model import Code
+
+        value = Code(*_CODES[name])
+    elif name == "DEVICE_OBSERVER_UID":
+        from pydicom.uid import generate_uid
+
+        value = generate_uid(entropy_srcs=[MANUFACTURER, __version__])
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -16,6 +16,9 @@ size is measured first, in a stream that keeps nothing, and a file that would
 inflate beyond :func:`inflationLimit` (more than :data:`MAXIMUM_DEFLATE_RATIO`
 times its size, and more than :data:`INFLATE_FLOOR_BYTES`) is refused before
 anything is held in memory: a few megabytes must not become gigabytes.
+
+pydicom is imported by the functions that read with it, not with this module: a
+database import of plain files reads them without it (:mod:`._fast`).
 """
 
 from __future__ import annotations
@@ -24,17 +27,12 @@ import os
 import struct
 import warnings
 import zlib
-from typing import Any
-
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
-from pydicom.tag import Tag
-from pydicom.uid import DeflatedExplicitVRLittleEndian
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, malformedReason
-from .rawitems import UNDEFINED_LENGTH
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 _PIXEL_DATA_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # Float, Double Float and (plain) Pixel Data
 _PLAIN_PIXEL_DATA_TAG = 0x7FE00010
@@ -127,8 +125,10 @@ class _ShortReadDetector:
 
 
 # Read with any selection of attributes: whether a header that ends at the end of the file is an image's.
-_IMAGE_TAGS = [Tag("Rows"), Tag("Columns"), Tag("PixelDataProviderURL")]
-_RAW_DATASET_STARTS = (b"\x02\x00", b"\x08\x00")  # a little-endian group 0002 or 0008 element
+_IMAGE_TAGS = [0x00280010, 0x00280011, 0x00287FE0]  # Rows, Columns, Pixel Data Provider URL
+RAW_DATASET_STARTS = (b"\x02\x00", b"\x08\x00")  # a little-endian group 0002 or 0008 element
+#: Why a file is not read: it has no PS3.10 prefix and does not start like a raw dataset either.
+NOT_DICOM = "not a DICOM file (no 'DICM' prefix, PS3.10 section 7.1)"
 
 
 def readHeader(path: str | os.PathLike, size: int | None = None, specific_tags: list[Any] | None = None) -> Dataset:
@@ -150,6 +150,9 @@ def readHeader(path: str | os.PathLike, size: int | None = None, specific_tags: 
             raise HeaderProblem(f"cannot read: {error.strerror or error}") from None
     if size == 0:
         raise HeaderProblem("empty file")
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     tags = None if specific_tags is None else [*specific_tags, *_IMAGE_TAGS]
     reader = None
     try:
@@ -159,7 +162,7 @@ def readHeader(path: str | os.PathLike, size: int | None = None, specific_tags: 
                 dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=tags)
             except InvalidDicomError:
                 if not _startsLikeRawDataset(file):
-                    raise HeaderProblem("not a DICOM file (no 'DICM' prefix, PS3.10 section 7.1)") from None
+                    raise HeaderProblem(NOT_DICOM) from None
                 reader = _ShortReadDetector(file, size)
                 dataset = pydicom.dcmread(reader, stop_before_pixels=True, specific_tags=tags, force=True)
             # pydicom seeks over the values of attributes not asked for: past the end means truncated too.
@@ -184,7 +187,7 @@ def _startsLikeRawDataset(file: Any) -> bool:
     file.seek(0)
     start = file.read(2)
     file.seek(0)
-    return start in _RAW_DATASET_STARTS
+    return start in RAW_DATASET_STARTS
 
 
 def readDataset(path: str | os.PathLike, *, defer_size: int | None = None, raw_datasets: bool = False) -> Dataset:
@@ -201,6 +204,9 @@ def readDataset(path: str | os.PathLike, *, defer_size: int | None = None, raw_d
     InvalidInputError
         The file cannot be read or is not DICOM.
     """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     path = os.fspath(path)
     try:
         if _isDeflated(path):  # inflated in memory as a whole (nothing can be deferred), within the bound
@@ -221,6 +227,9 @@ def readDataset(path: str | os.PathLike, *, defer_size: int | None = None, raw_d
 
 def _isDeflated(path: str) -> bool:
     """Whether a PS3.10 file's File Meta Information names Deflated Explicit VR Little Endian."""
+    import pydicom
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
     try:
         meta = pydicom.filereader.read_file_meta_info(path)
     except Exception:  # not a PS3.10 file: the full read says what is wrong
@@ -247,6 +256,8 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> tuple[int, 
     deflated file (PS3.5 A.5, compressed as a whole).  An image whose file
     ends there has lost its pixel data.
     """
+    from .rawitems import UNDEFINED_LENGTH
+
     file_meta = getattr(dataset, "file_meta", None)
     syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
     if syntax is not None and getattr(syntax, "is_deflated", False):
@@ -381,6 +392,8 @@ def mediaStorageSopClass(dataset: Dataset) -> str:
 
 def firstText(dataset: Dataset, keyword: str) -> str | None:
     """The first value as a string, None when absent or empty (``ctkDICOMItem::GetElementAsString``)."""
+    from pydicom.multival import MultiValue
+
     try:
         value = dataset.get(keyword)
     except Exception:  # a malformed value (pydicom converts lazily) counts as absent, as in DCMTK

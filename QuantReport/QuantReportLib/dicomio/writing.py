@@ -25,10 +25,12 @@ import secrets
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-
-import pydicom
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidInputError, OutputError
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
 
 # -- names ----------------------------------------------------------------------------------------------
 
@@ -208,7 +210,7 @@ def atomicOutput(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def writeDataset(dataset: pydicom.Dataset, path: str | os.PathLike) -> Path:
+def writeDataset(dataset: Dataset, path: str | os.PathLike) -> Path:
     """Write a DICOM file (with file meta information) atomically."""
     with atomicOutput(path) as temporary:
         dataset.save_as(temporary, enforce_file_format=True)
