@@ -36,6 +36,9 @@ def _ignoreInterrupts() -> None:
 def _dieWithParent(parent: int, watch: int, writer: int) -> None:
     """Initializer of every forked worker (see the module notes); ``watch``/``writer`` are the pipe's ends."""
     _ignoreInterrupts()
+    # Forked while the command held Ctrl+C back (workerPool): ignored now, so let it through again, or the
+    # programs this worker starts (dciodvfy) would inherit it blocked.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.close(writer)  # a forked worker holding the write end would keep the pipe open for ever
     if sys.platform.startswith("linux"):
         import ctypes
