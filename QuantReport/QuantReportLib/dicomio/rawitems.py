@@ -289,14 +289,14 @@ class DecodedOnce:
         if not isEncoded(element):
             items = sequenceItems(self._decoded(element) if isinstance(element, RawDataElement) else element)
             return convert(items[0][tag].value) if items else None
-        raw = element
-
-        def decode() -> Any:
-            encoding = (raw.is_implicit_VR, raw.is_little_endian)
-            items = itemElements(encodedItems(_encodedValue(raw), *encoding)[:1], {tag}, *encoding)
-            return convert(self._decoded(items[0][tag]).value) if items else None
-
-        return self._cached(raw, (tag, convert), decode)
+        # Called once per frame of a large SEG: the cache is looked up before anything else is made.
+        key = self._key(element, (tag, convert))
+        if key in self._values:
+            return self._values[key]
+        encoding = (element.is_implicit_VR, element.is_little_endian)
+        first = itemElements(encodedItems(_encodedValue(element), *encoding)[:1], {tag}, *encoding)
+        value = self._values[key] = convert(self._decoded(first[0][tag]).value) if first else None
+        return value
 
     def items(self, element: DataElement | RawDataElement | None, tags: Iterable[int]
               ) -> Sequence[Mapping[int, DataElement | RawDataElement]]:
@@ -329,8 +329,12 @@ class DecodedOnce:
     def _decoded(self, element: RawDataElement) -> DataElement:
         return convert_raw_data_element(element, encoding=self._character_set)
 
+    @staticmethod
+    def _key(element: RawDataElement, kind: Hashable) -> tuple:
+        return kind, element.tag, element.is_implicit_VR, element.is_little_endian, element.value
+
     def _cached(self, element: RawDataElement, kind: Hashable, decode: Callable[[], Any]) -> Any:
-        key = (kind, element.tag, element.is_implicit_VR, element.is_little_endian, element.value)
+        key = self._key(element, kind)
         if key not in self._values:
             self._values[key] = decode()
         return self._values[key]
