@@ -334,6 +334,7 @@ def test_mixed_orientations_rejected(phantom):
     with pytest.raises(GeometryError, match="orientation") as raised:
         loadSeries(phantom)
     assert raised.value.source == str(phantom[2])
+    assert "[1.0, 0.0, 0.0, 0.0, 0.8, 0.6] differs" in raised.value.message, "numbers as people write them"
 
 
 def test_mixed_pixel_spacing_rejected(phantom):

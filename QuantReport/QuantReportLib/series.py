@@ -460,11 +460,11 @@ def _stackGeometry(slices: list[_Slice]) -> tuple[list[int], np.ndarray, list[st
     orientation, spacing = _checked(first.orientation), _checked(first.pixel_spacing)
     for item in slices[1:]:
         if np.max(np.abs(_checked(item.orientation) - orientation)) > _ORIENTATION_TOLERANCE:
-            raise GeometryError(f"{_where(item)}image orientation {list(_checked(item.orientation))} differs from "
-                                f"{list(orientation)} of {first.label}", item.path)
+            raise GeometryError(f"{_where(item)}image orientation {_checked(item.orientation).tolist()} differs "
+                                f"from {orientation.tolist()} of {first.label}", item.path)
         if np.max(np.abs(_checked(item.pixel_spacing) - spacing)) > _PIXEL_SPACING_TOLERANCE:
-            raise GeometryError(f"{_where(item)}pixel spacing {list(_checked(item.pixel_spacing))} differs from "
-                                f"{list(spacing)} of {first.label}", item.path)
+            raise GeometryError(f"{_where(item)}pixel spacing {_checked(item.pixel_spacing).tolist()} differs "
+                                f"from {spacing.tolist()} of {first.label}", item.path)
 
     row, column = _directionCosines(orientation, first)
     normal = np.cross(row, column)
@@ -569,7 +569,7 @@ def _directionCosines(orientation: np.ndarray, item: _Slice) -> tuple[np.ndarray
     row, column = orientation[:3], orientation[3:]
     norms = np.linalg.norm(row), np.linalg.norm(column)
     if min(norms) < 0.99 or max(norms) > 1.01 or abs(float(row @ column)) > 1e-2:
-        raise GeometryError(f"{_where(item)}Image Orientation (Patient) {list(orientation)} "
+        raise GeometryError(f"{_where(item)}Image Orientation (Patient) {orientation.tolist()} "
                             "is not two orthogonal unit vectors", item.path)
     row, column = row / norms[0], column / norms[1]
     return row, column
