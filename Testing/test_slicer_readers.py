@@ -126,6 +126,35 @@ def test_sr_groups_follow_the_segment_order_slicer_loads(volume, tmp_path):
     assert [row.segment.label for row in reloaded.table.rows] == ["Nodule", "Far", "Box", "Inner", "Corner"]
 
 
+def test_a_labelmap_with_values_1_and_3_loads_in_slicers_reader_with_its_names(volume, tmp_path):
+    """A plain labelmap {1, 3} (the command line's path): segments 1 and 2, each value recorded in a private
+    element of its Segment Sequence item; dcmqi's --mergeSegments output (what DICOMSegmentationPlugin imports)
+    puts each name on its voxels, and the SR's groups follow, one per segment."""
+    import nrrd
+    from QuantReportLib.labelmaps import writeLabelmapNrrd
+
+    tool = require_tool("segimage2itkimage")
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    labelmap[20:30, 300:330, 330:370] = 1
+    labelmap[5:9, 100:120, 100:130] = 3
+    path = writeLabelmapNrrd(labelmap, volume.geometry, tmp_path / "label.nrrd")
+    _, segmentation = report.loadCase(path, series_dir=dataPath("ct", "lidc-idri-0001"))
+    saved = report.saveReport(volume, segmentation, out_dir=tmp_path / "out")
+    items = pydicom.dcmread(saved.seg_path, stop_before_pixels=True).SegmentSequence
+    assert [(int(item.SegmentNumber), item.SegmentLabel) for item in items] == [(1, "Segment 1"), (2, "Segment 3")]
+    assert [item.private_block(0x0071, "QuantReport")[0x01].value for item in items] == [1, 3]
+    out = tmp_path / "dcmqi"
+    out.mkdir()
+    subprocess.run([tool, "--inputDICOM", str(saved.seg_path), "--outputDirectory", str(out), "--mergeSegments"],
+                   check=True, capture_output=True, timeout=300)
+    (group,) = json.loads((out / "meta.json").read_text())["segmentAttributes"]
+    assert [(a["labelID"], a["SegmentLabel"]) for a in group] == [(1, "Segment 1"), (2, "Segment 3")]
+    (merged,) = sorted(out.glob("*.nrrd"))
+    data, _ = nrrd.read(str(merged))
+    assert [int(np.count_nonzero(data == n)) for n in (1, 2)] == [int(np.count_nonzero(labelmap == v)) for v in (1, 3)]
+    assert _referencedSegmentNumbers(pydicom.dcmread(saved.sr_path)) == [1, 2]
+
+
 def test_segments_in_several_layers_that_do_not_overlap_load_in_number_order(volume, tmp_path):
     """No voxel in two segments, though in several layers (touching boxes, listed out of number order):
     dcmqi's --mergeSegments puts them all in its first group, in number order, as slicerSegmentOrder says."""
