@@ -361,6 +361,43 @@ def test_missing_geometry_in_multi_slice_series_rejected(phantom, keyword):
     assert raised.value.source == str(phantom[1])
 
 
+def test_float_pixel_data_keeps_its_values(tmp_path):
+    """Float Pixel Data (a Parametric Map, as highdicom and dcmqi write ADC maps; and a single-frame image
+    holding it) is read as floats: the header read before the pixel data does not hold the element, and
+    the values were cut to integers."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    files = sorted(_data("mr", "qin-prostate-adc").glob("*.dcm"))[:3]
+    source = loadSeries(files)
+    values = (source.array / np.float32(3)).astype(np.float32)
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in map(pydicom.dcmread, files)}
+    mapping = hd.pm.RealWorldValueMapping(lut_label="ADC", lut_explanation="apparent diffusion coefficient",
+                                          unit=codes.UCUM.NoUnits, value_range=(float(values.min()),
+                                                                               float(values.max())),
+                                          slope=1, intercept=0)
+    parametric_map = hd.pm.ParametricMap(
+        source_images=[by_uid[image.sop_instance_uid] for image in source.source_images], pixel_array=values,
+        series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(), instance_number=1,
+        manufacturer="test", manufacturer_model_name="test", software_versions="1", device_serial_number="1",
+        contains_recognizable_visual_features=False, real_world_value_mappings=[mapping], window_center=0,
+        window_width=100)
+    assert "FloatPixelData" in parametric_map
+    parametric_map.save_as(tmp_path / "adc.dcm")
+    loaded = loadSeries([tmp_path / "adc.dcm"])
+    assert loaded.array.dtype == np.float32 and loaded.geometry.matches(source.geometry)
+    np.testing.assert_array_equal(loaded.array, values)
+    image = pydicom.dcmread(files[0])
+    del image.PixelData
+    image.FloatPixelData = values[0].tobytes()
+    image.BitsAllocated = image.BitsStored = 32
+    image.HighBit = 31
+    del image.PixelRepresentation
+    image.save_as(tmp_path / "float.dcm")
+    single = loadSeries([tmp_path / "float.dcm"])
+    np.testing.assert_array_equal(single.array[0], values[0])
+
+
 def test_per_slice_rescale_gives_float(phantom):
     _edit(phantom[1], RescaleSlope="2.5", RescaleIntercept="-3")
     volume = loadSeries(phantom)

@@ -51,7 +51,7 @@ from pydicom.dataset import Dataset
 
 from .dicomio.identity import HOUNSFIELD_UNIT, NO_UNITS, SEG_SOP_CLASSES, SR_SOP_CLASSES
 from .dicomio.pixels import checkDecodable, iterFrames, readNativeFrame
-from .dicomio.reading import checkPixelDataClaim, readDataset, readDicomHeader
+from .dicomio.reading import checkPixelDataClaim, hasFloatPixelData, readDataset, readDicomHeader
 from .dicomio.walk import walkFiles
 from .errors import GeometryError, InvalidInputError, NotFoundError, UnsupportedError
 from .model import Code, Geometry, SourceImage, Volume
@@ -593,7 +593,7 @@ def _outputDtype(slices: list[_Slice], headers: list[Dataset]) -> np.dtype:
         return np.dtype(np.float32)
     low, high = 0, 0
     for header in headers:
-        if "FloatPixelData" in header or "DoubleFloatPixelData" in header:
+        if hasFloatPixelData(header):
             return np.dtype(np.float32)
         bits = int(header.get("BitsStored", header.get("BitsAllocated", 16)))
         if int(header.get("PixelRepresentation", 0)) == 1:

@@ -39,6 +39,7 @@ _PLAIN_PIXEL_DATA_TAG = 0x7FE00010
 
 # Where readHeader keeps the (offset, length) of a file's native Pixel Data value on the header it returns.
 _NATIVE_PIXEL_DATA_SPAN = "_quantreport_native_pixel_data_span"
+_FLOAT_PIXEL_DATA = "_quantreport_float_pixel_data"
 _LONG_LENGTH_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
@@ -284,9 +285,18 @@ def _checkPixelDataLength(file: Any, dataset: Dataset, size: int) -> tuple[int, 
     if length != UNDEFINED_LENGTH and position + header_length + length > size:
         raise HeaderProblem(f"truncated file: pixel data needs {position + header_length + length} bytes, "
                             f"the file has {size}")
-    if length == UNDEFINED_LENGTH or tag != _PLAIN_PIXEL_DATA_TAG:
+    if tag != _PLAIN_PIXEL_DATA_TAG:
+        setattr(dataset, _FLOAT_PIXEL_DATA, True)
+        return None
+    if length == UNDEFINED_LENGTH:
         return None
     return position + header_length, length
+
+
+def hasFloatPixelData(header: Dataset) -> bool:
+    """Whether the pixels are Float or Double Float Pixel Data, also for a header :func:`readHeader` read
+    (which stops before them)."""
+    return "FloatPixelData" in header or "DoubleFloatPixelData" in header or getattr(header, _FLOAT_PIXEL_DATA, False)
 
 
 def nativePixelDataSpan(header: Dataset) -> tuple[int, int] | None:
