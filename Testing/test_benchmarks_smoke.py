@@ -37,6 +37,22 @@ def test_quick_benchmark_writes_results_table(tmp_path):
     for row in raw["results"]:
         assert row["status"] == "ok" and len(row["times"]) == 1 and all(t > 0 for t in row["times"])
     assert any(row["output_bytes"] for row in raw["results"] if row["operation"] == "seg-export")
+    # --update measures one more row and keeps the earlier ones (and when each case was measured).
+    out.write_text(text.replace("## Targets", "## A note by hand\n\nkept\n\n## Targets"))
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "benchmarks" / "run.py"), "--quick", "--update", "--cases", "real",
+         "--tools", "QuantReport", "--ops", "series-load", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    updated = json.loads((tmp_path / "results.json").read_text())
+    assert {(row["tool"], row["operation"]) for row in updated["results"]} == set(measured) | {
+        ("QuantReport", "series-load")}
+    assert [row for row in updated["results"] if row["operation"] != "series-load"] == raw["results"]
+    text = out.read_text()
+    assert re.search(r"Cases measured: `real` \(series-load\) \d{4}-\d\d-\d\d \d\d:\d\d UTC, load average", text)
+    assert "## A note by hand\n\nkept\n" in text
+    series_row = next(line for line in text.splitlines() if line.startswith("| real | QuantReport | series-load"))
+    assert re.search(r"\| \d+(\.\d+)? MiB \|", series_row), series_row  # the voxel array, as its output
 
 
 def test_quick_readout_benchmark_writes_results_table(tmp_path):

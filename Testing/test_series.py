@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import synthetic
 from conftest import sharedData as _data
 from pydicom.uid import generate_uid
 from QuantReportLib.errors import GeometryError, InvalidInputError, UnsupportedError
@@ -496,3 +497,21 @@ def test_find_series_groups_by_uid_and_counts_skipped(tmp_path, liver_ct_dir):
     assert sorted(found.skipped) == sorted([str(tmp_path / "README.txt"), str(tmp_path / "b" / "empty.dcm")])
     volume = loadSeries(found[uid[liver[0]]])
     assert volume.array.shape == (3, 512, 512)
+
+
+def test_slices_are_decoded_into_the_array_returned(tmp_path, monkeypatch):
+    """Structure, not speed (issue 15): the volume is allocated once and each slice is decoded into its
+    place as it is read, so a series is never held twice (no list of slices stacked at the end)."""
+    from QuantReportLib import series
+
+    shape, matrix = synthetic.grid((6, 8, 10))
+    written = synthetic.writeSeries(tmp_path, shape, matrix, synthetic.phantom(shape), reverse_files=True)
+    stored = []
+    store = series._store
+    monkeypatch.setattr(series, "_store", lambda array, k, pixels, item: stored.append((array, k, pixels.shape))
+                        or store(array, k, pixels, item))
+    volume = series.loadSeries(sorted(written.folder.iterdir()))
+    assert [k for _, k, _ in stored] == list(range(6))
+    assert all(array is volume.array for array, _, _ in stored)
+    assert {pixels for _, _, pixels in stored} == {(8, 10)}  # one decoded slice at a time
+    np.testing.assert_array_equal(volume.array, synthetic.phantom(shape))

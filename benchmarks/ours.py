@@ -2,7 +2,8 @@
 
 Each in-process operation is ``prepare(params) -> run``: ``prepare`` does the
 untimed setup (load the series, read the labelmap, ...), ``run()`` is the timed
-work and returns the file it wrote (for the output size) or ``None``.
+work and returns the file it wrote (for the output size), the bytes of the
+array it loaded, or ``None``.
 """
 
 from __future__ import annotations
@@ -123,12 +124,13 @@ def segLoadSubset(case: cases.LabelmapCase):
 
 
 def seriesLoad(case: cases.LabelmapCase):
+    """Load the CT series; the run's output is the size of the voxel array (what its peak RSS is compared with)."""
     from QuantReportLib import series
 
     files = [str(path) for path in case.ct.files]
 
-    def run() -> None:
-        series.loadSeries(files)
+    def run() -> int:
+        return series.loadSeries(files).array.nbytes
 
     return run
 

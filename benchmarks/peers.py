@@ -6,7 +6,8 @@
   ``hd.sr.Comprehensive3DSR`` with TID 1411 groups and ``hd.sr.srread`` for SR.
 * **numpy floor**: the least work any SEG writer/reader must do - pack the
   bits of every non-empty (segment, slice) frame and write those bytes; read
-  them, unpack and paint a labelmap.  No DICOM encoding at all.
+  them, unpack and paint a labelmap.  No DICOM encoding at all.  For a series:
+  read each file's stored values into one preallocated array.
 * **dcmqi** (whole process only, it is a command-line tool): ``itkimage2segimage``,
   ``segimage2itkimage`` (with and without ``--mergeSegments``), ``tid1500writer``
   and ``tid1500reader``.
@@ -221,6 +222,23 @@ def floorSegLoad(case: cases.LabelmapCase, subset: bool = False):
     return run
 
 
+def floorSeriesLoad(case: cases.LabelmapCase):
+    """Read each slice's stored values (the 512 KiB at the end of each synthetic CT file) straight into
+    one preallocated array of the stored type: no header parsing, no rescale."""
+    files = [str(path) for path in case.ct.files]
+    shape = (len(files), cases.ROWS, cases.COLUMNS)
+
+    def run() -> int:
+        volume = np.empty(shape, dtype="<i2")
+        for k, path in enumerate(files):
+            with open(path, "rb") as stream:
+                stream.seek(-volume[k].nbytes, os.SEEK_END)
+                stream.readinto(memoryview(volume[k]).cast("B"))
+        return volume.nbytes
+
+    return run
+
+
 OPERATIONS = {
     ("highdicom", "seg-export"): highdicomSegExport,
     ("highdicom", "seg-load"): highdicomSegLoad,
@@ -232,6 +250,7 @@ OPERATIONS = {
     ("numpy floor", "seg-export"): floorSegExport,
     ("numpy floor", "seg-load"): floorSegLoad,
     ("numpy floor", "seg-load-3"): lambda case: floorSegLoad(case, subset=True),
+    ("numpy floor", "series-load"): floorSeriesLoad,
 }
 
 

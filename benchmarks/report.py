@@ -86,6 +86,7 @@ def _targets(results: list[Result]) -> list[list[str]]:
         if single is not None:
             rows.append(_ratioRow(f"{case}: quantreport load --labelmap-out, per file, vs segimage2itkimage "
                                   "--mergeSegments", single, dcmqi_load, "< 1x", lambda r: r < 1))
+    rows += _memoryTargets(results)
     for case in ("import", "real"):
         for operation, mode in (("import", "in-process"), ("import-cli", "process")):
             result = _find(results, case, "QuantReport", operation)
@@ -99,6 +100,50 @@ def _targets(results: list[Result]) -> list[list[str]]:
             rows.append([f"{case}: {operation} of {result.units} files ({mode})", f"{rate:,.0f} files/s", "", "",
                          ">= 2000 files/s", "met" if rate >= 2000 else "**not met**"])
     return rows
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} MiB"
+
+
+def _peakVersusOutput(result: Result | None) -> float | None:
+    """Peak RSS over the output (the SEG written, or the voxel array loaded)."""
+    if result is None or result.status != "ok" or not result.peak_rss_mb or not result.output_bytes:
+        return None
+    return result.peak_rss_mb / (result.output_bytes / _MIB)
+
+
+def _memoryTargets(results: list[Result]) -> list[list[str]]:
+    """Issue 15: peak RSS of the 100-segment export against the SEG it writes, and of the 1,000-slice
+    series load against its voxel array (one copy at the most: below two)."""
+    rows = []
+    for case, operation, label, target, check in (
+            ("seg100", "seg-export", "seg100: SEG export peak RSS vs the SEG it writes (in-process)", "<= 1.5x",
+             lambda r: r <= 1.5),
+            ("import", "series-load", "import: series load peak RSS vs its voxel array (in-process)",
+             "one copy (< 2x)", lambda r: r < 2)):
+        result = _find(results, case, "QuantReport", operation)
+        ratio = _peakVersusOutput(result)
+        if result is None or ratio is None:
+            continue
+        rows.append([label, _mib(result.peak_rss_mb), _mib(result.output_bytes / _MIB), f"{ratio:.2f}x", target,
+                     "met" if check(ratio) else "**not met**"])
+    return rows
+
+
+def _memoryTable(results: list[Result]) -> list[str]:
+    """Every tool's peak RSS of the memory targets' operations, beside what it wrote or loaded (same run)."""
+    lines = ["| case | tool | operation | mode | peak RSS | output | peak / output |",
+             "|---|---|---|---|---:|---:|---:|"]
+    for result in results:
+        if (result.case, result.operation) in (("seg100", "seg-export"), ("import", "series-load")) \
+                and result.status == "ok":
+            ratio = _peakVersusOutput(result)
+            lines.append(f"| {result.case} | {result.tool} | {result.operation} | {result.mode} | "
+                         f"{_mib(result.peak_rss_mb)} | "
+                         f"{_mib(result.output_bytes / _MIB) if result.output_bytes else '-'} | "
+                         f"{'-' if ratio is None else f'{ratio:.2f}x'} |")
+    return lines if len(lines) > 2 else []
 
 
 def _machine() -> list[tuple[str, str]]:
@@ -157,6 +202,7 @@ def _table(results: list[Result]) -> list[str]:
 
 
 def _plot(sweep: list[dict], axis: str, path: Path) -> bool:
+    """Time (top) and peak RSS (bottom) of each operation against ``axis``, every tool of the sweep."""
     if not sweep:
         return False
     import matplotlib
@@ -164,47 +210,102 @@ def _plot(sweep: list[dict], axis: str, path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, panels = plt.subplots(1, 2, figsize=(11, 4.2))
+    operations = [("seg-export", "SEG export"), ("seg-load", "SEG reload to a labelmap")]
+    if any(row.get("QuantReport/series-load") for row in sweep):
+        operations.append(("series-load", "series load"))
+    figure, panels = plt.subplots(2, len(operations), figsize=(5.5 * len(operations), 8), squeeze=False)
     styles = {"QuantReport": "C0", "highdicom": "C1", "dcmqi": "C2", "numpy floor": "C7"}
-    for panel, operation, title in ((panels[0], "seg-export", "SEG export"),
-                                    (panels[1], "seg-load", "SEG reload to a labelmap")):
-        for tool, color in styles.items():
-            points = [(row["x"], row.get(f"{tool}/{operation}")) for row in sweep]
-            points = [(x, y) for x, y in points if y]
-            if points:
-                mode = " (process)" if tool == "dcmqi" else " (in-process)"
-                panel.plot([x for x, _ in points], [y for _, y in points], "o-", color=color, label=tool + mode)
-        panel.set_xlabel("segments" if axis == "segments" else "slices (512 x 512)")
-        panel.set_ylabel("seconds (log)")
-        panel.set_yscale("log")
-        if axis == "segments":
-            panel.set_xscale("log")
-        panel.set_title(title)
-        panel.grid(True, which="both", alpha=0.3)
-        panel.legend(fontsize=8)
-    figure.suptitle(f"Time against number of {axis}")
+    for column, (operation, title) in enumerate(operations):
+        for row, (suffix, label) in enumerate((("", "seconds (log)"), (" peak", "peak RSS, MiB (log)"))):
+            panel = panels[row][column]
+            for tool, color in styles.items():
+                points = [(item["x"], item.get(f"{tool}/{operation}{suffix}")) for item in sweep]
+                points = [(x, y) for x, y in points if y]
+                if points:
+                    mode = " (process)" if tool == "dcmqi" else " (in-process)"
+                    panel.plot([x for x, _ in points], [y for _, y in points], "o-", color=color, label=tool + mode)
+            if suffix:  # what the operation wrote or loaded, for scale
+                sizes = [(item["x"], item.get(f"QuantReport/{operation} output")) for item in sweep]
+                sizes = [(x, y) for x, y in sizes if y]
+                if sizes:
+                    what = "voxel array" if operation == "series-load" else "SEG file"
+                    panel.plot([x for x, _ in sizes], [y for _, y in sizes], "k--", linewidth=1, label=what)
+            panel.set_xlabel("segments" if axis == "segments" else "slices (512 x 512)")
+            panel.set_ylabel(label)
+            panel.set_yscale("log")
+            if axis == "segments":
+                panel.set_xscale("log")
+            panel.set_title(title)
+            panel.grid(True, which="both", alpha=0.3)
+            if panel.get_legend_handles_labels()[0]:
+                panel.legend(fontsize=7)
+    figure.suptitle(f"Time and peak memory against number of {axis}")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=90)
     plt.close(figure)
     return True
 
 
-def writeReport(out: Path, results: list[Result], sweeps: dict, sizes: dict, args, elapsed: float) -> None:
-    """Write ``out`` (markdown), ``results.json`` and the plots beside it."""
+#: The sections writeReport makes; any other ``## `` section of an earlier results.md (a note written
+#: by hand, e.g. a paired re-measurement) is kept, after the introduction.
+_GENERATED_SECTIONS = ("Targets", "Targets (issue 6)", "Memory (issue 15)", "Inputs", "All measurements", "Plots",
+                       "Machine")
+
+
+def _handWrittenSections(previous: Path) -> list[str]:
+    if not previous.exists():
+        return []
+    kept, keep = [], False
+    for line in previous.read_text().splitlines():
+        if line.startswith("## "):
+            keep = line[3:].strip() not in _GENERATED_SECTIONS
+        if keep:
+            kept.append(line)
+    return kept + [""] if kept and kept[-1] else kept
+
+
+def _measuredLine(measured: dict | None) -> list[str]:
+    """When each case was measured, and the machine's load average (1 minute) before and after it."""
+    if not measured:
+        return []
+    parts = []
+    for name, when in measured.items():
+        load = when.get("load")
+        ops = f" ({when['ops']})" if when.get("ops") else ""
+        parts.append(f"`{name}`{ops} {when.get('date', '?')}" + (f", load average {load[0]}-{load[1]}" if load else ""))
+    return ["Cases measured: " + "; ".join(parts) + ".", ""]
+
+
+def writeReport(out: Path, results: list[Result], sweeps: dict, sizes: dict, args, elapsed: float,
+                measured: dict | None = None) -> None:
+    """Write ``out`` (markdown), ``results.json`` and the plots beside it.
+
+    ``measured``: per case of ``--cases``, when it was measured and the load average around it (an
+    ``--update`` run keeps the earlier cases' rows and dates).
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
+    hand_written = _handWrittenSections(out)
+    update = " --update" if getattr(args, "update", False) else ""
     lines = ["# QuantReport benchmark results", "",
              f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by "
-             f"`python benchmarks/run.py{' --quick' if args.quick else ''} --cases {args.cases} "
-             f"--repeat {args.repeat}` in {elapsed:.0f} s.", "",
+             f"`python benchmarks/run.py{' --quick' if args.quick else ''}{update} --cases {args.cases} "
+             f"--repeat {args.repeat}` in {elapsed:.0f} s.", "", *_measuredLine(measured),
              "**In-process** = warm: a fresh worker process per row imports and loads its inputs untimed, runs "
              "the operation once, then times it; the figure is the minimum of the timed runs (`runs`), "
              "peak RSS is the growth of the resident set during one run.  **Process** = the whole "
              "command (start-up, reading inputs, writing outputs), wall time minimum, peak RSS of the child. "
              "Rows `x cases` / `x files` run once per item and report the mean per item.  Repeats stop early "
              f"once a row's runs add up to {args.max_seconds:.0f} s.", "",
-             "## Targets (issue 6)", "",
+             *hand_written,
+             "## Targets", "",
              "| target | QuantReport | peer | ratio | target | verdict |", "|---|---:|---:|---:|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in _targets(results)]
+    memory = _memoryTable(results)
+    if memory:
+        lines += ["", "## Memory (issue 15)", "",
+                  "Peak RSS of one run (growth over the worker's resident set before it, so inputs loaded "
+                  "beforehand are not counted; the first run in the process, with highdicom's one-off tables) "
+                  "against the SEG written or the voxel array loaded, every tool in the same run:", "", *memory]
     lines += ["", "## Inputs", "",
               "Synthetic CT: 512 x 512 slices, 0.7 mm pixels, 1.25 mm slices, single-frame CT Image Storage "
               "(body, fat, lungs, liver, spine, HU noise), generated into `benchmarks/.cache`. "
@@ -221,13 +322,14 @@ def writeReport(out: Path, results: list[Result], sweeps: dict, sizes: dict, arg
     for axis in ("segments", "slices"):
         path = out.parent / f"time-vs-{axis}.png"
         if _plot(sweeps.get(axis, []), axis, path):
-            lines += [f"![time against {axis}]({path.name})", ""]
-    lines += ["Segments sweep: organ atlases on the 100-slice CT; slices sweep: 20-segment organ atlases "
-              "(1 timed run per point).", "", "## Machine", ""]
+            lines += [f"![time and peak memory against {axis}]({path.name})", ""]
+    lines += ["Segments sweep: organ atlases on the 100-slice CT; slices sweep: 20-segment organ atlases, and "
+              "the series alone (1 timed run per point; peak RSS of the first run).  highdicom is measured "
+              "up to 6,000 slices x segments (beyond, its arrays take several GiB).", "", "## Machine", ""]
     lines += [f"- {key}: {value}" for key, value in _machine()]
     out.write_text("\n".join(lines) + "\n")
     (out.parent / (out.stem + ".json")).write_text(json.dumps(
         {"results": [r.toJson() for r in results], "sweeps": sweeps,
-         "meta": {"sizes": sizes, "elapsed": elapsed,
+         "meta": {"sizes": sizes, "elapsed": elapsed, "measured": measured or {},
                   "args": {key: getattr(args, key) for key in ("quick", "cases", "repeat", "max_seconds")}}},
         indent=1))

@@ -15,6 +15,7 @@ into ``benchmarks/.cache`` (git-ignored).  Timings are reported, never asserted.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -144,12 +145,14 @@ class Runner:
                          lambda i, s=sr_path: peers.dcmqiSrLoadCommand(s, work / "dcmqi-sr.json"),
                          note="tid1500reader")
 
-    def importCase(self, name: str, params: dict) -> None:
+    def importCase(self, name: str, params: dict, series_load: bool = True) -> None:
         case = cases.caseFromParams(params)
         count = len(case.ct.files)
         row = self.inProcess(name, "QuantReport", "import", params)
         if row is not None:
             row.units = count
+        for tool in ("QuantReport", "numpy floor") if series_load else ():  # peak RSS vs the voxel array
+            self.inProcess(name, tool, "series-load", params)
         database = cases.workFolder(case) / "cli-db"
         self.process(name, "QuantReport", "import-cli", lambda i: ours.importCommand(case, database),
                      before=lambda i: shutil.rmtree(database, ignore_errors=True), units=count,
@@ -209,8 +212,8 @@ class Runner:
 
     def sweep(self, segment_points: list[int], segment_slices: int, slice_points: list[int],
               slice_segments: int) -> None:
-        """Export/reload time against segments and against slices (organ atlases), for the plots."""
-        tools = {tool: ("seg-export", "seg-load") for tool in SEG_OPERATIONS}
+        """Export/reload time and peak memory against segments and against slices (organ atlases), and
+        series load against slices, for the plots; one run per point."""
         measured: dict[str, dict] = {}
         for axis, points in (("segments", segment_points), ("slices", slice_points)):
             for point in points:
@@ -218,9 +221,33 @@ class Runner:
                           else {"slices": point, "segments": slice_segments, "kind": "organs"})
                 name = f"sweep-{params['slices']}x{params['segments']}"
                 if name not in measured:  # the two sweeps may share a point
-                    measured[name] = self.segCase(name, params, repeat=1, whole_process=False, tools=tools)
-                self.sweeps[axis].append({"x": point, **{key: (row.best if row else None)
-                                                         for key, row in measured[name].items()}})
+                    measured[name] = self.segCase(name, params, repeat=1, whole_process=False,
+                                                  tools=_sweepTools(params["slices"] * params["segments"]))
+                if axis == "slices" and "QuantReport/series-load" not in measured[name]:
+                    for tool in ("QuantReport", "numpy floor"):
+                        measured[name][f"{tool}/series-load"] = self.inProcess(name, tool, "series-load", params,
+                                                                                repeat=1)
+                self.sweeps[axis].append({"x": point, **sweepFigures(measured[name])})
+
+
+#: The sweep measures highdicom's documented path only up to this many slices x segments: beyond, its
+#: one-hot or per-segment arrays take several GiB and minutes on a shared 2-core machine.
+HIGHDICOM_SWEEP_LIMIT = 6000
+
+
+def _sweepTools(size: int) -> dict[str, tuple[str, ...]]:
+    return {tool: ("seg-export", "seg-load") for tool in SEG_OPERATIONS
+            if tool != "highdicom" or size <= HIGHDICOM_SWEEP_LIMIT}
+
+
+def sweepFigures(rows: dict[str, Result | None]) -> dict[str, float | None]:
+    """One sweep point: per ``tool/operation`` its time, and ``... peak`` (MiB) and ``... output`` (MiB)."""
+    figures: dict[str, float | None] = {}
+    for key, row in rows.items():
+        figures[key] = row.best if row else None
+        figures[f"{key} peak"] = row.peak_rss_mb if row and row.status == "ok" else None
+        figures[f"{key} output"] = row.output_bytes / 2**20 if row and row.output_bytes else None
+    return figures
 
 
 def renderAgain(results_json: Path, out: Path) -> int:
@@ -231,7 +258,7 @@ def renderAgain(results_json: Path, out: Path) -> int:
     meta = data["meta"]
     args = argparse.Namespace(**meta["args"])
     results = [Result(**row) for row in data["results"]]
-    report.writeReport(out, results, data["sweeps"], meta["sizes"], args, meta["elapsed"])
+    report.writeReport(out, results, data["sweeps"], meta["sizes"], args, meta["elapsed"], meta.get("measured"))
     print(f"wrote {out} from {results_json}", flush=True)
     return 0
 
@@ -246,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=60.0,
                         help="stop repeating a figure once its runs take this long together (default 60)")
     parser.add_argument("--out", default=str(HERE / "results.md"), help="results markdown (plots go beside it)")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the rows of the earlier results.json that this run does not measure again")
     parser.add_argument("--render", metavar="RESULTS.json",
                         help="measure nothing: write the markdown and plots again from an earlier results.json")
     args = parser.parse_args(argv)
@@ -267,33 +296,72 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(args)
     started = time.perf_counter()
     print("preparing inputs in", cases.CACHE, flush=True)
+    measured = {}
     for name in selected:
-        if name in ("seg5", "seg100"):
-            runner.segCase(name, sizes[name])
-        elif name == "sr":
-            runner.srCase("sr", sizes["sr"])
-        elif name == "import":
-            runner.importCase("import", sizes["import"])
-        elif name == "real":
-            if not (cases.testdataFolder() / "ct" / "lidc-idri-0001").is_dir():
-                print("  real: shared test data not found, skipped", flush=True)
-                continue
-            runner.segCase("real", {"real": True})
-            runner.importCase("real", {"real": True})
-        elif name == "cli":
-            runner.helpCase()
-            runner.cliCase("cli-5", sizes["seg5"], 2 if quick else 10)
-            runner.cliCase("cli-100", sizes["seg100"], 2 if quick else 3)
-        elif name == "sweep":
-            if quick:
-                runner.sweep([1, 5], 20, [20, 40], 5)
-            else:
-                runner.sweep([1, 5, 20, 50, 100], 100, [50, 100, 200, 300], 20)
+        load_before, case_started = os.getloadavg()[0], datetime.datetime.now(datetime.UTC)
+        runCase(runner, name, sizes, quick)
+        measured[name] = {"date": case_started.strftime("%Y-%m-%d %H:%M UTC"), "ops": args.ops,
+                          "load": [round(load_before, 1), round(os.getloadavg()[0], 1)]}
     elapsed = time.perf_counter() - started
     out = Path(args.out)
-    report.writeReport(out, runner.results, runner.sweeps, sizes, args, elapsed)
+    results, sweeps = runner.results, runner.sweeps
+    if args.update:
+        results, sweeps, measured = mergeEarlier(out.with_suffix(".json"), selected, results, sweeps, measured)
+    report.writeReport(out, results, sweeps, sizes, args, elapsed, measured)
     print(f"wrote {out} in {elapsed:.0f} s", flush=True)
     return 0
+
+
+def runCase(runner: Runner, name: str, sizes: dict, quick: bool) -> None:
+    """Measure one case of ``--cases``."""
+    if name in ("seg5", "seg100"):
+        runner.segCase(name, sizes[name])
+    elif name == "sr":
+        runner.srCase("sr", sizes["sr"])
+    elif name == "import":
+        runner.importCase("import", sizes["import"])
+    elif name == "real":
+        if not (cases.testdataFolder() / "ct" / "lidc-idri-0001").is_dir():
+            print("  real: shared test data not found, skipped", flush=True)
+            return
+        runner.segCase("real", {"real": True})
+        runner.importCase("real", {"real": True}, series_load=False)
+    elif name == "cli":
+        runner.helpCase()
+        runner.cliCase("cli-5", sizes["seg5"], 2 if quick else 10)
+        runner.cliCase("cli-100", sizes["seg100"], 2 if quick else 3)
+    elif name == "sweep":
+        if quick:
+            runner.sweep([1, 5], 20, [20, 40], 5)
+        else:
+            runner.sweep([1, 10, 50, 200], 100, [50, 200, 500, 1000], 20)
+
+
+def mergeEarlier(results_json: Path, selected: list[str], results: list[Result], sweeps: dict,
+                 measured: dict) -> tuple[list[Result], dict, dict]:
+    """``--update``: this run's rows, and the earlier run's rows this run did not measure again."""
+    if not results_json.exists():
+        return results, sweeps, measured
+    earlier = json.loads(results_json.read_text())
+
+    def key(row: Result) -> tuple[str, str, str, str]:
+        return row.case, row.tool, row.operation, row.mode
+
+    again = {key(row) for row in results}
+    kept = [row for row in (Result(**fields) for fields in earlier["results"]) if key(row) not in again]
+    merged_sweeps = {axis: sweeps.get(axis) or earlier.get("sweeps", {}).get(axis, [])
+                     for axis in ("segments", "slices")}
+    when = earlier["meta"].get("measured") or {name: {"date": _generatedDate(results_json.with_suffix(".md"))}
+                                                for name in earlier["meta"]["args"]["cases"].split(",")}
+    return kept + results, merged_sweeps, {**when, **measured}
+
+
+def _generatedDate(results_md: Path) -> str:
+    """The date in the "Generated ..." line of an earlier results.md (runs before per-case dates were kept)."""
+    import re
+
+    found = re.search(r"Generated (\d{4}-\d\d-\d\d \d\d:\d\d)", results_md.read_text()) if results_md.exists() else None
+    return found.group(1) if found else "an earlier run"
 
 
 if __name__ == "__main__":

@@ -43,6 +43,8 @@ def main(spec: dict) -> dict:
     answer = {"times": times, "peak_rss_mb": peak, "status": "ok"}
     if isinstance(output, Path) and output.exists():
         answer["output_bytes"] = cases.fileSize(output)
+    elif isinstance(output, int):  # the bytes of an array loaded into memory
+        answer["output_bytes"] = output
     return answer
 
 
