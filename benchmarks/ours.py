@@ -80,14 +80,15 @@ def measurementTable(case: cases.LabelmapCase, volume, keys=SR_KEYS):
 
 
 def segExport(case: cases.LabelmapCase):
-    from QuantReportLib import seg
+    # The writer's names, not the package's lazy ones: importing the writer (and highdicom) is setup.
+    from QuantReportLib.seg.write import createSeg, writeSeg
 
     volume = _volume(case)
     segmentation = _segmentation(case, volume)
     out = cases.workFolder(case) / "quantreport-seg.dcm"
 
     def run() -> Path:
-        seg.writeSeg(seg.createSeg(volume, segmentation), out)
+        writeSeg(createSeg(volume, segmentation), out)
         return out
 
     return run
