@@ -286,8 +286,9 @@ def writeReport(out: Path, results: list[Result], sweeps: dict, sizes: dict, arg
     out.parent.mkdir(parents=True, exist_ok=True)
     hand_written = _handWrittenSections(out)
     update = " --update" if getattr(args, "update", False) else ""
+    generated = getattr(args, "generated", None) or datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     lines = ["# QuantReport benchmark results", "",
-             f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by "
+             f"Generated {generated} by "
              f"`python benchmarks/run.py{' --quick' if args.quick else ''}{update} --cases {args.cases} "
              f"--repeat {args.repeat}` in {elapsed:.0f} s.", "", *_measuredLine(measured),
              "**In-process** = warm: a fresh worker process per row imports and loads its inputs untimed, runs "
@@ -331,5 +332,6 @@ def writeReport(out: Path, results: list[Result], sweeps: dict, sizes: dict, arg
     (out.parent / (out.stem + ".json")).write_text(json.dumps(
         {"results": [r.toJson() for r in results], "sweeps": sweeps,
          "meta": {"sizes": sizes, "elapsed": elapsed, "measured": measured or {},
-                  "args": {key: getattr(args, key) for key in ("quick", "cases", "repeat", "max_seconds")}}},
+                  "args": {"generated": generated, "update": bool(getattr(args, "update", False)),
+                           **{key: getattr(args, key) for key in ("quick", "cases", "repeat", "max_seconds")}}}},
         indent=1))

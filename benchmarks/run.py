@@ -348,7 +348,9 @@ def mergeEarlier(results_json: Path, selected: list[str], results: list[Result],
         return row.case, row.tool, row.operation, row.mode
 
     again = {key(row) for row in results}
-    kept = [row for row in (Result(**fields) for fields in earlier["results"]) if key(row) not in again]
+    swept = any(sweeps.values())  # a new sweep replaces every point of the earlier one
+    kept = [row for row in (Result(**fields) for fields in earlier["results"])
+            if key(row) not in again and not (swept and row.case.startswith("sweep-"))]
     merged_sweeps = {axis: sweeps.get(axis) or earlier.get("sweeps", {}).get(axis, [])
                      for axis in ("segments", "slices")}
     when = earlier["meta"].get("measured") or {name: {"date": _generatedDate(results_json.with_suffix(".md"))}
