@@ -254,5 +254,24 @@ def batchCommand(case: cases.LabelmapCase, cases_count: int, work: Path) -> list
     return [*quantreportCommand(), "batch", str(jobs), "--workers", "1", "--quiet"]
 
 
+def distinctCopies(seg_path: Path, folder: Path, count: int) -> list[Path]:
+    """``count`` copies of a SEG, each with a SOP Instance UID of its own (made once).
+
+    ``load --labelmap-out-dir`` names each labelmap by its SEG's SOP Instance UID and refuses a second input
+    with the same one, so the copies that stand for the cases of a cohort must differ in it.
+    """
+    import pydicom
+
+    copies = [folder / f"instance{index}.dcm" for index in range(count)]
+    dataset = None
+    for index, copy in enumerate(copies):
+        if not copy.exists():
+            dataset = dataset or pydicom.dcmread(seg_path)
+            uid = pydicom.uid.generate_uid(entropy_srcs=[dataset.SOPInstanceUID, str(index)])
+            dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = uid
+            dataset.save_as(copy)
+    return copies
+
+
 def multiLoadCommand(seg_paths: list[Path], out_dir: Path) -> list[str]:
     return [*quantreportCommand(), "load", *map(str, seg_paths), "--labelmap-out-dir", str(out_dir)]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import shutil
 import sys
 import time
@@ -193,10 +192,7 @@ class Runner:
                      repeat=cases_count, note="itkimage2segimage + tid1500writer per case (SR measurements "
                                               "computed by QuantReport beforehand, not timed)")
         if ours.hasMultiLoad():
-            copies = [work / f"copy{i}.dcm" for i in range(cases_count)]
-            for copy in copies:
-                if not copy.exists():
-                    os.link(reference, copy)
+            copies = ours.distinctCopies(reference, work, cases_count)
             self.process(label, "QuantReport", "load-cli x files (one process)",
                          lambda i: ours.multiLoadCommand(copies, peers.freshFolder(work / "qr-multi")),
                          repeat=1, units=cases_count, note="one quantreport load for all files")
