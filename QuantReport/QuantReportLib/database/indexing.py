@@ -42,7 +42,7 @@ ProgressCallback = Callable[[int, int], Any]
 
 
 # The attributes ctkDICOMDatabasePrivate::insert and the displayed-field rules read, with their tags and
-# dictionary VRs (Testing/test_database.py checks them against pydicom's dictionary); nothing else is
+# dictionary VRs (Testing/test_header_scan.py checks them against pydicom's dictionary); nothing else is
 # parsed during import (pydicom ``specific_tags``), which keeps indexing fast.
 _INDEXED_ATTRIBUTES: dict[str, tuple[int, str]] = {
     "SpecificCharacterSet": (0x00080005, "CS"),

@@ -13,7 +13,7 @@ pydicom's dictionary tells a sequence from other data), any byte of a read value
 ASCII (character sets, escape sequences), a VR other than the dictionary's, an IS value that is not
 an integer, elements out of order, and every file the strict reader refuses or warns about (cut
 short, pixel data beyond the end, an image without pixel data, an empty dataset).
-Testing/test_database.py compares both readers over the shared test data, synthetic files in odd
+Testing/test_header_scan.py compares both readers over the shared test data, synthetic files in odd
 encodings and every truncation and many corruptions of real headers: equal values, or ``None``.
 
 Upstream limitation (pydicom 3.0): ``import pydicom`` costs about 0.25 s of CPU (its pixel decoder
