@@ -584,16 +584,21 @@ def test_write_of_a_read_seg_is_plain_pydicom(tmp_path):
 
 
 def test_segment_numbers_of_slices_match_the_labelmap():
-    """The labelmap handed to highdicom: the layer itself when its values are the
-    segment numbers 1..N, else a lookup that makes unused values background."""
+    """The labelmap handed to highdicom: the layer itself (a view of the occupied slices when they follow
+    one another) when its values are the segment numbers 1..N, else a lookup that makes unused values
+    background."""
+    from QuantReportLib.seg import write
+
     volume = _volume("ct", "dcmqi-24x38x3")
     labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
     labelmap[:, 5:20, 3:10] = 1
     labelmap[1:, 10:30, 12:20] = 2
     segments = (_segment(1, "A"), _segment(2, "B"))
     same = Segmentation.fromLabelmap(labelmap, volume.geometry, segments)
-    assert seg.write._segmentNumbersOfSlices(same, np.arange(3)) is labelmap
-    np.testing.assert_array_equal(seg.write._segmentNumbersOfSlices(same, np.array([0, 2])), labelmap[[0, 2]])
+    assert write._segmentNumbersOfSlices(same, np.arange(3)).base is labelmap  # a view, not a copy
+    assert write._segmentNumbersOfSlices(same, np.array([1, 2])).base is labelmap
+    np.testing.assert_array_equal(write._segmentNumbersOfSlices(same, np.array([1, 2])), labelmap[[1, 2]])
+    np.testing.assert_array_equal(write._segmentNumbersOfSlices(same, np.array([0, 2])), labelmap[[0, 2]])
     # A label value without segment, values that are not the segment numbers, a signed layer.
     unused = labelmap.copy()
     unused[2, 0:3, 0:3] = 7
@@ -601,7 +606,7 @@ def test_segment_numbers_of_slices_match_the_labelmap():
              (Segmentation(volume.geometry, segments, (labelmap * 3,), ((0, 3), (0, 6))), labelmap),
              (Segmentation(volume.geometry, segments, (labelmap.astype(np.int16),), ((0, 1), (0, 2))), labelmap)]
     for segmentation, expected in cases:
-        result = seg.write._segmentNumbersOfSlices(segmentation, np.array([1, 2]))
+        result = write._segmentNumbersOfSlices(segmentation, np.array([1, 2]))
         assert result.dtype == np.uint8
         np.testing.assert_array_equal(result, expected[[1, 2]])
 

@@ -257,8 +257,8 @@ def _segmentNumbersOfSlices(segmentation: Segmentation, slices: np.ndarray) -> n
     number of segments (:meth:`Segmentation.labelmap` compares the whole
     volume once per segment).  A single unsigned layer whose label values are
     the segment numbers 1..N (what Slicer and the NRRD readers produce) already
-    is that labelmap and is handed over as it is: no lookup, and no copy at all
-    when every slice is occupied.
+    is that labelmap and is handed over as it is: no lookup, and no copy when
+    the occupied slices follow one another (a view of them).
     """
     numbers = sorted(segment.number for segment in segmentation.segments)
     layer_indices = {index for index, _ in segmentation.placement}
@@ -267,7 +267,8 @@ def _segmentNumbersOfSlices(segmentation: Segmentation, slices: np.ndarray) -> n
                     for segment, (_, value) in zip(segmentation.segments, segmentation.placement, strict=True))):
         layer = segmentation.layers[layer_indices.pop()]
         if layer.dtype in (np.uint8, np.uint16):
-            part = layer if len(slices) == layer.shape[0] else layer[slices]
+            contiguous = int(slices[-1]) - int(slices[0]) + 1 == len(slices)
+            part = layer[int(slices[0]):int(slices[-1]) + 1] if contiguous else layer[slices]
             # A value no segment uses would have to become background (0).
             if int(part.max(initial=0)) <= numbers[-1]:
                 return part
