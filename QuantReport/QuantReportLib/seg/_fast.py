@@ -64,9 +64,13 @@ def memoizeIodAttributeLookups() -> None:
     the scan refuses (an unknown SOP class: ``KeyError``) are not memoized
     and raise as before.  The memo goes when highdicom caches the lookup
     (``functools.lru_cache`` on ``is_attribute_in_iod``, or a keyword set per IOD).
-    Idempotent; installed by :func:`~QuantReportLib.seg.write.createSeg`.
+    Idempotent; installed by :func:`~QuantReportLib.seg.write.createSeg`.  Nothing to do with
+    highdicom 0.27 (Slicer 5.12's), which has its lookups elsewhere (``_module_utils``).
     """
-    from highdicom import _standard_utils
+    try:
+        from highdicom import _standard_utils
+    except ImportError:  # highdicom < 0.28
+        return
 
     scan = _standard_utils.is_attribute_in_iod
     if hasattr(scan, "__wrapped__"):
@@ -100,11 +104,15 @@ def compactModuleAttributeMap() -> None:
     the loader are given this one.  Nothing changes when highdicom has
     loaded its table already (no second copy).  Goes when highdicom stores
     the table compactly (interned keywords, or one keyword set per IOD).
-    Idempotent; installed by :func:`~QuantReportLib.seg.write.createSeg`.
+    Idempotent; installed by :func:`~QuantReportLib.seg.write.createSeg`.  Nothing to do with
+    highdicom 0.27 (Slicer 5.12's), whose table is a Python module (``_modules``), not JSON.
     """
     import sys
 
-    from highdicom import _standard_utils
+    try:
+        from highdicom import _standard_utils
+    except ImportError:  # highdicom < 0.28
+        return
 
     highdicoms = _standard_utils.get_module_attribute_map
     if highdicoms.__module__ == __name__ or highdicoms.cache_info().currsize:
