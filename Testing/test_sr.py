@@ -446,7 +446,7 @@ def test_written_nested_items_skip_no_correction(volume: Volume, seg_dataset: py
                     unmark(element.value)
 
     unmark(unmarked.ContentSequence)
-    assert len(seen) > 1000
+    assert len(seen) > 300  # the groups and the library entries (their rows shared where the images agree)
     assert _written(dataset) == _written(unmarked)
     implicit = copy.deepcopy(dataset)
     implicit.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
@@ -668,7 +668,8 @@ def test_memoized_iod_lookups_construct_the_plain_image_library(monkeypatch, vol
                                                                seg_dataset: pydicom.Dataset,
                                                                table: MeasurementTable, charset) -> None:
     """Every TID 1602 library entry asks highdicom's IOD lookup; with the memo
-    (seg._fast.memoizeIodAttributeLookups) the SR is element for element, and byte for byte, the plain one."""
+    (seg._fast.memoizeIodAttributeLookups) and the entries derived from one another (sr._fast.imageLibrary)
+    the SR is element for element, and byte for byte, the plain one."""
     from highdicom import _standard_utils
     from QuantReportLib.sr import write
 
@@ -682,6 +683,7 @@ def test_memoized_iod_lookups_construct_the_plain_image_library(monkeypatch, vol
     memoized = _standard_utils.is_attribute_in_iod
     with monkeypatch.context() as plain:
         plain.setattr(write, "memoizeIodAttributeLookups", lambda: None)
+        plain.setattr(write, "imageLibrary", lambda headers: list(hd.sr.ImageLibrary(headers)))
         scans = []
         plain.setattr(_standard_utils, "is_attribute_in_iod",
                       lambda *args, **kwargs: scans.append(args) or memoized.__wrapped__(*args, **kwargs))
@@ -697,6 +699,82 @@ def test_memoized_iod_lookups_construct_the_plain_image_library(monkeypatch, vol
             element.value = plainElement.value
     assert _elementLines(dataset) == _elementLines(expected)
     assert _written(dataset) == _written(expected)
+
+
+def _varied(headers: tuple[pydicom.Dataset, ...], variant: str) -> list[pydicom.Dataset]:
+    """Copies of a series' headers whose per-image attributes differ as ``variant`` says."""
+    varied = [copy.deepcopy(header) for header in headers]
+    if variant == "pixel spacing":
+        for header in varied[10:20]:
+            header.PixelSpacing = [0.8, 0.75]
+        varied[5].PixelSpacing = [f"{value}0" for value in varied[5].PixelSpacing]  # same number, other text
+        varied[6].Rows = 256
+    elif variant == "orientation":
+        for header in varied[1::7]:
+            header.ImageOrientationPatient = [0.9961947, 0.0871557, 0, -0.0871557, 0.9961947, 0]
+        varied[8].ImagePositionPatient = [1, 2.5, "-3.250"]
+    elif variant == "thickness and spacing":
+        for header in varied[::2]:
+            header.SpacingBetweenSlices = 2.5
+        varied[3].SliceThickness = 2
+    elif variant == "a thickness missing":
+        del varied[4].SliceThickness  # highdicom's entry needs it: the plain error, from the same image
+    elif variant == "frames of reference":
+        for header in varied[25:]:
+            header.FrameOfReferenceUID = "1.2.826.0.1.3680043.8.498.2002"
+        del varied[40].FrameOfReferenceUID
+        del varied[0].FrameOfReferenceUID
+    elif variant == "MR and projection images":
+        varied[3].SOPClassUID, varied[3].Modality = pydicom.uid.MRImageStorage, "MR"
+        for header in varied[20:23]:
+            header.SOPClassUID, header.Modality = "1.2.840.10008.5.1.4.1.1.1.1", "DX"
+            header.PatientOrientation = ["L", "F"]
+            header.ImagerPixelSpacing = [0.139, 0.139 + float(header.InstanceNumber) / 1000]
+    elif variant == "multi-frame":
+        enhanced = pydicom.dcmread(dataFile("multiframe", "eCT_Supplemental.dcm"), stop_before_pixels=True)
+        varied[30:30] = [enhanced]
+    return varied
+
+
+@pytest.mark.parametrize("variant", ["as-read", "pixel spacing", "orientation", "thickness and spacing",
+                                     "a thickness missing", "frames of reference", "MR and projection images",
+                                     "multi-frame"])
+def test_derived_image_library_entries_are_highdicoms(monkeypatch, volume: Volume,
+                                                       variant: str) -> None:
+    """sr._fast.imageLibrary derives each TID 1602 entry from the one highdicom made of the first image of its
+    shape: the library is highdicom's ImageLibrary element for element and in the bytes written, for images
+    that differ in pixel spacing, rows, orientation, position text, thickness, spacing between slices, frame of
+    reference, SOP class; where highdicom raises (an attribute missing, a multi-frame image) it raises the same."""
+    headers = _varied(volume.headers, variant)
+    built = []
+    entry_class = hd.sr.templates.ImageLibraryEntryDescriptors
+    monkeypatch.setattr(hd.sr.templates, "ImageLibraryEntryDescriptors",
+                        lambda image, *args: built.append(image) or entry_class(image, *args))
+    try:
+        expected = list(hd.sr.ImageLibrary(headers))
+    except (AttributeError, ValueError, TypeError) as error:
+        with pytest.raises(type(error)) as raised:
+            sr._fast.imageLibrary(headers)
+        assert str(raised.value) == str(error)
+        assert variant in ("a thickness missing", "multi-frame")
+        return
+    plain_count = len(built)
+    del built[:]
+    library = sr._fast.imageLibrary(headers)
+    assert plain_count == len(headers) and len(built) < len(headers) / 2  # the derivation was taken
+
+    def document(items: list[pydicom.Dataset]) -> pydicom.Dataset:
+        dataset = pydicom.Dataset()
+        dataset.SOPClassUID, dataset.SOPInstanceUID = pydicom.uid.Comprehensive3DSRStorage, "1.2.3"
+        dataset.ContentSequence = items
+        dataset.file_meta = pydicom.dataset.FileMetaDataset()
+        dataset.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        return dataset
+
+    assert _elementLines(document(library)) == _elementLines(document(expected))
+    assert _written(document(library)) == _written(document(expected))
+    groups = library[0].ContentSequence
+    assert sum(len(group.ContentSequence) for group in groups) >= len(headers)
 
 
 def test_axes_are_written_with_their_lines_and_both_readers_read_them(tmp_path: Path, monkeypatch, volume: Volume,

@@ -11,13 +11,14 @@ lifts a limitation, the function goes and its caller makes the plain call.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import highdicom as hd
 import pydicom
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sr.codedict import codes
 from pydicom.tag import BaseTag
 from pydicom.valuerep import AMBIGUOUS_VR
 
@@ -68,6 +69,131 @@ def srDocument(report: hd.sr.MeasurementReport, **attributes) -> Dataset:
     dataset.add(root["ContentSequence"])
     _markEncoded(root.ContentSequence)
     return dataset
+
+
+# TID 1602/1604 rows (PS3.16) and the header value each one states: (keyword, index in a multi-valued attribute).
+_ENTRY_ROW_SOURCES: dict[str, tuple[str, int | None]] = {
+    codes.DCM.FrameOfReferenceUID.value: ("FrameOfReferenceUID", None),
+    codes.DCM.PixelDataRows.value: ("Rows", None),
+    codes.DCM.PixelDataColumns.value: ("Columns", None),
+    codes.DCM.HorizontalPixelSpacing.value: ("PixelSpacing", 1),
+    codes.DCM.VerticalPixelSpacing.value: ("PixelSpacing", 0),
+    codes.DCM.SliceThickness.value: ("SliceThickness", None),
+    codes.DCM.SpacingBetweenSlices.value: ("SpacingBetweenSlices", None),
+    **{getattr(codes.DCM, f"ImagePositionPatient{axis}").value: ("ImagePositionPatient", index)
+       for index, axis in enumerate("XYZ")},
+    **{getattr(codes.DCM, f"ImageOrientationPatient{axis}").value: ("ImageOrientationPatient", index)
+       for index, axis in enumerate(("RowX", "RowY", "RowZ", "ColumnX", "ColumnY", "ColumnZ"))},
+}
+# The attributes highdicom's entry of a cross-sectional image reads besides those: equal in images of one shape.
+_ENTRY_SHAPE_KEYWORDS = ("SOPClassUID", "Modality")
+_CROSS_SECTIONAL = ("CT", "MR", "PT")  # highdicom ImageLibraryEntryDescriptors._is_cross_sectional
+
+
+def imageLibrary(headers: Sequence[Dataset]) -> list[Dataset]:
+    """The content items of ``highdicom.sr.ImageLibrary(headers)`` (TID 1600), element for element.
+
+    highdicom builds each TID 1602 entry from scratch: 17 content items per
+    CT image, each a dataset made with value checks (about 7 ms per entry,
+    ``ImageLibraryEntryDescriptors``), though the images of a series differ
+    in a few values (the SOP Instance UID, the image position).  TID 1600
+    would also let the descriptors the images share be stated once at the
+    Image Library Group level; highdicom writes them in every entry.  Until
+    highdicom derives entries from one another (or writes shared group
+    descriptors), entries are made here as follows.
+
+    highdicom makes the library of the first image of each group (its
+    modality and frame of reference, as ``ImageLibrary`` groups), and the
+    entry of the first image of each shape (SOP class, modality, which
+    attributes are present).  Every other image of a cross-sectional shape
+    (CT, MR, PET: TID 1604) gets a copy of its shape's entry in which each
+    row stating a value the image does not share (by type and text) is made
+    again by highdicom's content item class, from the row's own concept and
+    unit; the rows it shares are the same item objects, as the code
+    sequences of :class:`~.content.Concepts` are.  A shape with a row of
+    another kind (a projection image, TID 1603) has every entry built by
+    highdicom.  The Testing/test_sr.py tests hold this to highdicom's plain
+    library, element for element and in the bytes written.
+    """
+    templates: dict[tuple, tuple[Dataset, Dataset, bool]] = {}  # shape -> (header, its entry, derivable)
+    groups: dict[tuple, list[Dataset]] = {}  # as ImageLibrary groups: (modality, frame of reference) -> entries
+    modalities: dict[str, Any] = {}  # highdicom's coded modality of each SOP class
+    for header in headers:
+        shape = (*(header.get(keyword) for keyword in _ENTRY_SHAPE_KEYWORDS),
+                 *(keyword in header for keyword, _ in _ENTRY_ROW_SOURCES.values()))
+        template = templates.get(shape)
+        if template is None or not template[2]:
+            entry = _plainEntry(header)
+            if template is None:
+                derivable = str(header.get("Modality", "")) in _CROSS_SECTIONAL and all(
+                    _rowCode(row) in _ENTRY_ROW_SOURCES or _rowCode(row) == codes.DCM.Modality.value
+                    for row in entry.ContentSequence)
+                templates[shape] = (header, entry, derivable)
+        else:
+            entry = _derivedEntry(header, *template[:2])
+        if header.SOPClassUID not in modalities:
+            modalities[header.SOPClassUID] = hd.sr.templates._get_coded_modality(header.SOPClassUID)
+        modality = modalities[header.SOPClassUID]
+        key = (modality, header.FrameOfReferenceUID) if "FrameOfReferenceUID" in header else (modality,)
+        groups.setdefault(key, []).append(entry)
+    library = hd.sr.ImageLibrary([_entryHeader(entries[0], headers) for entries in groups.values()])
+    for group, entries in zip(library[0].ContentSequence, groups.values(), strict=True):
+        del group.ContentSequence[-1]  # the entry highdicom made again for the group
+        group.ContentSequence.extend(entries)
+    return list(library)
+
+
+def _plainEntry(header: Dataset) -> Dataset:
+    """highdicom's Image Library entry (TID 1601 IMAGE item with its TID 1602 descriptors) of one image."""
+    group = hd.sr.ImageLibrary([header])[0].ContentSequence[0]
+    return group.ContentSequence[-1]
+
+
+def _entryHeader(entry: Dataset, headers: Sequence[Dataset]) -> Dataset:
+    uid = entry.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
+    return next(header for header in headers if header.SOPInstanceUID == uid)
+
+
+def _rowCode(row: Dataset) -> str:
+    return str(row.ConceptNameCodeSequence[0].CodeValue)
+
+
+def _sourceValue(header: Dataset, row: Dataset) -> Any:
+    keyword, index = _ENTRY_ROW_SOURCES[_rowCode(row)]
+    value = header.get(keyword)
+    return value if index is None else value[index]
+
+
+def _valueKey(value: Any) -> tuple:
+    """What a row's encoding depends on: highdicom's DS(value, auto_format=True) and FD of a float."""
+    return type(value), str(value), value
+
+
+def _derivedEntry(header: Dataset, template_header: Dataset, template: Dataset) -> Dataset:
+    """The entry highdicom would make of ``header``, from the entry it made of ``template_header`` (same shape)."""
+    rows = []
+    for row in template.ContentSequence:
+        if _rowCode(row) not in _ENTRY_ROW_SOURCES:
+            rows.append(row)  # Modality: from the SOP class, the same in one shape
+            continue
+        value = _sourceValue(header, row)
+        if _valueKey(value) == _valueKey(_sourceValue(template_header, row)):
+            rows.append(row)
+        elif row.ValueType == "UIDREF":
+            rows.append(hd.sr.UIDRefContentItem(name=row.ConceptNameCodeSequence[0], value=value,
+                                                relationship_type=row.RelationshipType))
+        else:
+            rows.append(hd.sr.NumContentItem(name=row.ConceptNameCodeSequence[0], value=value,
+                                             unit=row.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0],
+                                             relationship_type=row.RelationshipType))
+    entry = hd.sr.ImageContentItem(name=template.ConceptNameCodeSequence[0],
+                                   referenced_sop_instance_uid=header.SOPInstanceUID,
+                                   referenced_sop_class_uid=header.SOPClassUID,
+                                   relationship_type=template.RelationshipType)
+    # A pydicom sequence of the rows: highdicom's ContentSequence would index the rows by concept again
+    # (hashing each CodedConcept), for lookups the SR written never makes; the elements are the same.
+    Dataset.__setattr__(entry, "ContentSequence", rows)
+    return cast(Dataset, entry)
 
 
 def _markEncoded(items: Sequence[Dataset]) -> None:

@@ -73,7 +73,7 @@ from ..model import (
     Volume,
 )
 from ..seg._fast import memoizeIodAttributeLookups
-from ._fast import sharedSequencesEncodedOnce, srDocument
+from ._fast import imageLibrary, sharedSequencesEncodedOnce, srDocument
 from .companions import checkCompanionSegmentation, companionGroups, libraryHeaders
 from .content import Concepts, findingSite
 
@@ -216,14 +216,18 @@ def createSr(
             groups += companions
             if library is None:
                 library = libraryHeaders(volume, slices)
-        memoizeIodAttributeLookups()  # each library entry asks highdicom's IOD lookup (TID 1602)
+        memoizeIodAttributeLookups()  # each library entry highdicom builds asks its IOD lookup (TID 1602)
         report = hd.sr.MeasurementReport(
             observation_context=_observationContext(observer_name, device_observer_uid),
             procedure_reported=concepts(procedure_reported),
             imaging_measurements=groups,
             language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(concepts(language)),
-            referenced_images=library,
         )
+        if library:
+            # Where highdicom puts the library it makes of referenced_images: before the Imaging Measurements.
+            content = report[0].ContentSequence
+            for item in imageLibrary(library):
+                content.insert(len(content) - 1, item)
         # The SEG comes first: the SR takes patient and study from the first evidence instance,
         # and the SEG always has them (the image evidence may be minimal, see _imageEvidence);
         # the written evidence lists the image series first (imageSeriesFirst).
