@@ -10,8 +10,9 @@ lifts a limitation, the function goes and its caller makes the plain call.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import highdicom as hd
 import pydicom
@@ -106,31 +107,29 @@ def imageLibrary(headers: Sequence[Dataset]) -> list[Dataset]:
     modality and frame of reference, as ``ImageLibrary`` groups), and the
     entry of the first image of each shape (SOP class, modality, which
     attributes are present).  Every other image of a cross-sectional shape
-    (CT, MR, PET: TID 1604) gets a copy of its shape's entry in which each
-    row stating a value the image does not share (by type and text) is made
-    again by highdicom's content item class, from the row's own concept and
-    unit; the rows it shares are the same item objects, as the code
-    sequences of :class:`~.content.Concepts` are.  A shape with a row of
-    another kind (a projection image, TID 1603) has every entry built by
-    highdicom.  The Testing/test_sr.py tests hold this to highdicom's plain
-    library, element for element and in the bytes written.
+    (CT, MR, PET: TID 1604) gets a copy of its shape's entry with its own
+    Referenced SOP Instance UID, in which each row stating a value the image
+    does not share (by type and text) is made again by highdicom's content
+    item class, from the row's own concept and unit; the rows it shares are
+    the same item objects, as the code sequences of :class:`~.content.Concepts`
+    are.  A shape with a row of another kind (a projection image, TID 1603)
+    has every entry built by highdicom.  The Testing/test_sr.py tests hold
+    this to highdicom's plain library, element for element and in the bytes
+    written.
     """
-    templates: dict[tuple, tuple[Dataset, Dataset, bool]] = {}  # shape -> (header, its entry, derivable)
+    templates: dict[tuple, _EntryTemplate | None] = {}  # by shape; None: every entry built by highdicom
     groups: dict[tuple, list[Dataset]] = {}  # as ImageLibrary groups: (modality, frame of reference) -> entries
     modalities: dict[str, Any] = {}  # highdicom's coded modality of each SOP class
     for header in headers:
         shape = (*(header.get(keyword) for keyword in _ENTRY_SHAPE_KEYWORDS),
                  *(keyword in header for keyword, _ in _ENTRY_ROW_SOURCES.values()))
         template = templates.get(shape)
-        if template is None or not template[2]:
+        if template is None:
             entry = _plainEntry(header)
-            if template is None:
-                derivable = str(header.get("Modality", "")) in _CROSS_SECTIONAL and all(
-                    _rowCode(row) in _ENTRY_ROW_SOURCES or _rowCode(row) == codes.DCM.Modality.value
-                    for row in entry.ContentSequence)
-                templates[shape] = (header, entry, derivable)
+            if shape not in templates:
+                templates[shape] = _EntryTemplate.of(header, entry)
         else:
-            entry = _derivedEntry(header, *template[:2])
+            entry = template.entryOf(header)
         if header.SOPClassUID not in modalities:
             modalities[header.SOPClassUID] = hd.sr.templates._get_coded_modality(header.SOPClassUID)
         modality = modalities[header.SOPClassUID]
@@ -138,8 +137,9 @@ def imageLibrary(headers: Sequence[Dataset]) -> list[Dataset]:
         groups.setdefault(key, []).append(entry)
     library = hd.sr.ImageLibrary([_entryHeader(entries[0], headers) for entries in groups.values()])
     for group, entries in zip(library[0].ContentSequence, groups.values(), strict=True):
-        del group.ContentSequence[-1]  # the entry highdicom made again for the group
-        group.ContentSequence.extend(entries)
+        # The group's Frame of Reference row, then its entries (in place of the one highdicom made again),
+        # in a pydicom sequence: the derived entries are datasets, not highdicom content items.
+        Dataset.__setattr__(group, "ContentSequence", [*group.ContentSequence[:-1], *entries])
     return list(library)
 
 
@@ -154,46 +154,72 @@ def _entryHeader(entry: Dataset, headers: Sequence[Dataset]) -> Dataset:
     return next(header for header in headers if header.SOPInstanceUID == uid)
 
 
-def _rowCode(row: Dataset) -> str:
-    return str(row.ConceptNameCodeSequence[0].CodeValue)
-
-
-def _sourceValue(header: Dataset, row: Dataset) -> Any:
-    keyword, index = _ENTRY_ROW_SOURCES[_rowCode(row)]
-    value = header.get(keyword)
-    return value if index is None else value[index]
-
-
 def _valueKey(value: Any) -> tuple:
     """What a row's encoding depends on: highdicom's DS(value, auto_format=True) and FD of a float."""
     return type(value), str(value), value
 
 
-def _derivedEntry(header: Dataset, template_header: Dataset, template: Dataset) -> Dataset:
-    """The entry highdicom would make of ``header``, from the entry it made of ``template_header`` (same shape)."""
-    rows = []
-    for row in template.ContentSequence:
-        if _rowCode(row) not in _ENTRY_ROW_SOURCES:
-            rows.append(row)  # Modality: from the SOP class, the same in one shape
-            continue
-        value = _sourceValue(header, row)
-        if _valueKey(value) == _valueKey(_sourceValue(template_header, row)):
-            rows.append(row)
-        elif row.ValueType == "UIDREF":
-            rows.append(hd.sr.UIDRefContentItem(name=row.ConceptNameCodeSequence[0], value=value,
-                                                relationship_type=row.RelationshipType))
-        else:
-            rows.append(hd.sr.NumContentItem(name=row.ConceptNameCodeSequence[0], value=value,
-                                             unit=row.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0],
-                                             relationship_type=row.RelationshipType))
-    entry = hd.sr.ImageContentItem(name=template.ConceptNameCodeSequence[0],
-                                   referenced_sop_instance_uid=header.SOPInstanceUID,
-                                   referenced_sop_class_uid=header.SOPClassUID,
-                                   relationship_type=template.RelationshipType)
-    # A pydicom sequence of the rows: highdicom's ContentSequence would index the rows by concept again
-    # (hashing each CodedConcept), for lookups the SR written never makes; the elements are the same.
-    Dataset.__setattr__(entry, "ContentSequence", rows)
-    return cast(Dataset, entry)
+def _sourceValue(header: Dataset, source: tuple[str, int | None]) -> Any:
+    keyword, index = source
+    value = header.get(keyword)
+    return value if index is None else value[index]
+
+
+@dataclasses.dataclass(frozen=True)
+class _EntryTemplate:
+    """highdicom's entry of the first image of a shape, and what each of its rows states."""
+
+    entry: Dataset
+    rows: tuple[tuple[Dataset, tuple[str, int | None] | None, tuple | None], ...]  # row, source, value key
+
+    @classmethod
+    def of(cls, header: Dataset, entry: Dataset) -> _EntryTemplate | None:
+        """The template of ``header``'s shape, ``None`` unless every row is one :func:`entryOf` derives."""
+        if str(header.get("Modality", "")) not in _CROSS_SECTIONAL:
+            return None
+        rows = []
+        for row in entry.ContentSequence:
+            code = str(row.ConceptNameCodeSequence[0].CodeValue)
+            source = _ENTRY_ROW_SOURCES.get(code)
+            if source is None and code != codes.DCM.Modality.value:  # Modality: of the SOP class, the shape's
+                return None
+            rows.append((row, source, None if source is None else _valueKey(_sourceValue(header, source))))
+        return cls(entry, tuple(rows))
+
+    def entryOf(self, header: Dataset) -> Dataset:
+        """The entry highdicom would make of ``header``, an image of this shape."""
+        rows = []
+        for row, source, key in self.rows:
+            if source is None:
+                rows.append(row)
+                continue
+            value = _sourceValue(header, source)
+            if _valueKey(value) == key:
+                rows.append(row)
+            elif row.ValueType == "UIDREF":
+                rows.append(hd.sr.UIDRefContentItem(name=row.ConceptNameCodeSequence[0], value=value,
+                                                    relationship_type=row.RelationshipType))
+            else:
+                rows.append(hd.sr.NumContentItem(name=row.ConceptNameCodeSequence[0], value=value,
+                                                 unit=row.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0],
+                                                 relationship_type=row.RelationshipType))
+        # A copy of the IMAGE item (highdicom.sr.ImageContentItem: Referenced SOP Class and Instance UID
+        # as text); the rows in a pydicom sequence, which highdicom's ContentSequence would index by concept
+        # again (hashing each CodedConcept) for lookups the SR written never makes.
+        entry = Dataset()
+        for element in self.entry:
+            if element.tag == _REFERENCED_SOP_SEQUENCE:
+                reference = Dataset()
+                for referenced in element.value[0]:
+                    reference.add(DataElement(referenced.tag, referenced.VR, referenced.value))
+                reference.ReferencedSOPInstanceUID = str(header.SOPInstanceUID)
+                entry.add(DataElement(element.tag, "SQ", [reference]))
+            elif element.tag == CONTENT_SEQUENCE:
+                entry.add(DataElement(element.tag, "SQ", rows))
+            else:
+                entry.add(DataElement(element.tag, element.VR,
+                                      list(element.value) if element.VR == "SQ" else element.value))
+        return entry
 
 
 def _markEncoded(items: Sequence[Dataset]) -> None:
@@ -209,17 +235,25 @@ def _markEncoded(items: Sequence[Dataset]) -> None:
     another walk.  The items hold no raw elements (highdicom made them), and
     written in another transfer syntax they are corrected as before.
     """
-    for item in items:
-        item.set_original_encoding(False, True, pydicom.charset.default_encoding)
-        for element in item.elements():
-            if isinstance(element, DataElement) and element.VR == "SQ":  # highdicom's items hold no raw element
-                _markEncoded(sequenceItems(element))
+    marked: set[int] = set()  # ids of items marked: an item shared by many parents is walked once
+
+    def mark(items: Sequence[Dataset]) -> None:
+        for item in items:
+            if id(item) in marked:
+                continue
+            marked.add(id(item))
+            item.set_original_encoding(False, True, pydicom.charset.default_encoding)
+            for element in item.elements():
+                if isinstance(element, DataElement) and element.VR == "SQ":  # highdicom's items hold no raw one
+                    mark(sequenceItems(element))
+
+    mark(items)
 
 
 def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
-    """A view of ``dataset`` that pydicom writes to the same bytes, with each sequence of code-like
-    items (items without nested sequences) that occurs more than once encoded once; ``None`` if not
-    applicable.
+    """A view of ``dataset`` that pydicom writes to the same bytes, with each sequence that occurs more
+    than once (codes, measured values, the rows image library entries share) encoded once; ``None`` if
+    not applicable.
 
     Two occurrences are the same when they hold the same item objects, which
     encode to the same bytes in the same file.  The encoded sequences are raw
@@ -236,56 +270,62 @@ def sharedSequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
     occurrences: dict[tuple, int] = {}
 
     def writable(item: Dataset) -> bool:
-        """Count the leaf sequences below ``item``; False if the tree must be written as it is."""
+        """Count the sequences below ``item``; False if the tree must be written as it is."""
         if item is not dataset and _SPECIFIC_CHARACTER_SET in item:
             return False
         for element in item.elements():
             if isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
                 return False
             if element.VR == "SQ":
-                key = keys[id(element)] = _leafSequenceKey(element)
+                seen = id(element) in keys  # the same element again (a shared item): its tree is writable
+                key = keys[id(element)] if seen else keys.setdefault(id(element), _sequenceKey(element))
                 if key is not None:
                     occurrences[key] = occurrences.get(key, 0) + 1
-                if not all(writable(child) for child in sequenceItems(element)):
+                if not seen and not all(writable(child) for child in sequenceItems(element)):
                     return False
         return True
 
     if not writable(dataset):
         return None
     encoded: dict[tuple, RawDataElement] = {}
+    views: dict[int, Dataset] = {}  # by id of the item: an item shared by many parents is viewed once
     character_sets = itemCharacterSets(dataset)
 
     def viewOf(item: Dataset) -> Dataset:
         """``item`` itself when nothing below it is shared, else a copy holding the encoded sequences."""
+        if id(item) in views:
+            return views[id(item)]
         elements: dict[BaseTag, DataElement | RawDataElement] = {}
         changed = False
         for tag, element in item.items():
             if isinstance(element, DataElement) and element.VR == "SQ":  # writable: no raw element is left
                 key = keys[id(element)]
-                if key is None:
+                if key is None or occurrences[key] == 1:
                     children = [viewOf(child) for child in sequenceItems(element)]
                     if any(view is not child for view, child in zip(children, sequenceItems(element), strict=True)):
                         element = DataElement(tag, "SQ", children, is_undefined_length=element.is_undefined_length)
                         changed = True
-                elif occurrences[key] > 1:
+                else:
                     if key not in encoded:
                         encoded[key] = encodedSequence(element, encoding, character_sets)
                     element = encoded[key]
                     changed = True
             elements[tag] = element
         if not changed and item is not dataset:
-            return item
-        view = Dataset(elements)
-        view.set_original_encoding(*encoding, pydicom.charset.default_encoding)
+            view = item
+        else:
+            view = Dataset(elements)
+            view.set_original_encoding(*encoding, pydicom.charset.default_encoding)
+        views[id(item)] = view
         return view
 
     return declareEncoded(viewOf(dataset), dataset, encoding)
 
 
-def _leafSequenceKey(element: DataElement) -> tuple | None:
-    """Identity of a sequence whose items hold no sequences (codes, measured values), else ``None``."""
+def _sequenceKey(element: DataElement) -> tuple | None:
+    """Identity of a non-empty sequence: its tag, length encoding and item objects (``None`` when empty)."""
     items = sequenceItems(element)
-    if not items or any(nested.VR == "SQ" for item in items for nested in item.elements()):
+    if not items:
         return None
     return element.tag, element.is_undefined_length, tuple(id(item) for item in items)
 
