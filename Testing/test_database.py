@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -547,6 +548,31 @@ def test_progress_bar_and_result_json(tmp_path, capsys):
     assert result.toJson() == {"indexed": 3, "unchanged": 0, "skipped": [], "duplicates": 0}
 
 
+def test_an_import_beside_another_thread_reads_in_its_own_process(tmp_path, monkeypatch):
+    """A fork copies no thread, nor the locks it holds: with another thread running (the Slicer application, a
+    library's executor) the headers are read in this process, and the import is the same."""
+    from QuantReportLib import processes
+    from QuantReportLib.database import indexing as databaseModule
+
+    for path in _writeSeries(tmp_path / "in", databaseModule._PARALLEL_MIN_FILES + 4):
+        dataset = pydicom.dcmread(path)  # a Latin-1 name: read by pydicom, not by the import's scanner
+        dataset.SpecificCharacterSet, dataset.PatientName = "ISO_IR 100", "Müller^Jörg"
+        dataset.save_as(path)
+    pools = []
+    monkeypatch.setattr(processes, "workerPool", lambda workers, pool=processes.workerPool: pools.append(workers)
+                        or pool(workers))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, name="another thread")
+    other.start()
+    try:
+        with EmbeddedDicomDatabase(tmp_path / "db") as database:
+            result = database.importPaths([tmp_path / "in"], workers=2)
+    finally:
+        stop.set()
+        other.join()
+    assert pools == [] and result.indexed == databaseModule._PARALLEL_MIN_FILES + 4
+
+
 def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_path, lidc_dir, monkeypatch):
     """Above the parallel threshold: same rows, same skipped reasons, same duplicates, progress for every file."""
     from QuantReportLib import processes
@@ -560,6 +586,10 @@ def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_pa
     pools = []
     monkeypatch.setattr(processes, "workerPool", lambda workers, pool=processes.workerPool: pools.append(workers)
                         or pool(workers))
+    # The import forks only while its process runs no other thread; earlier tests of this pytest process leave
+    # idle library threads behind (distributed's module-level offload executor), which must not turn this
+    # comparison into serial against serial.
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
     lidc = sorted(lidc_dir.glob("*.dcm"))[:2]
     for path in lidc:
         shutil.copy(path, folder / path.name)
