@@ -548,19 +548,31 @@ def test_progress_bar_and_result_json(tmp_path, capsys):
     assert result.toJson() == {"indexed": 3, "unchanged": 0, "skipped": [], "duplicates": 0}
 
 
+def _seriesForPydicom(folder: Path, count: int) -> None:
+    """``count`` CT files with a Latin-1 patient name: the import's scanner leaves them to pydicom (workers)."""
+    for path in _writeSeries(folder, count):
+        dataset = pydicom.dcmread(path)
+        dataset.SpecificCharacterSet, dataset.PatientName = "ISO_IR 100", "Müller^Jörg"
+        dataset.save_as(path)
+
+
+def _countedPools(monkeypatch) -> list[int]:
+    """The worker counts of the header-reading pools an import starts from now on (the pools still run)."""
+    from QuantReportLib import processes
+
+    pools: list[int] = []
+    monkeypatch.setattr(processes, "workerPool", lambda workers, pool=processes.workerPool: pools.append(workers)
+                        or pool(workers))
+    return pools
+
+
 def test_an_import_beside_another_thread_reads_in_its_own_process(tmp_path, monkeypatch):
     """A fork copies no thread, nor the locks it holds: with another thread running (the Slicer application, a
     library's executor) the headers are read in this process, and the import is the same."""
-    from QuantReportLib import processes
     from QuantReportLib.database import indexing as databaseModule
 
-    for path in _writeSeries(tmp_path / "in", databaseModule._PARALLEL_MIN_FILES + 4):
-        dataset = pydicom.dcmread(path)  # a Latin-1 name: read by pydicom, not by the import's scanner
-        dataset.SpecificCharacterSet, dataset.PatientName = "ISO_IR 100", "Müller^Jörg"
-        dataset.save_as(path)
-    pools = []
-    monkeypatch.setattr(processes, "workerPool", lambda workers, pool=processes.workerPool: pools.append(workers)
-                        or pool(workers))
+    _seriesForPydicom(tmp_path / "in", databaseModule._PARALLEL_MIN_FILES + 4)
+    pools = _countedPools(monkeypatch)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait, name="another thread")
     other.start()
@@ -575,17 +587,11 @@ def test_an_import_beside_another_thread_reads_in_its_own_process(tmp_path, monk
 
 def test_parallel_header_reading_indexes_exactly_what_serial_reading_does(tmp_path, lidc_dir, monkeypatch):
     """Above the parallel threshold: same rows, same skipped reasons, same duplicates, progress for every file."""
-    from QuantReportLib import processes
     from QuantReportLib.database import indexing as databaseModule
 
     folder = tmp_path / "in"
-    for path in _writeSeries(folder / "series", databaseModule._PARALLEL_MIN_FILES + 20):
-        dataset = pydicom.dcmread(path)  # a Latin-1 name: read by pydicom, not by the import's scanner
-        dataset.SpecificCharacterSet, dataset.PatientName = "ISO_IR 100", "Müller^Jörg"
-        dataset.save_as(path)
-    pools = []
-    monkeypatch.setattr(processes, "workerPool", lambda workers, pool=processes.workerPool: pools.append(workers)
-                        or pool(workers))
+    _seriesForPydicom(folder / "series", databaseModule._PARALLEL_MIN_FILES + 20)
+    pools = _countedPools(monkeypatch)
     # The import forks only while its process runs no other thread; earlier tests of this pytest process leave
     # idle library threads behind (distributed's module-level offload executor), which must not turn this
     # comparison into serial against serial.
