@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
+import zlib
 
 import nrrd
 import numpy as np
@@ -231,12 +233,11 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     target = writeSegNrrd(segmentation, tmp_path / "out.seg.nrrd")
     before = target.read_bytes()
 
-    def failingWrite(filename, *args, **kwargs):
-        with open(filename, "wb") as handle:
-            handle.write(b"NRRD0005\npartial")
+    def failingWrite(handle, data):  # after the header: part of the data, then the disk is full
+        handle.write(b"\x1f\x8b\x08partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(labelmaps.nrrd, "write", failingWrite)
+    monkeypatch.setattr(labelmaps, "_writeGzip", failingWrite)
     with pytest.raises(OutputError, match="disk full"):  # the write's OSError, naming the file
         writeSegNrrd(segmentation, target)
     assert target.read_bytes() == before
@@ -336,6 +337,64 @@ def test_labelmap_write_read_round_trip(tmp_path):
         writeLabelmapNrrd(labelmap[:2], geometry, tmp_path / "s.nrrd")
     with pytest.raises(InvalidInputError, match="nhdr"):
         writeLabelmapNrrd(labelmap, geometry, tmp_path / "d.nhdr")
+
+
+def _chunkedLabelmap(dtype) -> tuple[np.ndarray, Geometry]:
+    """A labelmap whose bytes hold background chunks (first, between and after occupied ones), occupied
+    chunks, and a last partial chunk with labels in it, for the gzip writer's chunks of 32 KiB."""
+    geometry = _obliqueGeometry(shape=(9, 128, 131))
+    labelmap = np.zeros(geometry.shape, dtype=dtype)
+    flat = labelmap.reshape(-1)
+    chunk = labelmaps._GZIP_CHUNK_BYTES // labelmap.itemsize
+    assert len(flat) % chunk and len(flat) // chunk >= 4
+    flat[chunk + 5:chunk + 900] = 3
+    flat[3 * chunk - 1] = 2  # the last voxel of a chunk
+    flat[-1] = np.iinfo(dtype).max
+    return labelmap, geometry
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.uint32])
+def test_written_gzip_stream_is_exact(dtype, tmp_path):
+    labelmap, geometry = _chunkedLabelmap(dtype)
+    path = writeLabelmapNrrd(labelmap, geometry, tmp_path / "l.nrrd")
+    content = path.read_bytes()
+    data = content[content.index(b"\n\n") + 2:]
+    # Python's gzip checks the trailer's CRC-32 and length; the stream is one member.
+    assert gzip.decompress(data) == labelmap.astype(labelmap.dtype.newbyteorder("<")).tobytes()
+    member = zlib.decompressobj(zlib.MAX_WBITS | 16)
+    assert member.decompress(data) and member.eof and member.unused_data == b""
+    array, again = labelmaps.readNrrdVolume(path)
+    assert array.dtype == dtype and np.array_equal(array, labelmap) and again == geometry
+    empty = writeLabelmapNrrd(np.zeros_like(labelmap), geometry, tmp_path / "zero.nrrd")
+    assert not readLabelmapNrrd(empty)[0].any()
+    full = writeLabelmapNrrd(np.ones_like(labelmap), geometry, tmp_path / "one.nrrd")
+    assert readLabelmapNrrd(full)[0].all()
+
+
+def test_crc_over_zeros_is_zlibs():
+    rng = np.random.default_rng(3)
+    for length in (0, 1, 7, 1000, labelmaps._GZIP_CHUNK_BYTES, 3 * labelmaps._GZIP_CHUNK_BYTES + 11):
+        for start in (b"", b"\x00", rng.integers(0, 256, 37, dtype=np.uint8).tobytes()):
+            assert labelmaps._crc32OverZeros(zlib.crc32(start), length) == zlib.crc32(start + bytes(length))
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_written_header_is_what_pynrrd_writes(layers, tmp_path):
+    labelmap, geometry = _chunkedLabelmap(np.uint16)
+    segments = [_segment(1, "a"), _segment(2, "b")]
+    second = (labelmap == 3).astype(np.uint16) * 2 if layers == 2 else None
+    segmentation = Segmentation(geometry, tuple(segments), (labelmap,) if second is None else (labelmap, second),
+                                ((0, 3), (layers - 1, 2)))
+    ours = nrrd.read_header(str(writeSegNrrd(segmentation, tmp_path / "ours.seg.nrrd")))
+    data = labelmap if second is None else np.stack([labelmap, second], axis=-1)
+    fields = {key: value for key, value in ours.items() if key not in ("type", "dimension", "sizes", "endian")}
+    nrrd.write(str(tmp_path / "pynrrd.seg.nrrd"), data, fields, index_order="C")
+    theirs = nrrd.read_header(str(tmp_path / "pynrrd.seg.nrrd"))
+    assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        assert np.array_equal(ours[key], value, equal_nan=True) if isinstance(value, np.ndarray) else \
+            ours[key] == value, key
+    assert ours["dimension"] == 2 + layers and ours["endian"] == "little"
 
 
 # -- readSegmentation ---------------------------------------------------------------------------------
@@ -626,6 +685,27 @@ def test_slicer_reads_what_we_write(slicer_app, tmp_path):
         assert np.array_equal(slicer_segment["mask"], segmentation.mask(segment.number))
         assert np.allclose(slicer_segment["ijk_to_ras"], ras, atol=1e-9)
     assert theirs[0]["color"] == (1, 2, 3)
+
+
+@pytest.mark.slicer
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_slicer_reads_our_chunked_gzip_stream(dtype, slicer_app, tmp_path):
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    labelmap, geometry = _chunkedLabelmap(dtype)
+    node = slicer_app.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode")
+    storage = slicer_app.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(writeLabelmapNrrd(labelmap, geometry, tmp_path / "l.nrrd")))
+    storage.SetSingleFile(True)
+    assert storage.ReadData(node)
+    image = node.GetImageData()
+    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(image.GetDimensions()[::-1])
+    assert values.dtype == dtype and np.array_equal(values, labelmap)
+    segmentation = Segmentation.fromLabelmap(labelmap, geometry, [
+        _segment(2, "b"), _segment(3, "c"), _segment(int(np.iinfo(dtype).max), "last")])
+    _, theirs = _slicerSegmentation(slicer_app, writeSegNrrd(segmentation, tmp_path / "s.seg.nrrd"), geometry.shape)
+    for segment, slicer_segment in zip(segmentation.segments, theirs, strict=True):
+        assert np.array_equal(slicer_segment["mask"], labelmap == segment.number)
 
 
 @pytest.mark.slicer

@@ -89,8 +89,20 @@ def test_load_seg_imports_only_the_seg_reader(tmp_path, testdata_dir, name, labe
     out = tmp_path / labelmap
     imported = _importedBy("load", str(testdata_dir / "seg" / name), "--labelmap-out", str(out))
     assert out.is_file()  # the probe ran the load
-    assert {"pydicom", "numpy", "nrrd", "QuantReportLib.seg.read"} <= imported
-    assert not imported & _NOT_FOR_LOADING_A_SEG, sorted(imported & _NOT_FOR_LOADING_A_SEG)
+    assert {"pydicom", "numpy", "QuantReportLib.seg.read", "QuantReportLib.labelmaps"} <= imported
+    # The labelmap is written without pynrrd, and pydicom imported without its downloader's libraries.
+    not_for_writing = _NOT_FOR_LOADING_A_SEG | {"nrrd", "requests", "tqdm", "concurrent.futures"}
+    assert not imported & not_for_writing, sorted(imported & not_for_writing)
+
+
+def test_pydicom_without_its_downloader_libraries_leaves_them_importable():
+    """The command line imports pydicom with requests and tqdm blocked; afterwards both import as usual
+    (progress bars, DICOMweb), and pydicom downloads its test data with urllib as without them."""
+    probe = ("import sys\nfrom QuantReportLib import cli\ncli._importPydicomWithoutDownloader()\n"
+             "assert 'pydicom' in sys.modules and 'requests' not in sys.modules and 'tqdm' not in sys.modules\n"
+             "import requests, tqdm, pydicom.data.download as download\n"
+             "assert requests.get and tqdm.tqdm and not download.HAVE_REQUESTS and not download.USE_PROGRESS_BAR\n")
+    subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT / "QuantReport", check=True)
 
 
 def test_load_seg_json_imports_only_the_seg_reader(tmp_path, testdata_dir):

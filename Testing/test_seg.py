@@ -23,7 +23,7 @@ import pytest
 import synthetic
 from conftest import dciodvfy_errors, require_tool
 from conftest import sharedData as dataPath
-from QuantReportLib import seg
+from QuantReportLib import labelmaps, seg
 from QuantReportLib.dicomio import identity, rawitems
 from QuantReportLib.errors import GeometryError, InvalidInputError
 from QuantReportLib.model import Code, Geometry, Segment, Segmentation, Terminology
@@ -448,10 +448,8 @@ def test_we_read_dcmqi_written_seg(tmp_path):
     labelmap[0:2, 200:260, 150:230] = 1
     labelmap[1:3, 300:330, 300:380] = 2
     labelmap[2, 100:110, 100:105] = 3
-    matrix = volume.geometry.ijk_to_lps
-    header = {"space": "left-posterior-superior", "space directions": matrix[:3, :3].T,
-              "space origin": matrix[:3, 3], "kinds": ["domain"] * 3}
-    nrrd.write(str(tmp_path / "label.nrrd"), labelmap.transpose(2, 1, 0), header)
+    # Written by our NRRD writer: ITK (dcmqi's reader) reads its gzip stream of background and occupied chunks.
+    labelmaps.writeLabelmapNrrd(labelmap, volume.geometry, tmp_path / "label.nrrd")
 
     def attributes(number, label, type_code):
         return {"labelID": number, "SegmentLabel": label, "SegmentDescription": label,

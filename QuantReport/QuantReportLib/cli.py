@@ -22,12 +22,16 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import InvalidInputError, NotFoundError, QuantReportError
 from .pacs.commands import addCommands, addPushOption, pushExported
 from .printing import printable, printableLines
 from .readout.command import addReportCommand
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process ended by SIGPIPE
@@ -291,8 +295,6 @@ def cmdExport(args: argparse.Namespace) -> int:
 
 
 def cmdLoad(args: argparse.Namespace) -> int:
-    from concurrent.futures import Future, ThreadPoolExecutor
-
     from .dicomio.writing import outputName
     from .report import loadReport
 
@@ -324,7 +326,11 @@ def cmdLoad(args: argparse.Namespace) -> int:
     # zlib releases the GIL, so writing (most of the work) runs on both cores.  Two writes at a time bound
     # the memory to three labelmaps.
     writers = 2
-    writer = ThreadPoolExecutor(max_workers=writers) if args.labelmap_out_dir else None
+    writer = None
+    if args.labelmap_out_dir:
+        from concurrent.futures import ThreadPoolExecutor  # not imported for one SEG (5 ms of the process)
+
+        writer = ThreadPoolExecutor(max_workers=writers)
     writing: collections.deque[tuple[Future, Callable[[], None]]] = collections.deque()  # in input order
     written: dict[str, tuple[str, Path]] = {}  # output name (case-folded) -> (the input written there, the file)
 
@@ -668,11 +674,39 @@ def _internalError(error: Exception) -> int:
     return EXIT_INTERNAL_ERROR
 
 
+# pydicom's optional libraries that only its test-data downloader (pydicom.data.download) uses.
+_PYDICOM_DOWNLOADER_LIBRARIES = ("requests", "tqdm")
+
+
+def _importPydicomWithoutDownloader() -> None:
+    """Import pydicom as where ``requests`` and ``tqdm`` are not installed (both optional for it).
+
+    ``import pydicom`` imports ``pydicom.data``, whose downloader imports ``requests`` and ``tqdm`` when they
+    are installed (a third of pydicom's import, 40-60 ms) and falls back on ``urllib`` otherwise; no command
+    downloads pydicom's test data.  While pydicom is imported the two names are ``None`` in ``sys.modules``
+    (Python's way of making an import fail), then removed, so that the commands that use them (progress
+    bars, DICOMweb) import them as usual.  Only the command line does this, never the library.
+    """
+    if "pydicom" in sys.modules:
+        return
+    blocked = [name for name in _PYDICOM_DOWNLOADER_LIBRARIES if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # None: the import raises ImportError
+    try:
+        import pydicom  # noqa: F401
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = buildParser()
     args = parser.parse_args(argv)
     if args.command in ("segment", "measure", "export") and not (args.series or args.series_dir):
         parser.error("give --series UID or --series-dir DIR")
+    if args.command != "import":  # the import of plain files reads them without pydicom
+        _importPydicomWithoutDownloader()
     with _quietLibraries(args.debug) as collected:
         try:
             status = args.run(args)
