@@ -639,27 +639,53 @@ def test_scale(group_count: int, tmp_path: Path, volume: Volume, seg_dataset: py
 
 
 
-@pytest.mark.parametrize("variant", ["plain", "library", "non-ascii observer", "implicit VR", "read from file"])
+_WRITE_VARIANTS = ["plain", "library", "non-ascii observer", "implicit VR", "big endian", "deflated",
+                   "iso-2022-jp observer", "undefined lengths", "group length", "read from file",
+                   "item character set", "ambiguous VR"]
+
+
+@pytest.mark.parametrize("variant", _WRITE_VARIANTS)
 def test_write_sr_is_byte_identical_to_plain_pydicom(tmp_path: Path, sr_path: Path, volume: Volume,
                                                      seg_dataset: pydicom.Dataset, table: MeasurementTable,
                                                      variant: str) -> None:
-    """writeSr encodes each shared code sequence once (sr._fast.sharedSequencesEncodedOnce): the same bytes as
-    pydicom's save_as, and the dataset written is left as it was."""
+    """writeSr encodes the sequences itself, each distinct item and element once (sr._fast.sequencesEncodedOnce):
+    the same bytes as pydicom's save_as in every transfer syntax and character set, with sequences and items
+    of undefined length and group lengths; what it leaves to pydicom (raw elements, an item with its own
+    character set, an ambiguous VR) is written by pydicom; the dataset written is left as it was."""
     if variant == "read from file":
         dataset = pydicom.dcmread(sr_path)  # raw elements: written as it is
     else:
-        dataset = sr.createSr(volume, seg_dataset, table, image_library=variant == "library",
-                              observer_name="Müller^Zoë" if variant == "non-ascii observer" else None)
-    if variant == "implicit VR":
-        dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+        observer = {"non-ascii observer": "Müller^Zoë", "iso-2022-jp observer": "ﾔﾏﾀﾞ^ﾀﾛｳ=山田^太郎=やまだ^たろう"}
+        dataset = sr.createSr(volume, seg_dataset, table, image_library=variant in ("library", "undefined lengths"),
+                              observer_name=observer.get(variant), time_point="baseline")
+    groups = dataset.ContentSequence[-1].ContentSequence
+    syntaxes = {"implicit VR": pydicom.uid.ImplicitVRLittleEndian, "big endian": pydicom.uid.ExplicitVRBigEndian,
+                "deflated": pydicom.uid.DeflatedExplicitVRLittleEndian}
+    if variant in syntaxes:
+        dataset.file_meta.TransferSyntaxUID = syntaxes[variant]
+    elif variant == "iso-2022-jp observer":
+        dataset.SpecificCharacterSet = ["", "ISO 2022 IR 13", "ISO 2022 IR 87"]
+    elif variant == "undefined lengths":
+        dataset.ContentSequence[0]["ConceptNameCodeSequence"].is_undefined_length = True  # a shared code
+        groups[0].ContentSequence[0].is_undefined_length_sequence_item = True
+        dataset["ContentSequence"].is_undefined_length = True
+        dataset.ContentSequence[-1].is_undefined_length_sequence_item = True
+        groups[1]["ContentSequence"].is_undefined_length = True
+    elif variant == "group length":
+        groups[0].ContentSequence[0].add_new(0x0040_0000, "UL", 40)  # retired: pydicom leaves it out
+    elif variant == "item character set":
+        groups[0].ContentSequence[0].SpecificCharacterSet = "ISO_IR 100"
+    elif variant == "ambiguous VR":
+        groups[0].ContentSequence[0].add_new(0x0028_0106, "US or SS", 0)  # Smallest Image Pixel Value
+    taken = variant not in ("read from file", "item character set", "ambiguous VR")
+    assert (sr._fast.sequencesEncodedOnce(dataset) is not None) == taken
     expected = _written(dataset)
-    before = _elementLines(dataset)
-    if variant == "plain":
-        assert sr._fast.sharedSequencesEncodedOnce(dataset) is not None  # the fast path is taken
+    before = _elementLines(dataset)  # parses what was read from the file
     path = sr.writeSr(dataset, tmp_path / "sr.dcm")
     assert path.read_bytes() == expected
     assert _elementLines(dataset) == before
-    assert sr.readSr(path) == sr.readSr(dataset)
+    if variant != "ambiguous VR":
+        assert sr.readSr(path) == sr.readSr(dataset)
 
 
 @pytest.mark.parametrize("charset", [None, "ISO_IR 100", ["", "ISO 2022 IR 87"]],

@@ -73,7 +73,7 @@ from ..model import (
     Volume,
 )
 from ..seg._fast import memoizeIodAttributeLookups
-from ._fast import imageLibrary, sharedSequencesEncodedOnce, srDocument
+from ._fast import imageLibrary, sequencesEncodedOnce, srDocument
 from .companions import checkCompanionSegmentation, companionGroups, libraryHeaders
 from .content import Concepts, findingSite
 
@@ -293,11 +293,12 @@ def writeSr(dataset: Dataset, path: str | os.PathLike) -> Path:
 
     The file is byte for byte what :func:`~QuantReportLib.dicomio.writing.writeDataset`
     writes.  Content items made by :func:`createSr` share their code
-    sequences (one coded concept per distinct code): pydicom writes a view of
-    the SR in which each code sequence met more than once is encoded once
-    (:func:`sharedSequencesEncodedOnce`); ``dataset`` itself is not changed.
+    sequences (one coded concept per distinct code) and rows: pydicom writes a
+    view of the SR whose sequences are encoded beforehand, each distinct item
+    and element once (:func:`sequencesEncodedOnce`); ``dataset`` itself is not
+    changed.
     """
-    view = sharedSequencesEncodedOnce(dataset)
+    view = sequencesEncodedOnce(dataset)
     return writeDataset(dataset if view is None else view, path)
 
 
