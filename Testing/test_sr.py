@@ -29,6 +29,7 @@ from QuantReportLib.dicomio import identity
 from QuantReportLib.errors import InvalidInputError, NotFoundError, OutputError, UnsupportedError
 from QuantReportLib.model import (
     Code,
+    ImageLine,
     Measurement,
     MeasurementTable,
     Quantity,
@@ -426,33 +427,6 @@ def test_export_groups_are_highdicoms_measurement_groups(volume: Volume, seg_dat
         assert _elementLines(group) == _elementLines(expected[0])
 
 
-def test_written_nested_items_skip_no_correction(volume: Volume, seg_dataset: pydicom.Dataset,
-                                                 table: MeasurementTable) -> None:
-    """Content items marked as explicit VR little endian (sr._fast._markEncoded) write the bytes unmarked ones write."""
-    dataset = sr.createSr(volume, seg_dataset, table, image_library=True)
-    unmarked = copy.deepcopy(dataset)
-
-    seen: set[int] = set()
-
-    def unmark(items) -> None:
-        for item in items:
-            if id(item) in seen:
-                continue  # an item shared by many parents (the same code)
-            seen.add(id(item))
-            assert item.original_encoding == (False, True)
-            item.set_original_encoding(None, None, "")
-            for element in item.elements():
-                if element.VR == "SQ":
-                    unmark(element.value)
-
-    unmark(unmarked.ContentSequence)
-    assert len(seen) > 300  # the groups and the library entries (their rows shared where the images agree)
-    assert _written(dataset) == _written(unmarked)
-    implicit = copy.deepcopy(dataset)
-    implicit.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
-    assert sr.readSr(pydicom.dcmread(io.BytesIO(_written(implicit)))) == sr.readSr(dataset)
-
-
 def test_read_paths_agree(tmp_path: Path, sr_path: Path, volume: Volume, seg_dataset: pydicom.Dataset,
                           table: MeasurementTable) -> None:
     """Encoded items (explicit and implicit VR, read from a file) and items in memory read alike, meanings too."""
@@ -848,3 +822,129 @@ def test_axes_are_written_with_their_lines_and_both_readers_read_them(tmp_path: 
             assert (line.sop_instance_uid, line.sop_class_uid) == (original.sop_instance_uid, original.sop_class_uid)
             assert np.allclose(line.points, original.points, rtol=0, atol=1e-4)  # SCOORD data is FL (float32)
     assert repr(fast.groups) == repr(plain_highdicom.groups), "the plain reader reads as highdicom does"
+
+
+# -- groups derived from a template group (sr._fast.volumetricGroups) -------------------------------------------
+
+_TOPOGRAPHICAL = Terminology(TISSUE, Code("4147007", "SCT", "Mass"), anatomic_region=LUNG,
+                             anatomic_region_modifier=Code("261183002", "SCT", "Upper"))
+_REGION_ONLY = Terminology(NODULE_TERMINOLOGY.category, NODULE_TERMINOLOGY.type,
+                           anatomic_region=Code("10200004", "SCT", "Liver"))
+_EXTREME_VALUES = (1 / 3, -0.0, 0.0, 1e-300, 1e300, -123456789012.34567, 2.0**53 + 1, 7.0, 5e-324, 0.1 + 0.2)
+
+
+def _groupTable(volume: Volume, seg: pydicom.Dataset, variant: str) -> tuple[pydicom.Dataset, MeasurementTable]:
+    """A SEG header with 24 segments and a table of them as ``variant`` varies the rows."""
+    header = copy.deepcopy(seg)
+    header.SegmentSequence = [copy.deepcopy(seg.SegmentSequence[2]) for _ in range(24)]
+    for number, item in enumerate(header.SegmentSequence, 1):
+        item.SegmentNumber = number
+    quantities = [VOLUME, VOXELS, MEAN, STDDEV, MINIMUM, MAXIMUM, THIRD]
+    generator = np.random.default_rng(15)
+    terminologies = [NODULE_TERMINOLOGY, BOX_TERMINOLOGY, EMPTY_TERMINOLOGY, _TOPOGRAPHICAL, _REGION_ONLY]
+    image = volume.source_images[3]
+    rows = []
+    for number in range(1, 25):
+        values = [float(value) for value in generator.normal(scale=10.0 ** (number % 7), size=len(quantities))]
+        values[number % len(values)] = _EXTREME_VALUES[number % len(_EXTREME_VALUES)]
+        terminology = EMPTY_TERMINOLOGY
+        label = f"Segment {number}"
+        if variant in ("varied terminology", "varied quantities", "non-ascii"):
+            terminology = terminologies[number % len(terminologies)]
+        if variant == "non-ascii":
+            label = f"Läsion {number} Ø"
+        measurements = [Measurement(quantity, value) for quantity, value in zip(quantities, values, strict=True)]
+        if variant == "varied quantities":
+            if number % 3 == 0:
+                measurements[2] = Measurement(MEAN, math.nan)  # left out: another shape
+            if number % 4 == 0:
+                measurements.append(Measurement(Quantity(Code("103339001", "SCT", "Long Axis"),
+                                                         Code("mm", "UCUM", "millimeter")), 12.5 + number,
+                                                ImageLine(image.sop_class_uid, image.sop_instance_uid,
+                                                          ((10.5, 20.5), (30.5 + number, 40.5)))))
+            if number % 5 == 0:
+                measurements.reverse()
+        rows.append(SegmentMeasurements(Segment(number, label, terminology, tracking_id=label,
+                                                tracking_uid=f"1.2.826.0.1.3680043.8.498.3{number:03d}"),
+                                        tuple(measurements)))
+    return header, MeasurementTable(tuple(rows))
+
+
+def _plainAndDerived(monkeypatch, volume: Volume, seg: pydicom.Dataset, table: MeasurementTable, **options
+                     ) -> tuple[pydicom.Dataset, pydicom.Dataset, int]:
+    """The SR with every group built by highdicom, the SR createSr makes, and how many groups highdicom built."""
+    from QuantReportLib.sr import write
+
+    uids = {"series_instance_uid": pydicom.uid.generate_uid(), "sop_instance_uid": pydicom.uid.generate_uid()}
+    derive = write.volumetricGroups
+    with monkeypatch.context() as plain:
+        plain.setattr(write, "volumetricGroups",
+                      lambda rows, first, build: [first, *(build(row) for row in rows[1:])])
+        expected = sr.createSr(volume, seg, table, **uids, **options)
+    built = []
+    monkeypatch.setattr(write, "volumetricGroups",
+                        lambda rows, first, build: derive(rows, first, lambda row: built.append(row) or build(row)))
+    dataset = sr.createSr(volume, seg, table, **uids, **options)
+    for element, plain_element in zip(dataset.iterall(), expected.iterall(), strict=True):
+        assert element.tag == plain_element.tag
+        if element.VR in ("DA", "DT", "TM"):  # made anew by each construction
+            element.value = plain_element.value
+    return expected, dataset, len(built) + 1
+
+
+@pytest.mark.parametrize("variant", ["same terminology", "varied terminology", "varied quantities", "non-ascii"])
+def test_derived_groups_are_highdicoms(monkeypatch, tmp_path: Path, volume: Volume, seg_dataset: pydicom.Dataset,
+                                       variant: str) -> None:
+    """sr._fast.volumetricGroups makes each TID 1411 group of a shape from the one highdicom made of its first row:
+    element for element and byte for byte the SR whose every group highdicom built, for rows that differ in
+    terminology (category, finding, site with laterality, topographical modifier or none), in which quantities
+    they hold (a value left out, a line measurement, another order), in values at the edges of the DS form, and
+    in non-ASCII tracking identifiers and observer names; time point and library included."""
+    header, table = _groupTable(volume, seg_dataset, variant)
+    options = {"time_point": "baseline", "image_library": variant == "non-ascii",
+               "observer_name": "Müller^Zoë" if variant == "non-ascii" else None}
+    expected, dataset, built = _plainAndDerived(monkeypatch, volume, header, table, **options)
+    shapes = {(row.segment.terminology.anatomic_region is None,
+               tuple((m.quantity.name, m.quantity.unit) for m in row.measurements if math.isfinite(m.value)))
+              for row in table.rows}
+    assert built == len(shapes) < len(table.rows) / 2, "highdicom builds the first group of each shape only"
+    assert _elementLines(dataset) == _elementLines(expected)
+    assert _written(dataset) == _written(expected)
+    path = sr.writeSr(dataset, tmp_path / "sr.dcm")
+    assert path.read_bytes() == _written(expected)
+    assert_valid_dicom(path)
+    assert sr.tableFromSr(sr.readSr(path), [row.segment for row in table.rows]) == _finite(table)
+
+
+@pytest.mark.parametrize("change", ["numbers formatted otherwise", "a row of another kind"])
+def test_groups_are_built_by_highdicom_where_a_template_does_not_make_them(monkeypatch, volume: Volume,
+                                                                         seg_dataset: pydicom.Dataset,
+                                                                         change: str) -> None:
+    """A template whose group made again of its own row is not the plain group (a highdicom that formats values
+    otherwise, a group with a row the derivation does not know) is not used: highdicom builds every group."""
+    from QuantReportLib.sr import write
+
+    header, table = _groupTable(volume, seg_dataset, "varied terminology")
+    if change == "numbers formatted otherwise":
+        original = hd.sr.NumContentItem.__init__
+
+        def formatted(self, *args, **kwargs) -> None:
+            original(self, *args, **kwargs)
+            self.MeasuredValueSequence[0].NumericValue = pydicom.valuerep.DS(f"{self.value:.6e}")
+
+        monkeypatch.setattr(hd.sr.NumContentItem, "__init__", formatted)
+    else:
+        group = write._measurementGroup
+
+        def withSession(row, time_point):
+            built = group(row, time_point)
+            built[0].ContentSequence.append(hd.sr.TextContentItem(
+                name=hd.sr.CodedConcept("C67447", "NCIt", "Activity Session"), value="session 1",
+                relationship_type=hd.sr.RelationshipTypeValues.HAS_OBS_CONTEXT))
+            return built
+
+        monkeypatch.setattr(write, "_measurementGroup", withSession)
+    expected, dataset, built = _plainAndDerived(monkeypatch, volume, header, table)
+    assert built == len(table.rows)
+    assert _elementLines(dataset) == _elementLines(expected)
+    assert _written(dataset) == _written(expected)

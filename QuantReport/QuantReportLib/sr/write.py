@@ -65,7 +65,6 @@ from ..errors import InvalidInputError, NotFoundError
 from ..model import (
     Code,
     ImageLine,
-    Measurement,
     MeasurementTable,
     Segment,
     Segmentation,
@@ -73,7 +72,7 @@ from ..model import (
     Volume,
 )
 from ..seg._fast import memoizeIodAttributeLookups
-from ._fast import imageLibrary, sequencesEncodedOnce, srDocument
+from ._fast import GroupRow, NumberRow, imageLibrary, sequencesEncodedOnce, srDocument, volumetricGroups
 from .companions import checkCompanionSegmentation, companionGroups, libraryHeaders
 from .content import Concepts, findingSite
 
@@ -205,27 +204,31 @@ def createSr(
 
     try:
         concepts = Concepts()
-        groups: list[hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations
-                     | hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations] = [
-            _measurementGroup(row, identifier, uid, seg, volume.series_instance_uid, time_point, concepts)
-            for row, (identifier, uid) in zip(table.rows, tracking, strict=True)]
+        rows = [_groupRow(row, identifier, uid, seg, volume.series_instance_uid, concepts)
+                for row, (identifier, uid) in zip(table.rows, tracking, strict=True)]
+        first = _measurementGroup(rows[0], time_point)
+        group_items = volumetricGroups(rows, first[0], lambda row: _measurementGroup(row, time_point)[0])
+        companions: list[hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations] = []
         library = list(volume.headers) if image_library else None
         if companion_segmentation is not None:
             companions, slices = companionGroups(table, tracking, companion_segmentation, volume, time_point,
                                                  concepts)
-            groups += companions
             if library is None:
                 library = libraryHeaders(volume, slices)
         memoizeIodAttributeLookups()  # each library entry highdicom builds asks its IOD lookup (TID 1602)
         report = hd.sr.MeasurementReport(
             observation_context=_observationContext(observer_name, device_observer_uid),
             procedure_reported=concepts(procedure_reported),
-            imaging_measurements=groups,
+            imaging_measurements=[first, *companions],
             language_of_content_item_and_descendants=hd.sr.LanguageOfContentItemAndDescendants(concepts(language)),
         )
+        content = report[0].ContentSequence
+        # Imaging Measurements holds the items of the groups highdicom was given: every group's, in a pydicom
+        # sequence (the derived groups are datasets, not highdicom content items).
+        Dataset.__setattr__(content[-1], "ContentSequence",
+                            [*group_items, *(item for group in companions for item in group)])
         if library:
             # Where highdicom puts the library it makes of referenced_images: before the Imaging Measurements.
-            content = report[0].ContentSequence
             for item in imageLibrary(library):
                 content.insert(len(content) - 1, item)
         # The SEG comes first: the SR takes patient and study from the first evidence instance,
@@ -342,39 +345,58 @@ def _observationContext(observer_name: str | None, device_observer_uid: str) -> 
     return hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
 
 
-def _measurementGroup(row: SegmentMeasurements, identifier: str, uid: str, seg: Dataset, source_series_uid: str,
-                      time_point: str | None, concepts: Concepts
-                      ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """TID 1411 for one segment."""
+def _groupRow(row: SegmentMeasurements, identifier: str, uid: str, seg: Dataset, source_series_uid: str,
+              concepts: Concepts) -> GroupRow:
+    """The parts of the TID 1411 group of one segment."""
     terminology = row.segment.terminology
-    finding_sites = None
+    site = None
     if terminology.anatomic_region is not None:
-        finding_sites = [findingSite(terminology.anatomic_region, terminology.anatomic_region_modifier, concepts)]
-    finite = [measurement for measurement in row.measurements if math.isfinite(measurement.value)]
-    numbers = [_measurement(measurement, concepts) for measurement in finite]
-    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
-        referenced_segment=hd.sr.ReferencedSegment(
+        site = findingSite(terminology.anatomic_region, terminology.anatomic_region_modifier, concepts)
+    numbers = []
+    for measurement in row.measurements:
+        if not math.isfinite(measurement.value):
+            continue
+        quantity = measurement.quantity
+        below = [concepts.modifier(_MEASUREMENT_METHOD, quantity.method),
+                 concepts.modifier(_DERIVATION, quantity.derivation),
+                 None if measurement.line is None else _lineCoordinates(measurement.line)]
+        # A Python float, so that highdicom writes the exact Floating Point Value beside the DS.
+        numbers.append(NumberRow(concepts(quantity.name), float(measurement.value), concepts(quantity.unit),
+                                 tuple(item for item in below if item is not None)))
+    return GroupRow(
+        tracking=hd.sr.TrackingIdentifier(uid=uid, identifier=identifier),
+        segment=hd.sr.ReferencedSegment(
             sop_class_uid=str(seg.SOPClassUID),
             sop_instance_uid=str(seg.SOPInstanceUID),
             segment_number=int(row.segment.number),
             # The series, not one item per image: what dcmqi writes, and one item instead of hundreds.
             source_series=hd.sr.SourceSeriesForSegmentation(source_series_uid),
         ),
+        category=concepts(terminology.category),
+        finding=concepts(terminology.type),
+        site=site,
+        numbers=tuple(numbers),
+    )
+
+
+def _measurementGroup(row: GroupRow, time_point: str | None
+                      ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """highdicom's TID 1411 group of one segment (the plain construction :func:`volumetricGroups` derives from)."""
+    group = hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=row.tracking,
+        referenced_segment=row.segment,
         time_point_context=hd.sr.TimePointContext(time_point) if time_point else None,
-        finding_category=concepts(terminology.category),
-        finding_type=concepts(terminology.type),
-        finding_sites=finding_sites,
-        measurements=numbers,
+        finding_category=row.category,
+        finding_type=row.finding,
+        finding_sites=None if row.site is None else [row.site],
+        measurements=[hd.sr.Measurement(name=number.name, value=number.value, unit=number.unit)
+                      for number in row.numbers],
     )
     # The rows below each NUM come once highdicom has built the group (see Concepts.modifier).
-    for measurement, number in zip(finite, numbers, strict=True):
-        quantity = measurement.quantity
-        rows = [concepts.modifier(_MEASUREMENT_METHOD, quantity.method),
-                concepts.modifier(_DERIVATION, quantity.derivation),
-                None if measurement.line is None else _lineCoordinates(measurement.line)]
-        if any(rows):
-            number[0].ContentSequence = [row for row in rows if row is not None]
+    items = (item for item in group[0].ContentSequence if item.ValueType == "NUM")
+    for number, item in zip(row.numbers, items, strict=True):
+        if number.rows:
+            item.ContentSequence = list(number.rows)
     return group
 
 
@@ -386,17 +408,6 @@ def _lineCoordinates(line: ImageLine) -> hd.sr.CoordinatesForMeasurement:
         source_image=hd.sr.SourceImageForRegion(
             line.sop_class_uid, line.sop_instance_uid,
             None if line.frame_number is None else [int(line.frame_number)]),
-    )
-
-
-def _measurement(measurement: Measurement, concepts: Concepts) -> hd.sr.Measurement:
-    """One NUM item (TID 300 within TID 1419), without the rows below it (see :func:`_measurementGroup`)."""
-    quantity = measurement.quantity
-    return hd.sr.Measurement(
-        name=concepts(quantity.name),
-        # A Python float, so that highdicom writes the exact Floating Point Value beside the DS.
-        value=float(measurement.value),
-        unit=concepts(quantity.unit),
     )
 
 
