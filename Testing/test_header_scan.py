@@ -1,11 +1,16 @@
-"""The import's header scanner (QuantReportLib.dicomio._fast.scanFirstTexts) reads what pydicom reads.
+"""The header scanners of QuantReportLib.dicomio._fast read what pydicom reads.
 
-A database import reads the indexed attributes of plain files from their bytes, without pydicom, and
-every other file with pydicom's strict reader (readHeader).  Here both readers read the same files,
-real ones from ``shared/testdata`` and synthetic ones in odd encodings, character sets and values, every
-truncation of real headers and many corruptions of them: the scanner must give pydicom's values and
-reasons, or leave the file to pydicom (``None``).  Imports of all of them into two databases, one with
-the scanner and one without, must hold the same rows.
+A database import reads the indexed attributes of plain files from their bytes, without pydicom
+(``scanFirstTexts``), and every other file with pydicom's strict reader (readHeader).  Here both readers
+read the same files, real ones from ``shared/testdata`` and synthetic ones in odd encodings, character sets
+and values, every truncation of real headers and many corruptions of them: the scanner must give
+pydicom's values and reasons, or leave the file to pydicom (``None``).  Imports of all of them into two
+databases, one with the scanner and one without, must hold the same rows.
+
+readHeader itself reads plain image files by walking their element headers in place
+(``readPlainHeader``): over the same files, its dataset must be the one pydicom's reader makes, element
+for element (raw values, offsets, encodings, file meta information, the Pixel Data span), or ``None``;
+series loaded either way must be the same volumes.
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
+from QuantReportLib import series
 from QuantReportLib.database import EmbeddedDicomDatabase, indexing
-from QuantReportLib.dicomio import _fast
+from QuantReportLib.dicomio import _fast, reading
 
 
 def _plain(path: Path) -> indexing._FileHeader:
@@ -65,6 +71,119 @@ def _assertSameAsPydicom(paths: list[Path]) -> int:
         assert scanned == _plain(path), path.name
         accepted += by_scanner
     return accepted
+
+
+def _assertSameElements(fast: Dataset, plain: Dataset) -> None:
+    """Element for element: raw elements as tuples (value, offset and encoding included), parsed sequences
+    item by item."""
+    assert type(fast) is type(plain)
+    assert list(fast.keys()) == list(plain.keys())
+    for tag in plain.keys():
+        mine, theirs = fast.get_item(tag), plain.get_item(tag)
+        assert type(mine) is type(theirs), tag
+        if isinstance(theirs, tuple):  # a RawDataElement
+            assert tuple(mine) == tuple(theirs), tag
+            continue
+        assert (mine.VR, mine.file_tell, mine.is_undefined_length) == (theirs.VR, theirs.file_tell,
+                                                                       theirs.is_undefined_length), tag
+        if theirs.VR != "SQ":  # converted already (the first element of the file meta information)
+            assert mine == theirs, tag
+            continue
+        assert len(mine.value) == len(theirs.value), tag
+        for item, other in zip(mine.value, theirs.value, strict=True):
+            assert item.file_tell == other.file_tell
+            _assertSameElements(item, other)
+    assert fast.original_encoding == plain.original_encoding
+    assert fast.original_character_set == plain.original_character_set
+
+
+def _readsPlainHeader(path: Path) -> bool:
+    """readPlainHeader gives pydicom's readHeader dataset or None; whether it read the file itself."""
+    size = path.stat().st_size
+    fast = _fast.readPlainHeader(str(path), size) if size else None
+    try:
+        plain = reading._readHeaderWithPydicom(str(path), size, None)
+    except reading.HeaderProblem as problem:
+        assert fast is None, (path.name, str(problem))
+        return False
+    if fast is None:
+        return False
+    _assertSameElements(fast, plain)
+    _assertSameElements(fast.file_meta, plain.file_meta)
+    assert (fast.preamble, fast.filename, fast.timestamp) == (plain.preamble, plain.filename, plain.timestamp)
+    assert reading.nativePixelDataSpan(fast) == reading.nativePixelDataSpan(plain) is not None
+    assert not reading.hasFloatPixelData(fast) and not reading.hasFloatPixelData(plain)
+    assert type(reading.readHeader(path)) is type(fast)
+    return True
+
+
+def test_plain_headers_of_the_shared_test_data_are_pydicoms(testdata_dir):
+    paths = sorted(path for path in testdata_dir.rglob("*") if path.is_file())
+    read = sum(_readsPlainHeader(path) for path in paths)
+    assert read >= 95, "every CT, MR, PET, multi-frame and SEG file of the test data is read by walking its headers"
+
+
+def test_plain_headers_of_synthetic_files_are_pydicoms(tmp_path):
+    paths = _syntheticFiles(tmp_path)
+    read = [path.name for path in paths if _readsPlainHeader(path)]
+    assert 20 <= len(read) < len(paths)
+    assert {"explicit.dcm", "implicit.dcm", "explicit-sequences-True.dcm", "explicit-sequences-False.dcm",
+            "implicit-sequences-False.dcm", "odd-latin-1.dcm", "odd-utf-8.dcm", "odd-iso-2022.dcm",
+            "odd-private.dcm"} <= set(read)
+    assert not {"big-endian.dcm", "deflated.dcm", "rle.dcm", "jpeg.dcm", "raw-dataset.dcm", "float-pixels.dcm",
+                "implicit-sequences-True.dcm", "image-without-pixels.dcm"} & set(read)
+
+
+def test_plain_headers_of_truncated_and_corrupted_files_are_pydicoms(tmp_path, lidc_dir):
+    sources = [sorted(lidc_dir.glob("*.dcm"))[0], _write(_withSequences(_image(), True), tmp_path / "sequences.dcm"),
+               _write(_image(), tmp_path / "implicit.dcm", ImplicitVRLittleEndian)]
+    changed_file = tmp_path / "changed.dcm"
+    generator = random.Random(16)
+    read = 0
+    for source in sources:
+        data = source.read_bytes()
+        end = _pixelDataOffset(data) + 12
+        for length in [*range(0, end + 24), len(data) - 1, (end + len(data)) // 2]:
+            changed_file.write_bytes(data[:length])
+            assert not _readsPlainHeader(changed_file), (source.name, length)  # cut short: pydicom's to refuse
+        for _ in range(150):
+            changed_file.write_bytes(_corrupted(data, end, generator))
+            read += _readsPlainHeader(changed_file)
+    assert read > 100, "most corruptions of values are read by walking the element headers"
+
+
+def test_series_load_the_same_with_plain_headers(tmp_path, monkeypatch, testdata_dir):
+    """Every image series of the test data (and a synthetic one mixing encodings and sequences): the same volume
+    whether readHeader walks the element headers or pydicom parses them."""
+    synthetic = tmp_path / "synthetic"
+    synthetic.mkdir()
+    for index, undefined in enumerate((False, True, False)):
+        image = _withSequences(_image(SeriesInstanceUID="1.2.3.4", ImagePositionPatient=[0, 0, index],
+                                      ImageOrientationPatient=[1, 0, 0, 0, 1, 0], PixelSpacing=[1, 1]), undefined)
+        _write(image, synthetic / f"{index}.dcm", ImplicitVRLittleEndian if index == 2 else ExplicitVRLittleEndian)
+    loaded = 0
+    for folder in (testdata_dir, synthetic):
+        found = series.findSeries(folder)
+        for files in found.values():
+            if series.notAnImage(found.headers[files[0]]) or len(files) > 1 and series._isMultiFrame(
+                    found.headers[files[0]]):
+                continue
+            try:
+                volume = series.loadSeries(files)
+            except Exception as error:  # a series the loader refuses: refused the same way without the walk
+                with monkeypatch.context() as context:
+                    context.setattr(_fast, "readPlainHeader", lambda *arguments: None)
+                    with pytest.raises(type(error)):
+                        series.loadSeries(files)
+                continue
+            with monkeypatch.context() as context:
+                context.setattr(_fast, "readPlainHeader", lambda *arguments: None)
+                plain = series.loadSeries(files)
+            assert volume.array.dtype == plain.array.dtype and np.array_equal(volume.array, plain.array)
+            assert volume.geometry == plain.geometry and volume.source_images == plain.source_images
+            assert volume.headers == plain.headers and volume.warnings == plain.warnings
+            loaded += 1
+    assert loaded >= 8
 
 
 def test_indexed_attributes_are_pydicoms():
@@ -316,6 +435,15 @@ def _pixelDataOffset(data: bytes) -> int:
     return offset
 
 
+def _corrupted(data: bytes, end: int, generator: random.Random) -> bytes:
+    """``data`` with one to three random bytes between the preamble and ``end`` changed."""
+    changed = bytearray(data)
+    for _ in range(generator.choice((1, 1, 2, 3))):
+        position = generator.randrange(128, end)
+        changed[position] = generator.choice((0, 0xFF, 0x5C, 0x20, generator.randrange(256)))
+    return bytes(changed)
+
+
 def test_corrupted_headers_read_the_same(tmp_path, lidc_dir):
     """Random bytes of real headers changed (tags, VRs, lengths, values): the same values, or pydicom reads it."""
     sources = [sorted(lidc_dir.glob("*.dcm"))[0], _write(_withSequences(_image(), True), tmp_path / "sequences.dcm"),
@@ -327,13 +455,10 @@ def test_corrupted_headers_read_the_same(tmp_path, lidc_dir):
         data = source.read_bytes()
         end = _pixelDataOffset(data) + 12
         for _ in range(150):
-            changed = bytearray(data)
-            for _ in range(generator.choice((1, 1, 2, 3))):
-                position = generator.randrange(128, end)
-                changed[position] = generator.choice((0, 0xFF, 0x5C, 0x20, generator.randrange(256)))
-            corrupt.write_bytes(bytes(changed))
+            changed = _corrupted(data, end, generator)
+            corrupt.write_bytes(changed)
             scanned, by_scanner = _scanned(corrupt)
-            assert scanned == _plain(corrupt), (source.name, bytes(changed[128:end]).hex())
+            assert scanned == _plain(corrupt), (source.name, changed[128:end].hex())
             accepted += by_scanner
     assert accepted > 100, "most corruptions of values are read by the scanner"
 

@@ -323,6 +323,68 @@ def test_unusable_nrrd_files_are_rejected(tmp_path):
         readLabelmapNrrd(dataPath("nrrd", "SegmentationOverlapping.seg.nrrd"))
 
 
+def _nrrdFiles(folder) -> list:
+    """NRRD files in every encoding, type, byte order and layout pynrrd writes, and damaged gzip data."""
+    folder.mkdir(exist_ok=True)
+    generator = np.random.default_rng(15)
+    space = {"space": "left-posterior-superior", "space directions": np.eye(3) * 0.5}
+    paths = [dataPath("nrrd", name) for name in ("CTChest4.nrrd", "Segmentation.seg.nrrd",
+                                                 "SegmentationOverlapping.seg.nrrd")]
+    for dtype in (np.uint8, np.uint16, np.int16, np.uint32, np.float32, np.float64):
+        data = generator.integers(0, 200, size=(5, 9, 7)).astype(dtype)
+        for encoding in ("gzip", "raw", "bzip2"):
+            for endian in (("little", "big") if np.dtype(dtype).itemsize > 1 else ("little",)):
+                path = folder / f"{np.dtype(dtype).name}-{encoding}-{endian}.nrrd"
+                nrrd.write(str(path), data, {**space, "encoding": encoding, "endian": endian}, index_order="C")
+                paths.append(path)
+    path = folder / "detached.nhdr"
+    nrrd.write(str(path), np.arange(60, dtype=np.uint8).reshape(3, 4, 5), {**space, "encoding": "gzip"},
+               detached_header=True, index_order="C")
+    paths.append(path)
+    path = folder / "large.nrrd"  # more than one piece of inflated data
+    large = np.zeros((3, 700, 800), dtype=np.uint16)
+    large[1, 100:200, 300:400] = 7
+    nrrd.write(str(path), large, {**space, "encoding": "gzip"}, index_order="C")
+    paths.append(path)
+    whole = path.read_bytes()
+    start = whole.index(b"\n\n") + 2
+    for name, data in (("cut", whole[:start + (len(whole) - start) // 2]), ("trailing", whole + b"more bytes"),
+                       ("corrupt", whole[:start + 40] + bytes(50) + whole[start + 90:])):
+        (folder / f"{name}.nrrd").write_bytes(data)
+        paths.append(folder / f"{name}.nrrd")
+    header = whole[:start].decode()
+    for name, sizes in (("fewer", "sizes: 800 700 2"), ("more", "sizes: 800 700 4")):
+        (folder / f"{name}.nrrd").write_bytes(header.replace("sizes: 800 700 3", sizes).encode() + whole[start:])
+        paths.append(folder / f"{name}.nrrd")
+    (folder / "skip.nrrd").write_bytes(header.replace("encoding: gzip", "encoding: gzip\nbyte skip: 2").encode()
+                                       + whole[start:])
+    paths.append(folder / "skip.nrrd")
+    return paths
+
+
+def test_gzip_nrrd_voxels_inflated_into_their_array_are_pynrrds(tmp_path):
+    """labelmaps reads gzip NRRD data piece by piece into the array: pynrrd's array and header, or its error."""
+    inflated = 0
+    for path in _nrrdFiles(tmp_path):
+        try:
+            expected, expected_header = nrrd.read(str(path), index_order="C")
+        except Exception as error:  # noqa: BLE001 (pynrrd's refusal, which the reader must report the same way)
+            with pytest.raises(InvalidInputError, match="not a readable NRRD") as refused:
+                labelmaps._readNrrd(path)
+            assert str(error) in refused.value.message
+            continue
+        data, header = labelmaps._readNrrd(path)
+        assert data.dtype == expected.dtype and data.shape == expected.shape and np.array_equal(data, expected)
+        assert data.flags.writeable and data.flags.c_contiguous
+        assert header.keys() == expected_header.keys()
+        for key, value in expected_header.items():
+            assert np.array_equal(header[key], value, equal_nan=True) if isinstance(value, np.ndarray) else \
+                header[key] == value, key
+        with open(path, "rb") as file:
+            inflated += labelmaps._inflatedGzipData(file, nrrd.read_header(file)) is not None
+    assert inflated >= 12, "the attached gzip files are inflated here"
+
+
 def test_labelmap_write_read_round_trip(tmp_path):
     geometry = _obliqueGeometry()
     labelmap = np.random.default_rng(1).integers(0, 4, geometry.shape).astype(np.uint8)

@@ -110,14 +110,20 @@ def test_a_file_cut_short_after_its_header_was_read_is_refused(lidc_dir, tmp_pat
     assert str(path) in str(error.value)
 
 
-def test_loading_a_folder_parses_each_file_once(lidc_dir, monkeypatch):
+@pytest.mark.parametrize("walked", [True, False])
+def test_loading_a_folder_parses_each_file_once(lidc_dir, monkeypatch, walked):
+    """Each header is read once, by walking its element headers (plain files) or by pydicom."""
+    from QuantReportLib.dicomio import _fast
+
     expected = loadSeries(sorted(lidc_dir.glob("*.dcm")))
     parses: list[object] = []
-    original = pydicom.dcmread
+    original, walk = pydicom.dcmread, _fast.readPlainHeader
     monkeypatch.setattr(pydicom, "dcmread", lambda *args, **kwargs: parses.append(args[0]) or original(*args,
                                                                                                         **kwargs))
+    monkeypatch.setattr(_fast, "readPlainHeader",
+                        lambda path, size: parses.append(path) or walk(path, size) if walked else None)
     found = findSeries(lidc_dir)
     (files,) = found.values()
     volume = loadSeries(files, headers=found.headers)
-    assert len(parses) == len(files) == 50
+    assert len(parses) == len(set(map(str, parses))) == len(files) == 50
     assert np.array_equal(volume.array, expected.array) and volume.array.dtype == expected.array.dtype

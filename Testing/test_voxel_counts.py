@@ -23,3 +23,23 @@ def test_voxel_counts_across_blocks_equal_independent_counts(dtype):
                                              [Segment(number, f"S{number}", DEFAULT_TERMINOLOGY) for number in numbers])
     assert segmentation.voxelCounts() == {number: int(np.count_nonzero(labelmap == number)) for number in numbers}
     assert segmentation.voxelCounts()[largest] == 25 and segmentation.voxelCounts()[4] == 100
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_histogram_of_sparse_layers_is_bincount(dtype):
+    """Only the bands of rows holding labels are counted: the histogram is np.bincount's whatever the layout."""
+    generator = np.random.default_rng(151)
+    layers = [np.zeros((5, 40, 30), dtype=dtype), np.ones((3, 4, 5), dtype=dtype), np.zeros((0, 4, 4), dtype=dtype),
+              np.zeros((2, 3), dtype=dtype)]
+    for _ in range(20):
+        layer = np.zeros((6, 50, 40), dtype=dtype)
+        for _ in range(generator.integers(0, 6)):
+            k, j, i = (int(generator.integers(0, size)) for size in layer.shape)
+            layer[k, j:j + int(generator.integers(1, 12)), i:i + int(generator.integers(1, 9))] = \
+                generator.integers(1, 300 if dtype != np.uint8 else 256)
+        layers.append(layer)
+    layers[-1][:, 0, 0] = 7  # the first row of every slice
+    layers[-2][:, -1, -1] = 9  # the last row of every slice
+    for layer in layers:
+        expected = np.bincount(layer.reshape(-1), minlength=1)
+        assert np.array_equal(model._histogram(layer), expected), layer.shape

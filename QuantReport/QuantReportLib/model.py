@@ -507,14 +507,32 @@ def _onlyOwnNumbers(layer: np.ndarray, maxima: np.ndarray, lookup: np.ndarray, b
 
 
 def _histogram(layer: np.ndarray) -> np.ndarray:
-    """``np.bincount(layer.ravel())``, counted a block of voxels at a time."""
-    flat = layer.reshape(-1)
-    histogram = np.zeros(0, dtype=np.int64)
-    for start in range(0, flat.size, _HISTOGRAM_BLOCK):
-        block = np.bincount(flat[start:start + _HISTOGRAM_BLOCK])
-        if len(block) > len(histogram):
-            histogram = np.concatenate([histogram, np.zeros(len(block) - len(histogram), dtype=np.int64)])
-        histogram[:len(block)] += block
+    """``np.bincount(layer.ravel())``, counted only where values are not 0, a block of voxels at a time.
+
+    Of a volume (slices, rows, columns) only the band of rows of each slice from its first to its last row
+    holding a non-zero value is counted; every other voxel is a 0.  Lesions fill a few per cent of a CT.
+    """
+    if layer.ndim != 3 or not layer.size:
+        return _blockHistogram([layer.reshape(-1)])
+    occupied_rows: np.ndarray = np.any(layer, axis=2)
+    bands = []
+    for k in np.flatnonzero(occupied_rows.any(axis=1)):
+        rows = np.flatnonzero(occupied_rows[k])
+        bands.append(layer[k, rows[0]:rows[-1] + 1].reshape(-1))
+    histogram = _blockHistogram(bands)
+    histogram[0] += layer.size - sum(band.size for band in bands)
+    return histogram
+
+
+def _blockHistogram(arrays: Iterable[np.ndarray]) -> np.ndarray:
+    """``np.bincount`` of the values of all ``arrays`` (flat) together, at least one bin, a block at a time."""
+    histogram = np.zeros(1, dtype=np.int64)
+    for flat in arrays:
+        for start in range(0, flat.size, _HISTOGRAM_BLOCK):
+            block = np.bincount(flat[start:start + _HISTOGRAM_BLOCK])
+            if len(block) > len(histogram):
+                histogram = np.concatenate([histogram, np.zeros(len(block) - len(histogram), dtype=np.int64)])
+            histogram[:len(block)] += block
     return histogram
 
 

@@ -1,5 +1,9 @@
 """Accelerators of the DICOM file layer: what :func:`~QuantReportLib.dicomio.reading.readHeader` and
-:func:`~QuantReportLib.dicomio.reading.firstText` give, without pydicom, for the files where that is exact.
+:func:`~QuantReportLib.dicomio.reading.firstText` give, without pydicom's reader, for the files where that is exact.
+
+:func:`readPlainHeader` is ``readHeader(path)`` itself for plain image files (the header read from the
+file's first bytes, element headers walked in place, the dataset made of the raw elements pydicom's
+reader would make); see its docstring.
 
 :func:`scanFirstTexts` reads the attributes a database import indexes from the bytes of a PS3.10 file
 and returns, for each, what ``firstText(readHeader(path, size, tags), keyword)`` returns; for any file
@@ -30,8 +34,13 @@ import os
 import re
 import struct
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from .reading import NOT_DICOM, RAW_DATASET_STARTS, HeaderProblem
+
+if TYPE_CHECKING:
+    from pydicom.dataelem import RawDataElement
+    from pydicom.dataset import Dataset
 
 #: Encodings of the dataset after the meta information, by Transfer Syntax UID: True for implicit VR.
 #: Every listed encapsulated syntax encodes its dataset in Explicit VR Little Endian (PS3.5 A.4).
@@ -161,6 +170,51 @@ def _skipItem(source: _Bytes, position: int, end: int | None, depth: int) -> int
     return position
 
 
+def _metaElements(source: _Bytes) -> tuple[int, dict[int, tuple[bytes, int, int]]]:
+    """The File Meta Information after the 128-byte preamble and "DICM": where the dataset starts, and each
+    element's (VR, value offset, value length) by tag; raises :class:`_Declined` where pydicom reads it
+    otherwise (an implicit VR meta group, an undefined length, a repeated tag)."""
+    position, meta = 132, {}
+    if not _looksExplicit(source.need(position + 8), position):
+        raise _Declined
+    while True:
+        data = source.need(position + 8)
+        if data[position:position + 2] != b"\x02\x00":
+            break
+        tag, vr, length, header = _elementHeader(source, position, implicit=False)
+        if length == _UNDEFINED_LENGTH or tag in meta:
+            raise _Declined
+        assert vr is not None  # explicit VR
+        source.need(position + header + length)
+        meta[tag] = (vr, position + header, length)
+        position += header + length
+    return position, meta
+
+
+def _value(source: _Bytes, element: tuple[bytes, int, int]) -> bytes:
+    """The value of a (VR, value offset, value length) element of :func:`_metaElements`."""
+    _, start, length = element
+    return source.need(start + length)[start:start + length]
+
+
+def _datasetImplicit(source: _Bytes, position: int, meta: Mapping[int, tuple[bytes, int, int]],
+                     syntaxes: Mapping[str, bool]) -> bool:
+    """Whether the dataset at ``position`` is in implicit VR, by its Transfer Syntax UID (one of
+    ``syntaxes``, else declined)."""
+    if _TRANSFER_SYNTAX not in meta:
+        raise _Declined
+    implicit = syntaxes.get(_uid(_value(source, meta[_TRANSFER_SYNTAX])))
+    if implicit is None:
+        raise _Declined
+    # An empty dataset is declined here (pydicom's peek at it reads short, which readHeader refuses), and one
+    # whose first element looks encoded in the other VR encoding (pydicom reads it so), or a command set
+    # (group 0000, which pydicom reads before the dataset in implicit VR).
+    data = source.need(position + 8)
+    if _looksExplicit(data, position) == implicit or data[position:position + 2] == b"\x00\x00":
+        raise _Declined
+    return implicit
+
+
 def _uid(value: bytes) -> str:
     """A UI value as pydicom gives it, for the plain form ``digits and dots, then one NUL or space``."""
     if not _UID.fullmatch(value):
@@ -232,28 +286,10 @@ def _scan(source: _Bytes, size: int, wanted: Mapping[int, str]) -> tuple[dict[in
         if data and data[:2] not in RAW_DATASET_STARTS:
             raise HeaderProblem(NOT_DICOM)  # what readHeader says of it (pydicom refuses it without a prefix)
         raise _Declined
-    position, meta = 132, {}
-    if not _looksExplicit(source.need(position + 8), position):
-        raise _Declined
-    while True:
-        data = source.need(position + 8)
-        if data[position:position + 2] != b"\x02\x00":
-            break
-        tag, vr, length, header = _elementHeader(source, position, implicit=False)
-        if length == _UNDEFINED_LENGTH or tag in meta:
-            raise _Declined
-        meta[tag] = source.need(position + header + length)[position + header:position + header + length]
-        position += header + length
-    if _TRANSFER_SYNTAX not in meta:
-        raise _Declined
-    implicit = _DATASET_IMPLICIT.get(_uid(meta[_TRANSFER_SYNTAX]))
-    if implicit is None:
-        raise _Declined
-    media_storage_sop_class = _uid(meta[_MEDIA_STORAGE_SOP_CLASS]) if _MEDIA_STORAGE_SOP_CLASS in meta else ""
-    # An empty dataset is declined here (pydicom's peek at it reads short, which readHeader refuses), and one
-    # whose first element looks encoded in the other VR encoding (pydicom reads it so).
-    if _looksExplicit(source.need(position + 8), position) == implicit:
-        raise _Declined
+    position, meta = _metaElements(source)
+    implicit = _datasetImplicit(source, position, meta, _DATASET_IMPLICIT)
+    media_storage_sop_class = _uid(_value(source, meta[_MEDIA_STORAGE_SOP_CLASS])) \
+        if _MEDIA_STORAGE_SOP_CLASS in meta else ""
     values: dict[int, bytes] = {}
     present: set[int] = set()
     previous = -1
@@ -285,3 +321,121 @@ def _scan(source: _Bytes, size: int, wanted: Mapping[int, str]) -> tuple[dict[in
     if _ROWS in present and _COLUMNS in present and _PIXEL_DATA_PROVIDER_URL not in present:
         raise _Declined  # an image that ends before its pixel data: readHeader says it is cut short
     return values, media_storage_sop_class
+
+
+# -- the header of a plain image, as readHeader reads it -----------------------------------------------------
+
+#: The native transfer syntaxes whose datasets :func:`readPlainHeader` reads: True for implicit VR.
+_NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}
+_PLAIN_PIXEL_DATA = 0x7FE00010
+
+
+def readPlainHeader(path: str, size: int) -> Dataset | None:
+    """``readHeader(path, size)`` of a plain image file, or ``None`` when pydicom must read the file.
+
+    Plain: a PS3.10 file in Implicit or Explicit VR Little Endian with native Pixel Data of defined
+    length, whose element headers are in tag order and well formed, and whose header ends within
+    :data:`_SCAN_LIMIT` bytes.  The file's first bytes are read once (the chunks of :class:`_Bytes`) and
+    its element headers walked in place; the dataset is made of the raw elements pydicom's reader makes of
+    the same bytes (tag, VR, length, value, value offset, encoding; values converted by pydicom when
+    used), with pydicom's File Meta Information dataset, preamble, encoding and file name, and the span
+    of the Pixel Data value that readHeader records (:func:`~.reading.nativePixelDataSpan`).  An explicit
+    VR sequence of undefined length is parsed by pydicom's ``read_sequence``, as its reader does.
+    Declined (``None``): deflated, big-endian, encapsulated and private syntaxes, files without preamble,
+    command sets, an implicit VR element of undefined length (only pydicom's dictionary tells a sequence
+    from other data), an explicit VR unknown to the scanner or of undefined length other than SQ, elements
+    out of order, Float Pixel Data, and every file that readHeader refuses (cut short, pixel data beyond
+    the end of the file, an image without pixel data, not DICOM). Testing/test_header_scan.py compares the
+    datasets with readHeader's element for element over the shared test data and the synthetic, truncated
+    and corrupted files of the scanner's tests.
+
+    Upstream limitation (pydicom 3.0): ``dcmread`` reads every element header through file-object calls
+    (``read``, ``tell``, ``seek`` and a ``struct`` unpack each), about 0.6 ms per CT header, more than
+    the rest of loading the slice; this goes when pydicom parses a buffer in memory by offsets.
+    """
+    try:
+        with open(path, "rb") as file:
+            return _plainHeader(path, _Bytes(file, size), size)
+    except Exception:  # noqa: BLE001 (_Declined, or what pydicom's functions raise of odd values: its reader says)
+        return None
+
+
+def _plainHeader(path: str, source: _Bytes, size: int) -> Dataset:
+    """The dataset of :func:`readPlainHeader`; raises :class:`_Declined`."""
+    from pydicom.charset import convert_encodings, default_encoding
+    from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
+    from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_sequence
+    from pydicom.tag import BaseTag
+    from pydicom.values import convert_string
+
+    from .reading import _NATIVE_PIXEL_DATA_SPAN
+
+    if source.data[128:132] != b"DICM":
+        raise _Declined
+    position, meta = _metaElements(source)
+    implicit = _datasetImplicit(source, position, meta, _NATIVE_LITTLE_ENDIAN)
+
+    def raw(tag: int, vr: bytes | None, length: int, start: int, implicit: bool) -> RawDataElement:
+        name = None if vr is None else vr.decode("ascii")
+        value = source.data[start:start + length] if length else \
+            cast("bytes | None", empty_value_for_VR(name, raw=True))  # as pydicom's generator
+        return RawDataElement(BaseTag(tag), name, length, value, start, implicit, True)
+
+    # As pydicom's _read_file_meta_info: a dataset of the group's raw elements, its first element converted.
+    meta_dataset = Dataset({BaseTag(tag): raw(tag, vr, length, start, False)
+                            for tag, (vr, start, length) in meta.items()})
+    meta_dataset.set_original_encoding(False, True, default_encoding)
+    file_meta = FileMetaDataset(meta_dataset)
+    file_meta.set_original_encoding(False, True, default_encoding)
+    file_meta[list(file_meta.elements())[0].tag]  # noqa: B018 (pydicom's check, which converts it)
+    file_meta.get("TransferSyntaxUID")  # as read_partial converts it
+
+    elements: dict[BaseTag, RawDataElement | DataElement] = {}
+    encoding: str | list[str] = default_encoding  # what pydicom's generator hands to sequences
+    previous = -1
+    while True:
+        if position + 8 > size:
+            raise _Declined  # no pixel data: readHeader decides (not an image, or one cut short)
+        tag, vr, length, header = _elementHeader(source, position, implicit)
+        if tag in _PIXEL_DATA_TAGS:
+            if tag != _PLAIN_PIXEL_DATA or length == _UNDEFINED_LENGTH or position + header + length > size:
+                raise _Declined
+            span = (position + header, length)
+            break
+        if tag <= previous or tag >> 16 == 0xFFFE:
+            raise _Declined
+        previous = tag
+        start = position + header
+        if length == _UNDEFINED_LENGTH:
+            if vr != b"SQ":
+                raise _Declined
+            end = _skipSequence(source, start)
+            stream = DicomBytesIO(source.data)
+            stream.seek(start)
+            sequence = read_sequence(cast(BinaryIO, stream), implicit, True, length, encoding)
+            if stream.tell() != end:
+                raise _Declined
+            elements[BaseTag(tag)] = DataElement(BaseTag(tag), "SQ", sequence, start, is_undefined_length=True)
+            position = end
+            continue
+        if start + length > size:
+            raise _Declined
+        source.need(start + length)
+        element = elements[BaseTag(tag)] = raw(tag, vr, length, start, implicit)
+        if tag == _SPECIFIC_CHARACTER_SET:
+            encoding = convert_encodings(convert_string(element.value or b"", True))
+        position = start + length
+
+    # As pydicom's read_dataset and read_partial.
+    dataset = Dataset(elements)
+    if _SPECIFIC_CHARACTER_SET in elements:
+        declared = convert_raw_data_element(cast(RawDataElement, elements[BaseTag(_SPECIFIC_CHARACTER_SET)])).value
+        dataset.set_original_encoding(implicit, True, convert_encodings(declared))
+    else:
+        dataset.set_original_encoding(implicit, True, default_encoding)
+    header_dataset = FileDataset(path, dataset, source.data[:128], file_meta, implicit, True)
+    header_dataset.set_original_encoding(implicit, True, dataset._character_set)
+    setattr(header_dataset, _NATIVE_PIXEL_DATA_SPAN, span)
+    return header_dataset

@@ -151,6 +151,17 @@ def readHeader(path: str | os.PathLike, size: int | None = None, specific_tags: 
             raise HeaderProblem(f"cannot read: {error.strerror or error}") from None
     if size == 0:
         raise HeaderProblem("empty file")
+    if specific_tags is None:
+        from ._fast import readPlainHeader
+
+        plain = readPlainHeader(path, size)  # the same dataset, for the files it reads
+        if plain is not None:
+            return plain
+    return _readHeaderWithPydicom(path, size, specific_tags)
+
+
+def _readHeaderWithPydicom(path: str, size: int, specific_tags: list[Any] | None) -> Dataset:
+    """:func:`readHeader` by pydicom's reader."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
