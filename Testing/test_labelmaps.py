@@ -750,6 +750,29 @@ def test_slicer_reads_what_we_write(slicer_app, tmp_path):
 
 
 @pytest.mark.slicer
+def test_non_ascii_segment_names_go_both_ways_with_slicer(slicer_app, tmp_path):
+    """Slicer writes and reads a .seg.nrrd's names and tags in UTF-8; so do we (pynrrd alone drops them)."""
+    geometry = _obliqueGeometry(shape=(6, 7, 8))
+    names = ["Läsion Ø", "肺結節 1"]
+    segmentation = _twoSegments(geometry)
+    segmentation = segmentation.withSegments(
+        [segment.replace(label=name) for segment, name in zip(segmentation.segments, names, strict=True)])
+    ours = writeSegNrrd(segmentation, tmp_path / "ours.seg.nrrd")
+    assert [segment.label for segment in readSegNrrd(ours).segments] == names
+    node = slicer_app.scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    storage = slicer_app.scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
+    storage.SetFileName(str(ours))
+    assert storage.ReadData(node)
+    segments = node.GetSegmentation()
+    assert [segments.GetNthSegment(i).GetName() for i in range(segments.GetNumberOfSegments())] == names
+    storage.SetFileName(str(tmp_path / "slicer.seg.nrrd"))
+    assert storage.WriteData(node)
+    theirs = readSegNrrd(tmp_path / "slicer.seg.nrrd")
+    assert [segment.label for segment in theirs.segments] == names
+    assert all(np.array_equal(theirs.mask(n), segmentation.mask(n)) for n in (1, 2))
+
+
+@pytest.mark.slicer
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_slicer_reads_our_chunked_gzip_stream(dtype, slicer_app, tmp_path):
     from vtkmodules.util.numpy_support import vtk_to_numpy

@@ -26,7 +26,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, overload
 
@@ -450,22 +450,33 @@ def _resampled(arrays: Sequence[np.ndarray], source: Geometry, geometry: Geometr
 
 
 def _readNrrd(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """``nrrd.read(path, index_order="C")``, a gzip-encoded file's voxels inflated straight into their array."""
+    """``nrrd.read(path, index_order="C")`` with the header read as UTF-8, a gzip-encoded file's voxels
+    inflated straight into their array."""
     import nrrd  # here: writing a labelmap does without it (10 ms of a `load` process)
 
     if not os.path.exists(path):
         raise NotFoundError("no such file", path)
     try:
         with open(path, "rb") as file:
-            header = nrrd.read_header(file)
+            header = nrrd.read_header(_utf8Lines(file))
             data = _inflatedGzipData(file, header)
             if data is None:
                 file.seek(0)
-                nrrd.read_header(file)  # positions the file at the data, as nrrd.read does
+                nrrd.read_header(_utf8Lines(file))  # positions the file at the data, as nrrd.read does
                 data = nrrd.read_data(header, file, os.fspath(path), index_order="C")
     except (nrrd.NRRDError, OSError, ValueError, EOFError, zlib.error) as error:
         raise InvalidInputError(f"not a readable NRRD file ({error})", path) from error
     return data, header
+
+
+def _utf8Lines(file: BinaryIO) -> Iterator[str]:
+    """The lines of a NRRD header as text, for ``nrrd.read_header``, which stops reading at the blank line.
+
+    3D Slicer writes the header's values (segment names, tags) in UTF-8; pynrrd given the bytes decodes them
+    as ASCII and drops every other character (a segment "Läsion" would come back as "Lsion").
+    """
+    for line in iter(file.readline, b""):
+        yield line.decode("utf-8", "replace")
 
 
 #: Bytes inflated per call: the pieces stay in the processor's cache on their way into the array.
@@ -776,7 +787,7 @@ def _writeNrrd(data: np.ndarray, geometry: Geometry, fields: Mapping[str, str], 
              f"space origin: {_nrrdVector(geometry.origin)}",
              *(f"{key}:={value}" for key, value in fields.items())]
     with atomicOutput(path, suffix=".nrrd") as temporary, open(temporary, "wb") as handle:
-        handle.write(("\n".join(lines) + "\n\n").encode("ascii"))
+        handle.write(("\n".join(lines) + "\n\n").encode("utf-8"))  # as 3D Slicer writes names and tags
         _writeGzip(handle, data)
 
 
