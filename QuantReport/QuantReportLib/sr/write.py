@@ -80,6 +80,9 @@ from .content import Concepts, findingSite
 IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
 
 
+#: Specific Character Set of the SR (PS3.3 C.12.1.1.2): UTF-8, any text.
+UTF8 = "ISO_IR 192"
+
 #: Language of the report content (TID 1204), as highdicom writes by default.
 ENGLISH = Code("en-US", "RFC5646", "English (United States)")
 
@@ -253,6 +256,10 @@ def createSr(
             verifying_organization=verifying_organization if verifier_name is not None else None,
             previous_versions=list(predecessors) or None,
         )
+        # Segment labels (the tracking identifiers), names and descriptions may be of any script: UTF-8,
+        # declared.  highdicom 0.28 declares the character set of the first evidence instance, the SEG (one
+        # of another writer may declare none), and 0.27, which Slicer 5.12 bundles, declares none.
+        document.SpecificCharacterSet = UTF8
         imageSeriesFirst(document, volume.series_instance_uid)
         return document
     except (ValueError, TypeError, AttributeError) as error:
