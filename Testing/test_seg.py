@@ -489,6 +489,14 @@ _DERIVATION_IMAGE = 0x00089124
 _SEGMENT_IDENTIFICATION = 0x0062000A
 
 
+def _itemsAsDatasets(monkeypatch) -> None:
+    """createSeg makes the per-frame items as highdicom does, as datasets (not pre-encoded by
+    seg._framegroups, Testing/test_seg_framegroups.py), for the writer's view to encode them."""
+    from QuantReportLib.seg import write
+
+    monkeypatch.setattr(write, "coveredInBulk", lambda *arguments: False)
+
+
 def _plainBytes(dataset: pydicom.Dataset, folder: Path) -> bytes:
     """The file pydicom writes for ``dataset`` without any help (what writeSeg wrote before)."""
     path = folder / "plain.dcm"
@@ -500,9 +508,10 @@ def _plainBytes(dataset: pydicom.Dataset, folder: Path) -> bytes:
                                     pydicom.uid.DeflatedExplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian],
                          ids=["explicit", "implicit", "deflated", "big-endian"])
 @pytest.mark.parametrize("labelmap", [False, True], ids=["binary-overlapping", "labelmap"])
-def test_write_matches_plain_pydicom_bytes(tmp_path, labelmap, syntax):
+def test_write_matches_plain_pydicom_bytes(tmp_path, monkeypatch, labelmap, syntax):
     volume = _volume("ct", "lidc-idri-0001")
     original = _lidcSegmentation(volume, overlapping=not labelmap)
+    _itemsAsDatasets(monkeypatch)
     dataset = seg.createSeg(volume, original, labelmap=labelmap)
     dataset.file_meta.TransferSyntaxUID = syntax
     view = seg._fast.encodedFrameGroupsView(dataset)
@@ -531,9 +540,10 @@ def test_write_matches_plain_pydicom_bytes(tmp_path, labelmap, syntax):
                                               ("ISO_IR 100", ["Ableitung ä", "Ableitung ö"]),
                                               (["", "ISO 2022 IR 87"], ["山田", "やまだ"])],
                          ids=["utf-8", "latin-1", "iso-2022-jp"])
-def test_write_keeps_character_set_handling(tmp_path, charset, texts):
+def test_write_keeps_character_set_handling(tmp_path, monkeypatch, charset, texts):
     """Text inside the per-frame nested sequences is encoded with the character set
     the items inherit, exactly as pydicom encodes it when it writes everything itself."""
+    _itemsAsDatasets(monkeypatch)
     volume = _volume("ct", "dcmqi-24x38x3")
     labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
     labelmap[:, 5:20, 3:10] = 1
@@ -881,6 +891,11 @@ _FRESH = {"InstanceCreationDate", "InstanceCreationTime", "ContentDate", "Conten
           "DimensionOrganizationUID", "TrackingUID"}
 
 
+def _perFrameLeftOut(dataset: pydicom.Dataset) -> pydicom.Dataset:
+    """A dataset holding the elements of ``dataset`` (the same objects) but its per-frame items."""
+    return pydicom.Dataset({tag: dataset.get_item(tag) for tag in dataset.keys() if tag != 0x52009230})
+
+
 def _constructedPlainAndMemoized(monkeypatch, volume, segmentation, **arguments):
     """(plain, accelerated): createSeg with highdicom on its own, and as createSeg runs it."""
     import sys
@@ -898,6 +913,7 @@ def _constructedPlainAndMemoized(monkeypatch, volume, segmentation, **arguments)
         plain.setattr(write, "memoizeIodAttributeLookups", lambda: None)
         plain.setattr(write, "compactModuleAttributeMap", lambda: None)
         plain.setattr(write, "framesPackedInPlace", lambda: highdicom.seg.Segmentation)
+        plain.setattr(write, "coveredInBulk", lambda *arguments: False)
         scans = []
         plain.setattr(_standard_utils, "is_attribute_in_iod",
                       lambda *args, **kwargs: scans.append(args) or memoized.__wrapped__(*args, **kwargs))
@@ -910,13 +926,28 @@ def _constructedPlainAndMemoized(monkeypatch, volume, segmentation, **arguments)
     assert _standard_utils.is_attribute_in_iod is memoized
     dataset = seg.createSeg(volume, segmentation, **uids, **arguments)
     assert type(dataset) is type(expected) is highdicom.seg.Segmentation
+    # A BINARY SEG's per-frame items are pre-encoded (seg._framegroups), the others' are highdicom's datasets.
+    assert rawitems.isEncoded(dataset.get_item(0x52009230)) == (dataset.SegmentationType == "BINARY")
     assert type(dataset.PixelData) is bytes
     # Values made anew (times, UIDs) are not the construction's: the accelerated one gets the plain one's.
     assert {element.keyword for element in expected.iterall()} >= _FRESH
-    for element, plainElement in zip(dataset.iterall(), expected.iterall(), strict=True):
+    # (Not walking the per-frame items, which hold none of them: seg._framegroups' stay encoded.)
+    for element, plainElement in zip(_perFrameLeftOut(dataset).iterall(), _perFrameLeftOut(expected).iterall(),
+                                     strict=True):
         if element.keyword in _FRESH and plainElement.keyword == element.keyword:
             element.value = plainElement.value
     return expected, dataset
+
+
+def _elements(dataset: pydicom.Dataset) -> list[tuple]:
+    """Every element at every depth (tag, VR, value; a sequence: its number of items), in order.
+
+    Sequences compare by their items' elements, not by type: parsed from pre-encoded bytes
+    (seg._framegroups) a Plane Position Sequence is a pydicom Sequence, highdicom's own is its
+    PlanePositionSequence, which refuses to be compared with anything else.
+    """
+    return [(element.tag, element.VR, len(element.value) if element.VR == "SQ" else element.value)
+            for element in dataset.iterall()]
 
 
 @pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian,
@@ -927,7 +958,7 @@ def test_memoized_iod_lookups_construct_the_plain_seg(tmp_path, monkeypatch, lab
     volume = _volume("ct", "lidc-idri-0001")
     original = _lidcSegmentation(volume, overlapping=not labelmap)
     expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, original, labelmap=labelmap)
-    assert list(dataset.iterall()) == list(expected.iterall())
+    assert _elements(dataset) == _elements(expected)
     for each in (expected, dataset):
         each.file_meta.TransferSyntaxUID = syntax
     assert seg.writeSeg(dataset, tmp_path / "memoized.dcm").read_bytes() == \
@@ -947,7 +978,7 @@ def test_memoized_iod_lookups_keep_text_and_character_sets(tmp_path, monkeypatch
     labelmap[1:, 10:30, 12:20] = 2
     original = Segmentation.fromLabelmap(labelmap, volume.geometry, [_segment(1, "Läsion 山田"), _segment(2, "Ödem")])
     expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, original, content_creator_name="Doe^Jörg")
-    assert list(dataset.iterall()) == list(expected.iterall())
+    assert _elements(dataset) == _elements(expected)
     assert seg.writeSeg(dataset, tmp_path / "memoized.dcm").read_bytes() == \
         seg.writeSeg(expected, tmp_path / "plain.dcm").read_bytes()
     read = pydicom.dcmread(tmp_path / "memoized.dcm")
@@ -981,7 +1012,7 @@ def test_frames_packed_in_place_construct_the_plain_seg(tmp_path, monkeypatch, k
     segmentation = (_fractionalSegmentation(volume) if kind == "fractional" else
                     Segmentation.fromLabelmap(labelmap, volume.geometry, segments))
     expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, segmentation)
-    assert list(dataset.iterall()) == list(expected.iterall())
+    assert _elements(dataset) == _elements(expected)
     assert dataset.PixelData == expected.PixelData
     if kind == "odd-length":
         assert len(expected.PixelData) == 4 and expected.PixelData[3:] == b"0"
@@ -993,6 +1024,7 @@ def test_frames_are_packed_into_one_buffer_as_highdicom_makes_them(monkeypatch):
     """Structure, not speed: highdicom's own frame list holds no frame (every packed frame goes
     straight into the one Pixel Data buffer), so the Pixel Data is never held twice."""
     volume = _volume("ct", "lidc-idri-0001")
+    _itemsAsDatasets(monkeypatch)  # highdicom's own frame loop, not seg._framegroups'
     handed_back = []
     packer = seg._fast.framesPackedInPlace()
     own = packer._encode_pixels_native

@@ -43,7 +43,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -466,14 +466,39 @@ def _segProblems(dataset: Dataset, skip: frozenset[int] = frozenset()) -> list[P
                                 "(PS3.3 C.8.20.2.3)"))
     if kind != "LABELMAP":
         shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
-        for frame, item in enumerate(dataset.get("PerFrameFunctionalGroupsSequence") or [], 1):
-            identification = item.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence")
-            number = int(identification[0].ReferencedSegmentNumber) if identification else None
+        decoded, items = _perFrameElements(dataset, {_SEGMENT_IDENTIFICATION})
+        shared_number = _firstValue(decoded, shared.get_item(_SEGMENT_IDENTIFICATION), _REFERENCED_SEGMENT_NUMBER, int)
+        for frame, item in enumerate(items, 1):
+            number = _firstValue(decoded, item.get(_SEGMENT_IDENTIFICATION), _REFERENCED_SEGMENT_NUMBER, int)
+            number = shared_number if number is None else number
             if number not in described:
                 problems.append(Problem("error", "segments", f"frame {frame} references segment {number}, which "
                                         "the Segment Sequence does not describe"))
                 break
     return problems
+
+
+_PER_FRAME_FUNCTIONAL_GROUPS = 0x52009230
+_SEGMENT_IDENTIFICATION, _REFERENCED_SEGMENT_NUMBER = 0x0062000A, 0x0062000B
+_PLANE_POSITION, _IMAGE_POSITION = 0x00209113, 0x00200032
+_PLANE_ORIENTATION, _PIXEL_MEASURES = 0x00209116, 0x00289110
+
+
+def _perFrameElements(dataset: Dataset, tags: set[int]) -> tuple[DecodedOnce, Sequence[Mapping[int, Any]]]:
+    """The elements ``tags`` of each Per-Frame Functional Groups item, by tag, without parsing the items
+    into datasets (:meth:`~QuantReportLib.dicomio.rawitems.DecodedOnce.items`: a SEG read from a file, or
+    made by createSeg with pre-encoded items, has thousands), and the decoder of their values."""
+    decoded = DecodedOnce(dataset.original_character_set)
+    return decoded, decoded.items(dataset.get_item(_PER_FRAME_FUNCTIONAL_GROUPS), tags)
+
+
+def _firstValue(decoded: DecodedOnce, sequence: Any, tag: int, convert: Any) -> Any:
+    """``convert`` of element ``tag`` in the first item of ``sequence``; ``None`` without the sequence, an
+    item, or the element (decoded once per distinct encoding)."""
+    try:
+        return decoded.firstValue(sequence, tag, convert)
+    except KeyError:
+        return None
 
 
 def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
@@ -499,10 +524,10 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
         return problem(f"frames are {dataset.Rows} x {dataset.Columns}, the source slices {geometry.shape[1]} x "
                        f"{geometry.shape[2]}")
     shared = (dataset.get("SharedFunctionalGroupsSequence") or [Dataset()])[0]
-    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or []
-    first = per_frame[0] if per_frame else Dataset()
-    orientation = shared.get("PlaneOrientationSequence") or first.get("PlaneOrientationSequence")
-    measures = shared.get("PixelMeasuresSequence") or first.get("PixelMeasuresSequence")
+    decoded, per_frame = _perFrameElements(dataset, {_PLANE_POSITION, _PLANE_ORIENTATION, _PIXEL_MEASURES})
+    first = per_frame[0] if per_frame else {}
+    orientation = shared.get("PlaneOrientationSequence") or decoded.value(first.get(_PLANE_ORIENTATION), list)
+    measures = shared.get("PixelMeasuresSequence") or decoded.value(first.get(_PIXEL_MEASURES), list)
     if not orientation or not measures:
         return problem("no Plane Orientation or Pixel Measures functional group")
     cosines = np.array(orientation[0].ImageOrientationPatient, dtype=float).reshape(2, 3)
@@ -513,11 +538,13 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
         return problem(f"pixel spacing {spacing.tolist()} differs from the source series' "
                        f"{geometry.spacing[[1, 0]].tolist()}")
     frames = []
+    shared_position = _firstValue(decoded, shared.get_item(_PLANE_POSITION), _IMAGE_POSITION, tuple)
     for index, item in enumerate(per_frame):
-        planes = item.get("PlanePositionSequence") or shared.get("PlanePositionSequence")
-        if not planes:
+        position = _firstValue(decoded, item.get(_PLANE_POSITION), _IMAGE_POSITION, tuple)
+        position = shared_position if position is None else position
+        if not position:
             return problem(f"frame {index + 1} has no Plane Position (Patient)")
-        frames.append(SegFrame(index, None, np.array(planes[0].ImagePositionPatient, dtype=float), ()))
+        frames.append(SegFrame(index, None, np.array(position, dtype=float), ()))
     try:
         # Each frame at the position of a source image, as the SEG reader places it: the volume's regular
         # grid does not hold the true positions of an unevenly spaced series.

@@ -31,6 +31,7 @@ from ..dicomio.rawitems import (
     encodedItems,
     encodedSequence,
     fileEncoding,
+    isEncoded,
     itemCharacterSets,
     itemElements,
     sequenceItems,
@@ -257,9 +258,15 @@ def encodedFrameGroupsView(dataset: Dataset) -> Dataset | None:
     view's other elements, so that the view's own encoding can be declared
     original and nothing of it is decoded again.
 
+    A sequence encoded beforehand in the file's encoding (a raw element in a
+    dataset built in memory: :func:`~QuantReportLib.seg._framegroups.framesInBulk`)
+    goes into the view as it is; encoded for another transfer syntax, it is
+    parsed first (as ``save_as`` would parse it).
+
     Not applicable (the dataset is written as it is) without a public transfer
-    syntax, or when an item was read from a file, has its own Specific
-    Character Set or holds a raw, buffered or ambiguous-VR element.
+    syntax, for a dataset read from a file, or when an item was read from a
+    file, has its own Specific Character Set or holds a raw, buffered or
+    ambiguous-VR element.
 
     Contract: pydicom writes the view to the same bytes as ``dataset``
     (``writeSeg`` tests compare both files byte for byte).  Works around:
@@ -268,17 +275,26 @@ def encodedFrameGroupsView(dataset: Dataset) -> Dataset | None:
     """
     groups = dataset.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG)
     encoding = fileEncoding(dataset)
-    if groups is None or groups.is_raw or groups.is_buffered or encoding is None:
+    if groups is None or encoding is None or not _createdInMemory(dataset):
         return None
-    items = _itemsWithEncodedSequences(groups.value, encoding, itemCharacterSets(dataset))
-    if items is None:
-        return None
+    if isEncoded(groups) and (groups.is_implicit_VR, groups.is_little_endian) != encoding:
+        groups = dataset[_PER_FRAME_FUNCTIONAL_GROUPS_TAG]  # pre-encoded for another transfer syntax: parsed
+    if isEncoded(groups):
+        # Encoded beforehand in the file's encoding (seg._framegroups): written as it is.
+        items_element: DataElement | RawDataElement = groups
+    else:
+        if groups.is_raw or groups.is_buffered:
+            return None
+        items = _itemsWithEncodedSequences(groups.value, encoding, itemCharacterSets(dataset))
+        if items is None:
+            return None
+        items_element = DataElement(_PER_FRAME_FUNCTIONAL_GROUPS_TAG, "SQ", items,
+                                    is_undefined_length=groups.is_undefined_length)
     view = Dataset({tag: element for tag, element in dataset.items() if tag != _PER_FRAME_FUNCTIONAL_GROUPS_TAG})
     correct_ambiguous_vr(view, encoding[1])
     for tag in list(view.keys()):
         view[tag]  # decodes a raw element in the view as write_dataset would
-    view[_PER_FRAME_FUNCTIONAL_GROUPS_TAG] = DataElement(
-        _PER_FRAME_FUNCTIONAL_GROUPS_TAG, "SQ", items, is_undefined_length=groups.is_undefined_length)
+    view[_PER_FRAME_FUNCTIONAL_GROUPS_TAG] = items_element
     return declareEncoded(view, dataset, encoding)
 
 

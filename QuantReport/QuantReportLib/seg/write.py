@@ -29,7 +29,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import highdicom as hd
 import numpy as np
@@ -46,6 +46,7 @@ from ..dicomio.identity import (
     PRIVATE_CREATOR,
     SOFTWARE_VERSIONS,
 )
+from ..dicomio.rawitems import DecodedOnce, encodedItems, isEncoded
 from ..dicomio.writing import writeDataset
 from ..errors import GeometryError, InvalidInputError, UnsupportedError
 from ..model import Code, Segment, Segmentation, Volume
@@ -56,6 +57,7 @@ from ._fast import (
     memoizeIodAttributeLookups,
     streamPixelData,
 )
+from ._framegroups import NotCovered, coveredInBulk, framesInBulk
 from .placement import DIRECTION_TOLERANCE, imagePosition, positionOf
 
 #: Default Algorithm Family (CID 7162 "Surface Processing Algorithm Families")
@@ -68,6 +70,8 @@ DEFAULT_ALGORITHM_FAMILIES: Mapping[str, Code] = {
 }
 
 
+_PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
+_PLANE_POSITION_TAG = 0x00209113
 _CONTENT_LABEL = re.compile(r"^[A-Z0-9_ ]{1,16}$")
 # Patient and study attributes highdicom copies from the first source image
 # without a default (Type 2 in the source IODs, but missing in some files).
@@ -204,10 +208,11 @@ def createSeg(
                                                                 "max_fractional_value": fractions.maximum}
     memoizeIodAttributeLookups()
     compactModuleAttributeMap()
-    dataset = framesPackedInPlace()(
+    segmentation_type = "LABELMAP" if labelmap else "BINARY" if fractions is None else "FRACTIONAL"
+    arguments: dict[str, Any] = dict(
         source_images=_sourceHeaders(headers, source),
         pixel_array=pixels,
-        segmentation_type="LABELMAP" if labelmap else "BINARY" if fractions is None else "FRACTIONAL",
+        segmentation_type=segmentation_type,
         **fractional,
         segment_descriptions=[_segmentDescription(segment, algorithm_family) for segment in segments],
         series_instance_uid=series_instance_uid or hd.UID(),
@@ -226,6 +231,7 @@ def createSeg(
         omit_empty_frames=True,
         **_UTF8_ARGUMENTS,
     )
+    dataset = _constructed(arguments)
     dataset.SpecificCharacterSet = "ISO_IR 192"
     recorded = recordedLabelValues(segmentation)
     for item in dataset.SegmentSequence:
@@ -234,6 +240,18 @@ def createSeg(
             block = item.private_block(LABEL_VALUE_GROUP, PRIVATE_CREATOR, create=True)
             block.add_new(LABEL_VALUE_ELEMENT, "US", value)
     return dataset
+
+
+def _constructed(arguments: dict[str, Any]) -> hd.seg.Segmentation:
+    """highdicom's Segmentation of ``arguments``: its BINARY frames and per-frame functional groups made
+    in bulk where :func:`._framegroups.coveredInBulk` covers the construction, else highdicom's own (native frames
+    packed in place); the same dataset either way."""
+    if coveredInBulk(arguments["segmentation_type"], arguments["pixel_array"]):
+        try:
+            return framesInBulk()(**arguments)
+        except NotCovered:
+            pass
+    return framesPackedInPlace()(**arguments)
 
 
 def recordedLabelValues(segmentation: Segmentation) -> dict[int, int]:
@@ -337,14 +355,21 @@ def estimateLabelmapBytes(binary: Dataset, binary_bytes: int) -> int | None:
     """
     if binary.get("SegmentationType") != "BINARY" or binary.get("SegmentsOverlap") == "YES":
         return None
-    items = binary.get("PerFrameFunctionalGroupsSequence") or []
+    # The items are read without parsing them into datasets (createSeg's may be pre-encoded: _framegroups).
+    groups = binary.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG)
+    decoded = DecodedOnce(binary.original_character_set)
+    items = decoded.items(groups, {_PLANE_POSITION_TAG})
     if not items:
         return None
-    positions = {positionOf(item.get("PlanePositionSequence") or []) for item in items}
-    buffer = DicomBytesIO()
-    buffer.is_little_endian, buffer.is_implicit_VR = True, False
-    write_dataset(buffer, items[0])
-    item_bytes = len(buffer.getvalue()) + 8  # item tag and length
+    positions = {decoded.value(item.get(_PLANE_POSITION_TAG), positionOf) for item in items}
+    if isEncoded(groups) and (groups.is_implicit_VR, groups.is_little_endian) == (False, True):
+        first = encodedItems(cast(bytes, groups.value), False, True)[0]  # already explicit VR little endian
+    else:
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, False
+        write_dataset(buffer, binary.PerFrameFunctionalGroupsSequence[0])
+        first = buffer.getvalue()
+    item_bytes = len(first) + 8  # item tag and length
     identification_bytes = 8 + 8 + 8 + 2  # Segment Identification Sequence with one item of one US element
     numbers = [int(item.SegmentNumber) for item in binary.get("SegmentSequence", [])]
     pixel_bytes = 1 if max(numbers, default=0) < 256 else 2
