@@ -925,7 +925,7 @@ def _constructedPlainAndMemoized(monkeypatch, volume, segmentation, **arguments)
         assert scans, "the plain construction asks highdicom's IOD lookup"
     assert _standard_utils.is_attribute_in_iod is memoized
     dataset = seg.createSeg(volume, segmentation, **uids, **arguments)
-    assert type(dataset) is type(expected) is highdicom.seg.Segmentation
+    assert type(expected) is highdicom.seg.Segmentation and isinstance(dataset, highdicom.seg.Segmentation)
     # A BINARY SEG's per-frame items are pre-encoded (seg._framegroups), the others' are highdicom's datasets.
     assert rawitems.isEncoded(dataset.get_item(0x52009230)) == (dataset.SegmentationType == "BINARY")
     assert type(dataset.PixelData) is bytes

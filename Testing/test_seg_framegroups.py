@@ -9,6 +9,9 @@ several character sets.  What the accelerator does not cover must take the plain
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import highdicom
 import numpy as np
 import pydicom
@@ -188,7 +191,8 @@ def _labelmapOrFractional(kind: str):
 def test_other_segmentation_types_take_the_plain_path(monkeypatch, kind):
     volume, segmentation, arguments = _labelmapOrFractional(kind)
     bulk = []
-    monkeypatch.setattr(write, "framesInBulk", lambda: bulk.append(1) or _framegroups.framesInBulk())
+    monkeypatch.setattr(write, "FramesInBulk", lambda **arguments: bulk.append(1) or _framegroups.FramesInBulk(
+        **arguments))
     dataset = seg.createSeg(volume, segmentation, **arguments)
     assert not bulk and not rawitems.isEncoded(dataset.get_item(_PER_FRAME))
 
@@ -223,14 +227,18 @@ def test_what_is_not_covered_falls_back_to_highdicom(tmp_path, monkeypatch, wher
     assert _elements(bulk) == _elements(plain)
 
 
-def test_bulk_instance_is_for_writing(tmp_path):
-    """highdicom's frame look-up tables are not built (no wrong answers from them): its query methods
-    refuse; the written file answers them."""
+def test_lookup_tables_are_highdicoms_when_used(tmp_path, monkeypatch):
+    """highdicom's frame look-up tables (its query methods and pickling use them) are built on first use,
+    from the parsed items: the same tables, answers and copies as highdicom's own instance."""
     volume, segmentation = _gaps(tmp_path)
-    dataset = seg.createSeg(volume, segmentation)
-    with pytest.raises(AttributeError):
-        dataset.get_pixels_by_source_instance([volume.source_images[0].sop_instance_uid], segment_numbers=[1])
-    read = highdicom.seg.segread(seg.writeSeg(dataset, tmp_path / "seg.dcm"))
-    frame = read.get_pixels_by_source_instance([volume.source_images[0].sop_instance_uid], segment_numbers=[1],
-                                               ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
-    assert np.array_equal(frame[0, ..., 0], segmentation.mask(1)[0])
+    expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, segmentation)
+    assert type(dataset) is _framegroups.LookupTablesOnDemand and "_db_con" not in dataset.__dict__
+    copied = copy.deepcopy(dataset)  # pickling state: built first
+    assert dataset._serialize_db() == expected._serialize_db() == copied._serialize_db()
+    for name in _framegroups._LOOKUP_TABLES - {"_db_con"}:
+        assert getattr(dataset, name) == getattr(expected, name) == getattr(copied, name), name
+    uids = [image.sop_instance_uid for image in volume.source_images]
+    for each in (dataset, pickle.loads(pickle.dumps(dataset))):
+        np.testing.assert_array_equal(
+            each.get_pixels_by_source_instance(uids, segment_numbers=[1, 2, 4], ignore_spatial_locations=True),
+            expected.get_pixels_by_source_instance(uids, segment_numbers=[1, 2, 4], ignore_spatial_locations=True))

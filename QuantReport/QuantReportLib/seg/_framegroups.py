@@ -51,12 +51,12 @@ pre-encoded), and its look-up tables from the arrays it already has.
 
 from __future__ import annotations
 
-import functools
 import io
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import highdicom as hd
 import numpy as np
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -64,9 +64,6 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
 
 from ..dicomio.rawitems import fileEncoding, itemCharacterSets
-
-if TYPE_CHECKING:
-    import highdicom
 
 _PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
 _FRAME_CONTENT_TAG = 0x00209111
@@ -81,9 +78,7 @@ class NotCovered(Exception):
 
 
 def coveredInBulk(segmentation_type: str, pixel_array: np.ndarray) -> bool:
-    """Whether :func:`framesInBulk` may be tried for these arguments (it may still raise :class:`NotCovered`)."""
-    import highdicom as hd
-
+    """Whether :class:`FramesInBulk` may be tried for these arguments (it may still raise :class:`NotCovered`)."""
     return (hd.__version__.startswith(COVERED_HIGHDICOM) and segmentation_type == "BINARY"
             and isinstance(pixel_array, np.ndarray) and pixel_array.ndim in (3, 4)
             and pixel_array.dtype in (np.bool_, np.uint8, np.uint16))
@@ -110,89 +105,115 @@ _PRESENT = np.ones(8, dtype=np.uint8)
 _ABSENT = np.zeros(8, dtype=np.uint8)
 
 
-@functools.cache
-def framesInBulk() -> type[highdicom.seg.Segmentation]:
-    """``hd.seg.Segmentation`` whose frames and per-frame functional groups are made in bulk (see the module)."""
-    import highdicom as hd
+class LookupTablesOnDemand(hd.seg.Segmentation):
+    """An ``hd.seg.Segmentation`` made by :class:`FramesInBulk`: highdicom's frame look-up tables are
+    built by highdicom (``_build_luts``) the first time one of them is used.
 
-    class FramesInBulk(hd.seg.Segmentation):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            construction = self.__dict__["_construction"] = _Construction()
-            super().__init__(*args, **kwargs)
-            del self.__dict__["_construction"]
-            if construction.encoded != len(construction.frames) or construction.checked is None:
-                raise NotCovered("highdicom's frame loop went differently")
-            self.PixelData = _packedFrames(construction.checked, construction.frames, construction.rows,
-                                           int(self.Rows), int(self.Columns))
-            encoding = fileEncoding(self)
-            if encoding is None or self.file_meta.TransferSyntaxUID.is_encapsulated:
-                raise NotCovered("no native transfer syntax")
-            groups = self.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG)
-            value = _encodedItems(construction, encoding, itemCharacterSets(self))
-            self[_PER_FRAME_FUNCTIONAL_GROUPS_TAG] = RawDataElement(
-                groups.tag, "SQ", 0xFFFFFFFF if groups.is_undefined_length else len(value), value, 0, *encoding)
-            self.__class__ = hd.seg.Segmentation  # type: ignore[assignment]
+    They are what highdicom's query methods (``get_volume``, ``get_pixels_by_source_instance`` ...) and
+    its pickling (``__getstate__``, so also ``copy.deepcopy``) use; built, they parse the per-frame
+    items, which writing a SEG never needs.  Nothing else differs from highdicom's class.
+    """
 
-        def _init_multiframe_image(self, *args: Any, **kwargs: Any) -> None:
-            # highdicom calls the channel callback on each frame's item right after _get_pffg_item made it:
-            # for those items the value is only recorded (the callback's elements are encoded once per value).
-            construction: _Construction = self.__dict__["_construction"]
-            callback = construction.callback = kwargs.get("add_channel_callback")
-            if callback is not None:
-                def recorded(item: Dataset, value: Any) -> Dataset:
-                    if construction.placeholders and item is construction.placeholders[-1] \
-                            and len(construction.channel_values) < len(construction.placeholders):
-                        construction.channel_values.append(value)
-                        return item
-                    return callback(item, value)  # the shared functional groups of a single segment
-                kwargs["add_channel_callback"] = recorded
-            super()._init_multiframe_image(*args, **kwargs)
+    def __getattr__(self, name: str) -> Any:
+        if name in _LOOKUP_TABLES and "_dim_ind_pointers" not in self.__dict__ \
+                and not self.__dict__.get("_building_lookup_tables"):
+            self.__dict__["_building_lookup_tables"] = True
+            try:
+                hd.seg.Segmentation._build_luts(self)
+            finally:
+                del self.__dict__["_building_lookup_tables"]
+            return object.__getattribute__(self, name)
+        return super().__getattr__(name)
 
-        def _check_and_cast_pixel_array(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-            # highdicom's classmethod, called as self._check_and_cast_pixel_array: its result is what its loop reads.
-            pixel_array, overlap = super()._check_and_cast_pixel_array(*args, **kwargs)
-            self.__dict__["_construction"].checked = pixel_array
-            return pixel_array, overlap
+    def __getstate__(self) -> dict[str, Any]:
+        self._db_con  # noqa: B018 (built before highdicom copies the state)
+        return super().__getstate__()
 
-        def _get_segment_pixel_array(  # type: ignore[override]
-                self, pixel_array: np.ndarray, segment_number: int, **_: Any) -> np.ndarray:
-            construction: _Construction = self.__dict__["_construction"]
-            checked = construction.checked
-            if checked is None or pixel_array.base is not checked and pixel_array.base is not checked.base:
-                raise NotCovered("a plane highdicom did not check")
-            offset = pixel_array.__array_interface__["data"][0] - checked.__array_interface__["data"][0]
-            plane, remainder = divmod(offset, checked.strides[0])
-            if remainder or not 0 <= plane < checked.shape[0]:
-                raise NotCovered("a plane outside the pixel array")
-            construction.current = (plane, int(segment_number))
-            return _PRESENT if _present(construction, checked, plane, int(segment_number)) else _ABSENT
 
-        def _get_pffg_item(self, dimension_index_values: list[int], plane_position: Any,  # type: ignore[override]
-                           derivation_source_image_items: Any, coordinate_system: Any, derivation: Any) -> Dataset:
-            construction: _Construction = self.__dict__["_construction"]
-            if construction.current is None:
-                raise NotCovered("a frame without a plane")
-            plane, number = construction.current
-            known = construction.planes.get(plane)
-            if known is None:
-                item = super()._get_pffg_item(dimension_index_values, plane_position, derivation_source_image_items,
-                                              coordinate_system, derivation)
-                construction.planes[plane] = (plane_position, derivation_source_image_items, item)
-            elif known[0] is not plane_position or known[1] is not derivation_source_image_items:
-                raise NotCovered("a plane with two positions")
-            construction.frames.append((plane, number, tuple(int(value) for value in dimension_index_values)))
-            placeholder = Dataset()
-            construction.placeholders.append(placeholder)
-            return placeholder
+#: What highdicom's ``_build_luts`` sets on the instance (0.28).
+_LOOKUP_TABLES = frozenset({"_db_con", "_dim_ind_col_names", "_dim_ind_pointers", "_file_reader",
+                            "_has_frame_references", "_is_tiled_full", "_missing_reference_instances"})
 
-        def _encode_pixels_native(self, planes: np.ndarray) -> bytes:
-            self.__dict__["_construction"].encoded += 1
-            return b""
 
-        def _build_luts(self) -> None:
-            return  # see the module: the instance is for writing
+class FramesInBulk(hd.seg.Segmentation):
+    """``hd.seg.Segmentation`` whose frames and per-frame functional groups are made in bulk (see the
+    module); constructed, the instance is a :class:`LookupTablesOnDemand`."""
 
-    return FramesInBulk
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        construction = self.__dict__["_construction"] = _Construction()
+        super().__init__(*args, **kwargs)
+        del self.__dict__["_construction"]
+        if construction.encoded != len(construction.frames) or construction.checked is None:
+            raise NotCovered("highdicom's frame loop went differently")
+        self.PixelData = _packedFrames(construction.checked, construction.frames, construction.rows,
+                                       int(self.Rows), int(self.Columns))
+        encoding = fileEncoding(self)
+        if encoding is None or self.file_meta.TransferSyntaxUID.is_encapsulated:
+            raise NotCovered("no native transfer syntax")
+        groups = self.get_item(_PER_FRAME_FUNCTIONAL_GROUPS_TAG)
+        value = _encodedItems(construction, encoding, itemCharacterSets(self))
+        self[_PER_FRAME_FUNCTIONAL_GROUPS_TAG] = RawDataElement(
+            groups.tag, "SQ", 0xFFFFFFFF if groups.is_undefined_length else len(value), value, 0, *encoding)
+        self.__class__ = LookupTablesOnDemand  # type: ignore[assignment]
+
+    def _init_multiframe_image(self, *args: Any, **kwargs: Any) -> None:
+        # highdicom calls the channel callback on each frame's item right after _get_pffg_item made it:
+        # for those items the value is only recorded (the callback's elements are encoded once per value).
+        construction: _Construction = self.__dict__["_construction"]
+        callback = construction.callback = kwargs.get("add_channel_callback")
+        if callback is not None:
+            def recorded(item: Dataset, value: Any) -> Dataset:
+                if construction.placeholders and item is construction.placeholders[-1] \
+                        and len(construction.channel_values) < len(construction.placeholders):
+                    construction.channel_values.append(value)
+                    return item
+                return callback(item, value)  # the shared functional groups of a single segment
+            kwargs["add_channel_callback"] = recorded
+        super()._init_multiframe_image(*args, **kwargs)
+
+    def _check_and_cast_pixel_array(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        # highdicom's classmethod, called as self._check_and_cast_pixel_array: its result is what its loop reads.
+        pixel_array, overlap = super()._check_and_cast_pixel_array(*args, **kwargs)
+        self.__dict__["_construction"].checked = pixel_array
+        return pixel_array, overlap
+
+    def _get_segment_pixel_array(  # type: ignore[override]
+            self, pixel_array: np.ndarray, segment_number: int, **_: Any) -> np.ndarray:
+        construction: _Construction = self.__dict__["_construction"]
+        checked = construction.checked
+        if checked is None or pixel_array.base is not checked and pixel_array.base is not checked.base:
+            raise NotCovered("a plane highdicom did not check")
+        offset = pixel_array.__array_interface__["data"][0] - checked.__array_interface__["data"][0]
+        plane, remainder = divmod(offset, checked.strides[0])
+        if remainder or not 0 <= plane < checked.shape[0]:
+            raise NotCovered("a plane outside the pixel array")
+        construction.current = (plane, int(segment_number))
+        return _PRESENT if _present(construction, checked, plane, int(segment_number)) else _ABSENT
+
+    def _get_pffg_item(self, dimension_index_values: list[int], plane_position: Any,  # type: ignore[override]
+                       derivation_source_image_items: Any, coordinate_system: Any, derivation: Any) -> Dataset:
+        construction: _Construction = self.__dict__["_construction"]
+        if construction.current is None:
+            raise NotCovered("a frame without a plane")
+        plane, number = construction.current
+        known = construction.planes.get(plane)
+        if known is None:
+            item = super()._get_pffg_item(dimension_index_values, plane_position, derivation_source_image_items,
+                                          coordinate_system, derivation)
+            construction.planes[plane] = (plane_position, derivation_source_image_items, item)
+        elif known[0] is not plane_position or known[1] is not derivation_source_image_items:
+            raise NotCovered("a plane with two positions")
+        construction.frames.append((plane, number, tuple(int(value) for value in dimension_index_values)))
+        placeholder = Dataset()
+        construction.placeholders.append(placeholder)
+        return placeholder
+
+    def _encode_pixels_native(self, planes: np.ndarray) -> bytes:
+        self.__dict__["_construction"].encoded += 1
+        return b""
+
+    def _build_luts(self) -> None:
+        return  # built on demand (LookupTablesOnDemand): the per-frame items are not datasets yet
 
 
 def _present(construction: _Construction, checked: np.ndarray, plane: int, number: int) -> bool:

@@ -57,7 +57,7 @@ from ._fast import (
     memoizeIodAttributeLookups,
     streamPixelData,
 )
-from ._framegroups import NotCovered, coveredInBulk, framesInBulk
+from ._framegroups import FramesInBulk, NotCovered, coveredInBulk
 from .placement import DIRECTION_TOLERANCE, imagePosition, positionOf
 
 #: Default Algorithm Family (CID 7162 "Surface Processing Algorithm Families")
@@ -248,7 +248,7 @@ def _constructed(arguments: dict[str, Any]) -> hd.seg.Segmentation:
     packed in place); the same dataset either way."""
     if coveredInBulk(arguments["segmentation_type"], arguments["pixel_array"]):
         try:
-            return framesInBulk()(**arguments)
+            return FramesInBulk(**arguments)
         except NotCovered:
             pass
     return framesPackedInPlace()(**arguments)
