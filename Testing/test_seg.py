@@ -761,6 +761,66 @@ def test_item_elements_left_to_pydicom_where_it_reads_specially(lidcSeg, monkeyp
     assert rawitems.itemElements(items, tags, False, True) == _generatorElements(items, tags, False, True, monkeypatch)
 
 
+def _generalSegmentNumbers(items) -> list:
+    """Each item's Referenced Segment Number as readSeg reads it without the in-place reader."""
+    nested = rawitems.DecodedOnce("ISO_IR 192")
+    return [nested.firstValue(elements.get(0x0062000A), 0x0062000B, int)
+            for elements in rawitems.itemElements(items, {0x0062000A}, False, True)]
+
+
+def _segmentIdentification(*contents: bytes, item_length_delta: int = 0) -> bytes:
+    """An encoded Segment Identification Sequence of defined lengths, one item per content."""
+    value = b"".join(struct.pack("<HHL", 0xFFFE, 0xE000, len(content) + item_length_delta) + content
+                     for content in contents)
+    return struct.pack("<HH2s2xL", 0x0062, 0x000A, b"SQ", len(value)) + value
+
+
+def _us(value: int, vr: bytes = b"US") -> bytes:
+    return struct.pack("<HH2sH", 0x0062, 0x000B, vr, 2) + struct.pack("<H", value)
+
+
+# The shared SEGs whose per-frame items are explicit VR little endian, in a sequence of defined length (the
+# others, implicit VR or parsed into datasets by pydicom, are for the general readers).
+_IN_PLACE_SEGS = ("dcmqi-24x38x3-label.dcm", "dcmqi-sparse-labelmap-noppv.dcm")
+
+
+@pytest.mark.parametrize("name", ["ours", *sorted(p.name for p in dataPath("seg").glob("*.dcm"))])
+def test_segment_numbers_read_in_place_are_the_general_readers(lidcSeg, name):
+    """The segment of every frame read in place (FrameGroups.firstUsValues, for subsets) is what the
+    item walk and DecodedOnce give, for our SEG and every shared SEG."""
+    path = lidcSeg[2] if name == "ours" else dataPath("seg", name)
+    dataset = pydicom.dcmread(path, stop_before_pixels=True)
+    groups = seg._fast.FrameGroups(dataset, name)
+    found = groups.firstUsValues(0x0062000A, 0x0062000B)
+    nested = rawitems.DecodedOnce(dataset.original_character_set)
+    general = [nested.firstValue(elements.get(0x0062000A), 0x0062000B, int)
+               for elements in groups.elements({0x0062000A})]
+    assert (found is not None) == (name == "ours" or name in _IN_PLACE_SEGS)
+    assert found is None or found == general
+
+
+def test_segment_numbers_read_in_place_or_left_to_the_general_readers(monkeypatch):
+    """Plain items are read in place (no sequence, an empty one, several items: the first counts; the
+    sequence twice: the last counts); anything else is left to the general readers (None)."""
+    other = struct.pack("<HH2sH", 0x0020, 0x9157, b"UL", 4) + b"\x01\x00\x00\x00"
+    plain = [_segmentIdentification(_us(3)) + other, other, _segmentIdentification(),
+             other + _segmentIdentification(_us(7) + other, _us(8)),
+             _segmentIdentification(_us(1)) + _segmentIdentification(_us(2))]
+    assert rawitems.firstUsValues(plain, 0x0062000A, 0x0062000B) == [3, None, None, 7, 2] \
+        == _generalSegmentNumbers(plain)
+    for irregular in (
+            _segmentIdentification(_us(3, b"SS")),  # another VR
+            _segmentIdentification(struct.pack("<HH2sH", 0x0062, 0x000B, b"US", 4) + b"\x01\x00\x02\x00"),  # 2 values
+            _segmentIdentification(other),  # an item without the element
+            _segmentIdentification(_us(3), item_length_delta=2),  # an item running past the sequence
+            _segmentIdentification(_us(3))[:-1],  # the sequence running past the item
+            _segmentIdentification(_us(3)).replace(b"SQ", b"UN"),  # the sequence under another VR
+            _segmentIdentification(_us(3)).replace(b"\xfe\xff\x00\xe0", b"\xfe\xff\x0d\xe0"),  # not an item
+            _segmentIdentification(_us(3)).replace(b"\x12\x00\x00\x00", b"\xff\xff\xff\xff", 1),  # undefined
+            other[:6]):  # a header cut off
+        assert rawitems.firstUsValues([plain[0], irregular], 0x0062000A, 0x0062000B) is None, irregular
+
+
 @pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian])
 def test_undefined_length_items_in_a_defined_length_sequence(lidcSeg, tmp_path, syntax):
     """Items of undefined length (ended by an Item Delimitation Item, PS3.5 7.5) in either VR encoding."""

@@ -492,18 +492,22 @@ def _onlyOwnNumbers(layer: np.ndarray, maxima: np.ndarray, lookup: np.ndarray, b
 
     A subset of a SEG's segments (``readSeg(..., segment_numbers=...)``) is one layer of segment
     numbers with gaps (values of segments not read have no entry), so the lookup is not the identity
-    although the layer already is the labelmap.  The values present are counted only in the bands of
-    rows that hold any (``maxima``: the maximum of each ``block`` rows of each slice).
+    although the layer already is the labelmap.  The values are looked at only in the bands of rows that
+    hold any (``maxima``: the maximum of each ``block`` rows of each slice), within their columns that do.
     """
     numbers = np.arange(len(lookup))
     if not np.all((lookup == numbers) | (lookup == 0)):
         return False
-    present = np.zeros(len(lookup), dtype=bool)
+    stray = lookup == 0  # the values that are no segment's number (all values are below len(lookup))
+    stray[0] = False
     for k in np.flatnonzero(maxima.any(axis=1)):
         blocks = np.flatnonzero(maxima[k])
         band = layer[k, blocks[0] * block:(blocks[-1] + 1) * block]
-        present |= np.bincount(band.ravel(), minlength=len(lookup))[:len(lookup)] > 0
-    return not np.any(present[1:] & (lookup[1:] == 0))
+        columns = np.flatnonzero(band.any(axis=0))
+        # A table look-up of the band's box: a third of the time of counting its values (np.bincount).
+        if stray.take(band[:, columns[0]:columns[-1] + 1]).any():
+            return False
+    return True
 
 
 def _histogram(layer: np.ndarray) -> np.ndarray:

@@ -128,32 +128,51 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
     """What :func:`itemElements` returns for explicit VR little endian items, or ``None`` to let pydicom's
     generator read them.
 
-    Each item's element headers are read in place (offsets into its bytes)
-    instead of through a file object, several times faster per element, for
-    the thousands of items of a large SEG.  The raw elements are those
-    pydicom's ``data_element_generator`` yields (tag, VR, length, value,
-    position in the items joined; every element without ``tags``, else the
-    Specific Character Set too, as pydicom adds it to them); whatever that generator treats
-    specially (an undefined length, a VR it does not know, an Item
-    Delimitation Item, an element running past its item) is left to it.
+    Each item's element headers are read in place (:func:`_explicitLittleEndianHeaders`) instead of
+    through a file object, several times faster per element, for the thousands of items of a large SEG.
+    The raw elements are those pydicom's ``data_element_generator`` yields (tag, VR, length, value,
+    position in the items joined; every element without ``tags``, else the Specific Character Set too,
+    as pydicom adds it to them).
     Works around: pydicom (3.0) offers no element walk over bytes in memory.
     """
     # As pydicom's generator: no tags is every element; with tags, the Specific Character Set too.
     given = {int(tag) for tag in tags}
-    wanted = given | {_SPECIFIC_CHARACTER_SET} if given else None
-    unpack_header, unpack_length = _EXPLICIT_HEADER.unpack_from, _LONG_LENGTH.unpack_from
+    walked = _explicitLittleEndianHeaders(items, given | {_SPECIFIC_CHARACTER_SET} if given else None)
+    if walked is None:
+        return None
     found: list[dict[int, RawDataElement]] = []
     start = 0
-    for item in items:
+    for item, headers in zip(items, walked, strict=True):
         elements: dict[int, RawDataElement] = {}
+        for tag, vr, offset, length in headers:
+            name = vr.decode()
+            value = item[offset:offset + length] if length else \
+                cast(bytes | None, empty_value_for_VR(name, raw=True))  # as pydicom's generator
+            elements[tag] = RawDataElement(BaseTag(tag), name, length, value, start + offset, False, True)
+        found.append(elements)
+        start += len(item)
+    return found
+
+
+def _explicitLittleEndianHeaders(items: Sequence[bytes], wanted: set[int] | None
+                                 ) -> list[list[tuple[int, bytes, int, int]]] | None:
+    """(tag, VR, value offset, value length) of each element of each explicit VR little endian item
+    whose tag is ``wanted`` (all elements for ``None``), in item order; ``None`` where pydicom's generator
+    reads specially: an undefined length, a VR it does not know, an Item Delimitation Item, an element
+    running past its item."""
+    unpack_header, unpack_length = _EXPLICIT_HEADER.unpack_from, _LONG_LENGTH.unpack_from
+    long_length_vrs, encoded_vrs = _LONG_LENGTH_VRS, _ENCODED_VRS  # locals: looked up for every element
+    found: list[list[tuple[int, bytes, int, int]]] = []
+    for item in items:
+        headers: list[tuple[int, bytes, int, int]] = []
         offset, end = 0, len(item)
         while offset < end:
             try:  # a header cut off by the end of the item raises
                 group, element, vr, length = unpack_header(item, offset)
-                if vr in _LONG_LENGTH_VRS:
+                if vr in long_length_vrs:
                     length = unpack_length(item, offset + 8)[0]
                     offset += 12
-                elif vr in _ENCODED_VRS:
+                elif vr in encoded_vrs:
                     offset += 8
                 else:
                     return None
@@ -163,14 +182,78 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
             if length == UNDEFINED_LENGTH or offset + length > end or tag == _ITEM_DELIMITATION_TAG:
                 return None
             if wanted is None or tag in wanted:
-                name = vr.decode()
-                value = item[offset:offset + length] if length else \
-                    cast(bytes | None, empty_value_for_VR(name, raw=True))  # as pydicom's generator
-                elements[tag] = RawDataElement(BaseTag(tag), name, length, value, start + offset, False, True)
+                headers.append((tag, vr, offset, length))
             offset += length
-        found.append(elements)
-        start += end
+        found.append(headers)
     return found
+
+
+def firstUsValues(items: Sequence[bytes], sequence_tag: int, tag: int) -> list[int | None] | None:
+    """For each explicit VR little endian item (:func:`encodedItems`), the US element ``tag`` of the first
+    item of its sequence ``sequence_tag``, as ``DecodedOnce.firstValue(its sequence, tag, int)`` gives it
+    (``None`` without the sequence or with an empty one); ``None`` for all when the items are other than
+    the plain form read here, to let :func:`itemElements` and :class:`DecodedOnce` read them.
+
+    The element headers of each item are read in place (:func:`_explicitLittleEndianHeaders`) without
+    making raw elements, and each distinct encoding of the sequence is read once (:func:`_firstUsValue`):
+    the segment of each of the thousands of frames of a large SEG is most of what reading a few of its
+    segments costs.  Whatever the general readers treat otherwise ends with ``None``: what
+    :func:`_explicitLittleEndianHeaders` leaves to pydicom, the sequence under another VR, and anything
+    :func:`_firstUsValue` does not read.
+    Works around: pydicom (3.0) reading one element of each item of a sequence only by parsing the items.
+    """
+    walked = _explicitLittleEndianHeaders(items, {sequence_tag})
+    if walked is None:
+        return None
+    first_values: dict[bytes, int | None] = {}
+    values: list[int | None] = []
+    for item, headers in zip(items, walked, strict=True):
+        value = None
+        if headers:
+            _, vr, offset, length = headers[-1]  # the last one counts, as in the elements by tag of itemElements
+            if vr != b"SQ":
+                return None
+            encoded = item[offset:offset + length]
+            if encoded not in first_values:
+                first_values[encoded] = _firstUsValue(encoded, tag)
+            value = first_values[encoded]
+            if value is _IRREGULAR:
+                return None
+        values.append(value)
+    return values
+
+
+_IRREGULAR: Any = object()  # what _firstUsValue gives for a sequence it leaves to the general readers
+_UNSIGNED_SHORT = struct.Struct("<H")
+
+
+def _firstUsValue(value: bytes, tag: int) -> int | None:
+    """The US element ``tag`` of the first item of an explicit VR little endian sequence value (``None``
+    without items), or ``_IRREGULAR`` unless every item has a defined length inside the value (as
+    :func:`encodedItems` cuts them), the first item's elements are regular and ``tag`` is among them with
+    one value (2 bytes)."""
+    header = _ITEM_HEADER[True]
+    bounds = []
+    start = 0
+    while start < len(value):
+        try:
+            group, element, length = header.unpack_from(value, start)
+        except struct.error:
+            return _IRREGULAR
+        start += header.size
+        if (group, element) != _ITEM or length == UNDEFINED_LENGTH or start + length > len(value):
+            return _IRREGULAR
+        bounds.append((start, start + length))
+        start += length
+    if not bounds:
+        return None
+    found = _explicitLittleEndianElements([value[slice(*bounds[0])]], [tag])
+    if found is None or tag not in found[0]:
+        return _IRREGULAR
+    raw = found[0][tag]
+    if raw.VR != "US" or raw.length != 2 or not isinstance(raw.value, bytes):
+        return _IRREGULAR
+    return int(_UNSIGNED_SHORT.unpack(raw.value)[0])
 
 
 def itemCharacterSets(dataset: pydicom.Dataset) -> str | list[str]:

@@ -31,6 +31,7 @@ from ..dicomio.rawitems import (
     encodedItems,
     encodedSequence,
     fileEncoding,
+    firstUsValues,
     isEncoded,
     itemCharacterSets,
     itemElements,
@@ -589,4 +590,12 @@ class FrameGroups:
             return [{tag: item.get_item(tag) for tag in tags if tag in item} for item in cast(list[Dataset], items)]
         with malformedInput(self._name, "Per-frame Functional Groups Sequence"):
             return itemElements(cast(list[bytes], items), tags, *self._encoding)
+
+    def firstUsValues(self, sequence_tag: int, tag: int) -> list[int | None] | None:
+        """The US element ``tag`` of the first item of each item's sequence ``sequence_tag``, read in place
+        (:func:`~QuantReportLib.dicomio.rawitems.firstUsValues`), or ``None`` when the items are not
+        explicit VR little endian ones of that plain form (then read them with :meth:`elements`)."""
+        if self._encoding != (False, True):
+            return None
+        return firstUsValues(cast(list[bytes], self._items), sequence_tag, tag)
 

@@ -460,24 +460,28 @@ def _frameInfo(dataset: Dataset, groups: FrameGroups, segmentation_type: str, nu
     shared_references = nested.value(shared.get_item(_DERIVATION_IMAGE_TAG), referencesOf)
     positions: list[Any] | None = [] if reference is None else None
     # One pass over the items when the positions of (nearly) all frames are needed; a subset placed on
-    # a reference grid needs only the segment numbers of most frames.
-    first = {_SEGMENT_IDENTIFICATION_TAG}
-    if wanted is None or positions is not None:
-        first.add(_PLANE_POSITION_TAG)
-    per_frame = groups.elements(first)
+    # a reference grid needs only the segment numbers of most frames, read in place when the items allow.
+    per_frame = groups.elements({_SEGMENT_IDENTIFICATION_TAG, _PLANE_POSITION_TAG}) \
+        if wanted is None or positions is not None else None
     segment_of: list[int | None] = [None] * count  # LABELMAP frames hold every segment
     if segmentation_type != "LABELMAP":
-        for index, elements in enumerate(per_frame):
-            number = nested.firstValue(elements.get(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int) \
-                or shared_number
+        found = groups.firstUsValues(_SEGMENT_IDENTIFICATION_TAG, _REFERENCED_SEGMENT_NUMBER_TAG) \
+            if per_frame is None else None
+        if found is None:
+            found = [nested.firstValue(elements.get(_SEGMENT_IDENTIFICATION_TAG), _REFERENCED_SEGMENT_NUMBER_TAG, int)
+                     for elements in (per_frame or groups.elements({_SEGMENT_IDENTIFICATION_TAG}))]
+        for index, first_number in enumerate(found):
+            number = first_number or shared_number
             if number is None:
                 raise InvalidInputError(f"frame {index + 1} has no Referenced Segment Number", name)
             if number not in numbers:
                 raise InvalidInputError(f"frame {index + 1} refers to undescribed segment {number}", name)
             segment_of[index] = number
     read = [wanted is None or number is None or number in wanted for number in segment_of]
-    located: Mapping[int, Mapping[int, Any]] | Sequence[Mapping[int, Any]] = per_frame
-    if _PLANE_POSITION_TAG not in first:
+    located: Mapping[int, Mapping[int, Any]] | Sequence[Mapping[int, Any]]
+    if per_frame is not None:
+        located = per_frame
+    else:
         indices = [index for index in range(count) if read[index]]
         located = dict(zip(indices, groups.elements({_PLANE_POSITION_TAG}, indices), strict=True))
     frames = []
