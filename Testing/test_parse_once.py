@@ -20,6 +20,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
     RLELossless,
 )
+from QuantReportLib.dicomio import pixels
 from QuantReportLib.dicomio.pixels import iterFrames, readNativeFrame
 from QuantReportLib.dicomio.reading import nativePixelDataSpan, readDataset, readDicomHeader
 from QuantReportLib.series import findSeries, loadSeries
@@ -57,23 +58,56 @@ def _variant(source: Path, target: Path, syntax: str, *, bits: tuple[int, int, i
 
 
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian])
-@pytest.mark.parametrize("bits", [None, (16, 12, 1), (16, 12, 0), (16, 16, 1), (8, 8, 0), (8, 6, 1)],
-                         ids=["as-is", "s12of16", "u12of16", "s16", "u8", "s6of8"])
+@pytest.mark.parametrize("bits", [None, (16, 12, 1), (16, 12, 0), (16, 16, 1), (8, 8, 0), (8, 6, 1), (32, 32, 0),
+                                  (32, 20, 1)],
+                         ids=["as-is", "s12of16", "u12of16", "s16", "u8", "s6of8", "u32", "s20of32"])
 def test_native_frame_read_from_the_header_pass_equals_pydicom_on_the_whole_file(lidc_dir, tmp_path, syntax,
                                                                                    bits):
     source = sorted(lidc_dir.glob("*.dcm"))[0]
     path = _variant(source, tmp_path / "slice.dcm", syntax, bits=bits, trailing=bits == (16, 12, 1))
     assert pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == syntax
     header = readDicomHeader(path)
-    assert nativePixelDataSpan(header) is not None
+    span = nativePixelDataSpan(header)
+    assert span is not None
     frame = readNativeFrame(header, path)
     expected = _wholeFileFrame(path)
     assert frame is not None and frame.dtype == expected.dtype
     assert np.array_equal(frame, expected)
+    # Little-endian frames are read straight into their array, big-endian ones by pydicom's decoder.
+    assert (pixels._plainNativeFrame(header, path, *span) is None) == (syntax == ExplicitVRBigEndian)
     if bits is None:
         assert np.array_equal(frame, pydicom.dcmread(source).pixel_array)
     if bits is not None and bits[1] < bits[0]:
         assert np.array_equal(expected, pydicom.dcmread(path).pixel_array)  # the unused bits were corrected
+
+
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2", "RGB"])
+@pytest.mark.parametrize("shape", [(3, 5), (4, 4)], ids=["odd", "even"])
+def test_small_native_frames_equal_pydicom(tmp_path, photometric, shape):
+    """Odd lengths (8-bit values padded to even), MONOCHROME1, and colour (left to pydicom's decoder)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+
+    samples = 3 if photometric == "RGB" else 1
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = Dataset()
+    dataset.file_meta = meta
+    dataset.SOPClassUID, dataset.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    dataset.Rows, dataset.Columns = shape
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = samples, photometric
+    dataset.BitsAllocated, dataset.BitsStored, dataset.HighBit, dataset.PixelRepresentation = 8, 8, 7, 0
+    if samples > 1:
+        dataset.PlanarConfiguration = 0
+    values = np.arange(shape[0] * shape[1] * samples, dtype=np.uint8).tobytes()
+    dataset.PixelData = values + b"\0" * (len(values) % 2)
+    path = tmp_path / "small.dcm"
+    dataset.save_as(path, enforce_file_format=True)
+    header = readDicomHeader(path)
+    frame = readNativeFrame(header, path)
+    expected = _wholeFileFrame(path)
+    assert frame is not None and frame.dtype == expected.dtype and np.array_equal(frame, expected)
+    assert (pixels._plainNativeFrame(header, path, *nativePixelDataSpan(header)) is None) == (samples > 1)
 
 
 def test_raw_dataset_without_file_meta(lidc_dir, tmp_path):

@@ -46,7 +46,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydicom.datadict import dictionary_VR, keyword_for_tag
@@ -54,7 +54,6 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from .database import DicomDatabase
 from .dicomio.identity import LABEL_MAP_SEGMENTATION_STORAGE, SEG_SOP_CLASSES, SR_SOP_CLASSES
 from .dicomio.rawitems import DecodedOnce, walkItems
 from .dicomio.reading import readDataset, readDicomHeader
@@ -65,6 +64,9 @@ from .model import Volume
 from .printing import printable
 from .seg.placement import DIRECTION_TOLERANCE, SegFrame, slicesAtSourcePositions, sourcePositions
 from .ucum import isValidUcum
+
+if TYPE_CHECKING:
+    from .database import DicomDatabase  # an annotation: checking a folder alone never opens a database
 
 RETIRED_SCHEMES = {"SRT": "SNOMED-RT style identifiers, retired from DICOM in 2019: use SCT"}
 

@@ -164,6 +164,9 @@ def readNativeFrame(header: Dataset, path: str | os.PathLike) -> np.ndarray | No
     if span is None or int(header.get("NumberOfFrames", 1) or 1) != 1:
         return None
     offset, length = span
+    plain = _plainNativeFrame(header, path, offset, length)
+    if plain is not None:
+        return plain
     implicit, little = header.original_encoding
     vr = None
     try:
@@ -190,4 +193,51 @@ def readNativeFrame(header: Dataset, path: str | os.PathLike) -> np.ndarray | No
         pixels, _ = pydicom.pixels.get_decoder(syntax).as_array(value, **options)
     except Exception as error:  # any decoder failure on foreign data
         raise InvalidInputError(f"cannot decode pixel data of frame 1 ({error})", path) from error
+    return pixels
+
+
+_MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+
+
+def _plainNativeFrame(header: Dataset, path: str | os.PathLike, offset: int, length: int) -> np.ndarray | None:
+    """What :func:`readNativeFrame` returns for a plain frame, read straight into its array; ``None`` for the
+    others (pydicom's decoder reads them).
+
+    Plain: little endian, one sample of 8, 16 or 32 bits allocated (unsigned or two's complement),
+    monochrome, and a value of exactly the frame's length (padded to even).  pydicom's native decoder
+    then views those bytes as that integer type and, when fewer bits are stored than allocated, shifts
+    the unused high bits out (``_correct_unused_bits``): done here the same way, on the frame read into
+    a writable array of its own (pydicom copies the frame from the bytes it is given).
+
+    Upstream limitation (pydicom 3.0): the decoder checks its options and the buffer and copies the
+    frame, several times the cost of reading it, for each slice of a series.  Goes when pydicom decodes
+    a native frame into a given array.
+    """
+    try:
+        if not header.original_encoding[1] or header.get("PhotometricInterpretation") not in _MONOCHROME:
+            return None
+        rows, columns = int(header.Rows), int(header.Columns)
+        samples, allocated = int(header.SamplesPerPixel), int(header.BitsAllocated)
+        stored, representation = int(header.BitsStored), int(header.PixelRepresentation)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    expected = rows * columns * allocated // 8
+    if samples != 1 or allocated not in (8, 16, 32) or not 1 <= stored <= allocated or representation not in (0, 1) \
+            or min(rows, columns) < 1 or length != expected + expected % 2:
+        return None
+    pixels = np.empty((rows, columns), dtype=f"<{'ui'[representation]}{allocated // 8}")
+    try:
+        with open(path, "rb") as file:
+            if os.fstat(file.fileno()).st_size < offset + length:
+                raise InvalidInputError(f"truncated file: pixel data needs {offset + length} bytes", path)
+            file.seek(offset)
+            read = file.readinto(pixels.data)
+    except OSError as error:
+        raise InvalidInputError(f"cannot read pixel data ({error.strerror or error})", path) from None
+    if read != expected:
+        raise InvalidInputError(f"truncated file: pixel data needs {offset + length} bytes", path)
+    if stored < allocated:
+        unused = allocated - stored
+        np.left_shift(pixels, unused, out=pixels)
+        np.right_shift(pixels, unused, out=pixels)
     return pixels
