@@ -140,31 +140,35 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
     walked = _explicitLittleEndianHeaders(items, given | {_SPECIFIC_CHARACTER_SET} if given else None)
     if walked is None:
         return None
-    found: list[dict[int, RawDataElement]] = []
-    start = 0
-    for item, headers in zip(items, walked, strict=True):
-        elements: dict[int, RawDataElement] = {}
-        for tag, vr, offset, length in headers:
-            name = vr.decode()
-            value = item[offset:offset + length] if length else \
-                cast(bytes | None, empty_value_for_VR(name, raw=True))  # as pydicom's generator
-            elements[tag] = RawDataElement(BaseTag(tag), name, length, value, start + offset, False, True)
-        found.append(elements)
-        start += len(item)
+    starts = [0, *itertools.accumulate(len(item) for item in items)]
+    found: list[dict[int, RawDataElement]] = [{} for _ in items]
+    for index, tag, vr, offset, length in zip(*walked, strict=True):
+        name = vr.decode()
+        value = items[index][offset:offset + length] if length else \
+            cast(bytes | None, empty_value_for_VR(name, raw=True))  # as pydicom's generator
+        found[index][tag] = RawDataElement(BaseTag(tag), name, length, value, starts[index] + offset, False, True)
     return found
 
 
 def _explicitLittleEndianHeaders(items: Sequence[bytes], wanted: set[int] | None
-                                 ) -> list[list[tuple[int, bytes, int, int]]] | None:
-    """(tag, VR, value offset, value length) of each element of each explicit VR little endian item
-    whose tag is ``wanted`` (all elements for ``None``), in item order; ``None`` where pydicom's generator
-    reads specially: an undefined length, a VR it does not know, an Item Delimitation Item, an element
-    running past its item."""
+                                 ) -> tuple[list[int], list[int], list[bytes], list[int], list[int]] | None:
+    """The elements of explicit VR little endian items whose tag is ``wanted`` (all for ``None``), in
+    order, as five lists: item index, tag, VR, value offset in the item, value length; ``None`` where
+    pydicom's generator reads specially: an undefined length, a VR it does not know, an Item Delimitation
+    Item, an element running past its item.
+
+    Flat lists of numbers, not a container per item or element: tens of thousands of those would have
+    Python's garbage collector walk every object of the process (a loaded series' datasets) several
+    times over.
+    """
     unpack_header, unpack_length = _EXPLICIT_HEADER.unpack_from, _LONG_LENGTH.unpack_from
     long_length_vrs, encoded_vrs = _LONG_LENGTH_VRS, _ENCODED_VRS  # locals: looked up for every element
-    found: list[list[tuple[int, bytes, int, int]]] = []
-    for item in items:
-        headers: list[tuple[int, bytes, int, int]] = []
+    indices: list[int] = []
+    tags: list[int] = []
+    vrs: list[bytes] = []
+    offsets: list[int] = []
+    lengths: list[int] = []
+    for index, item in enumerate(items):
         offset, end = 0, len(item)
         while offset < end:
             try:  # a header cut off by the end of the item raises
@@ -182,10 +186,13 @@ def _explicitLittleEndianHeaders(items: Sequence[bytes], wanted: set[int] | None
             if length == UNDEFINED_LENGTH or offset + length > end or tag == _ITEM_DELIMITATION_TAG:
                 return None
             if wanted is None or tag in wanted:
-                headers.append((tag, vr, offset, length))
+                indices.append(index)
+                tags.append(tag)
+                vrs.append(vr)
+                offsets.append(offset)
+                lengths.append(length)
             offset += length
-        found.append(headers)
-    return found
+    return indices, tags, vrs, offsets, lengths
 
 
 def firstUsValues(items: Sequence[bytes], sequence_tag: int, tag: int) -> list[int | None] | None:
@@ -206,20 +213,17 @@ def firstUsValues(items: Sequence[bytes], sequence_tag: int, tag: int) -> list[i
     if walked is None:
         return None
     first_values: dict[bytes, int | None] = {}
-    values: list[int | None] = []
-    for item, headers in zip(items, walked, strict=True):
-        value = None
-        if headers:
-            _, vr, offset, length = headers[-1]  # the last one counts, as in the elements by tag of itemElements
-            if vr != b"SQ":
-                return None
-            encoded = item[offset:offset + length]
-            if encoded not in first_values:
-                first_values[encoded] = _firstUsValue(encoded, tag)
-            value = first_values[encoded]
-            if value is _IRREGULAR:
-                return None
-        values.append(value)
+    values: list[int | None] = [None] * len(items)
+    # In item order, so that the last of an item's sequences counts, as in itemElements's elements by tag.
+    for index, _, vr, offset, length in zip(*walked, strict=True):
+        if vr != b"SQ":
+            return None
+        encoded = items[index][offset:offset + length]
+        if encoded not in first_values:
+            first_values[encoded] = _firstUsValue(encoded, tag)
+        value = values[index] = first_values[encoded]
+        if value is _IRREGULAR:
+            return None
     return values
 
 
