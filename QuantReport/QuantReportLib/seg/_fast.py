@@ -486,7 +486,10 @@ def _nativeLayout(dataset: Dataset) -> tuple[int, np.dtype] | None:
     """Bytes per frame and stored type when frames can be sliced from native Little Endian pixel data.
 
     Frames of 1 bit are sliced only when a frame is a whole number of bytes
-    (PS3.5 8.1.1: BINARY frames are packed without padding between them).
+    (PS3.5 8.1.1: BINARY frames are packed without padding between them), and only
+    frames whose Bits Stored is their Bits Allocated (as PS3.3 C.8.20.2 requires):
+    pydicom masks out the high bits a narrower Bits Stored leaves unused, which a
+    writer may have filled.
     """
     meta = getattr(dataset, "file_meta", None) or Dataset()
     syntax = meta.get("TransferSyntaxUID")
@@ -496,6 +499,8 @@ def _nativeLayout(dataset: Dataset) -> tuple[int, np.dtype] | None:
         return None
     pixels = int(dataset.Rows) * int(dataset.Columns)
     bits = int(dataset.get("BitsAllocated", 0))
+    if dataset.get("BitsStored") != bits:
+        return None  # pydicom clears the unused high bits of narrower samples, and refuses a missing or wider value
     if bits == 1:
         return (pixels // 8, np.dtype(np.uint8)) if pixels % 8 == 0 else None
     if bits in (8, 16) and int(dataset.get("PixelRepresentation", 0)) == 0:
