@@ -302,3 +302,16 @@ def test_export_warns_about_what_3d_slicer_reads_only_partly(capsys, tmp_path, l
     assert status == 0, err
     assert f"warning: {slicerreaders.LABELMAP_SEG_WARNING}" in err.splitlines()
     assert f"warning: {slicerreaders.OHIF_COMPANIONS_WARNING}" in err.splitlines()
+
+
+def test_only_the_program_freezes_its_objects_before_shutting_down(tmp_path):
+    """main() run as the program (no argv) freezes the garbage collector's objects for the interpreter's
+    shutdown; called with arguments (tests, other callers that go on), it leaves the collector alone."""
+    probe = ("import gc, sys\nfrom QuantReportLib import cli\n"
+             "assert cli.main(['load', 'missing.dcm']) == cli.EXIT_BAD_INPUT and gc.get_freeze_count() == 0\n"
+             "sys.argv = ['quantreport', 'load', 'missing.dcm']\n"
+             "assert cli.main() == cli.EXIT_BAD_INPUT and gc.get_freeze_count() > 0\n")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "QuantReport")})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("error: missing.dcm: no such file") == 2
