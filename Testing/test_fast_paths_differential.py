@@ -12,16 +12,26 @@ from __future__ import annotations
 
 import copy
 import random
+import struct
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+import test_header_scan as header_scan
 from conftest import TESTDATA
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from QuantReportLib.database import indexing
 from QuantReportLib.seg import _fast as seg_fast
+from QuantReportLib.seg import read as seg_read
 
 _SEGS = sorted((TESTDATA / "seg").glob("*.dcm"))
 
@@ -104,5 +114,232 @@ def test_native_seg_frames_are_pydicoms_or_declined(path, tmp_path):
     assert sliced >= 8, "the SEG as it is, padded, is sliced by the fast path in both syntaxes"
 
 
+# -- SEG reading: functional groups read in place against pydicom's datasets -----------------------------------
+
+
+def _parsed(dataset: pydicom.Dataset) -> pydicom.Dataset:
+    """``dataset`` with every sequence parsed into datasets by pydicom (nothing left encoded to read in place)."""
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                _parsed(item)
+    return dataset
+
+
+def _loaded(source: Path | pydicom.Dataset, reference: object, subset: list[int] | None) -> tuple:
+    """What readSeg gives (segments, grid, layers, placement, counts, warnings), or the error's type."""
+    try:
+        loaded = seg_read.readSeg(source, reference, segment_numbers=subset)  # type: ignore[arg-type]
+    except Exception as error:  # noqa: BLE001 (both paths must refuse the same inputs)
+        return ("refused", type(error).__name__)
+    segmentation = loaded.segmentation
+    return (loaded.segmentation_type, segmentation.geometry, segmentation.segments, segmentation.placement,
+            [layer.tobytes() for layer in segmentation.layers], dict(loaded.voxel_counts), loaded.warnings)
+
+
+def _implicitItems(dataset: pydicom.Dataset) -> None:
+    """Per-frame functional group items encoded in implicit VR inside an explicit VR file (old writers do)."""
+    encoded = b""
+    for item in dataset.PerFrameFunctionalGroupsSequence:
+        buffer = DicomBytesIO()
+        buffer.is_little_endian, buffer.is_implicit_VR = True, True
+        write_dataset(buffer, item)
+        encoded += struct.pack("<HHL", 0xFFFE, 0xE000, len(buffer.getvalue())) + buffer.getvalue()
+    tag = BaseTag(0x52009230)
+    dataset[tag] = RawDataElement(tag, "SQ", len(encoded), encoded, 0, False, True)  # type: ignore[assignment]
+
+
+def _undefinedLengths(dataset: pydicom.Dataset) -> None:
+    dataset["PerFrameFunctionalGroupsSequence"].is_undefined_length = True
+    for item in dataset.PerFrameFunctionalGroupsSequence:
+        item.is_undefined_length_sequence_item = True
+        for element in item:
+            if element.VR == "SQ":
+                element.is_undefined_length = True
+
+
+def _identifications(dataset: pydicom.Dataset, change: Callable[[int, pydicom.Dataset], None]) -> None:
+    for index, item in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+        change(index, item)
+
+
+_FRAME_GROUP_CHANGES: dict[str, Callable[[pydicom.Dataset], None]] = {
+    "as-is": lambda dataset: None,
+    "implicit-items": _implicitItems,
+    "undefined-lengths": _undefinedLengths,
+    "item-character-set": lambda dataset: _identifications(
+        dataset, lambda index, item: setattr(item, "SpecificCharacterSet", "ISO_IR 100")),
+    "second-identification": lambda dataset: _identifications(
+        dataset, lambda index, item: item.SegmentIdentificationSequence.append(
+            copy.deepcopy(item.SegmentIdentificationSequence[0]))),
+    "number-signed": lambda dataset: _identifications(
+        dataset, lambda index, item: setattr(item.SegmentIdentificationSequence[0]["ReferencedSegmentNumber"],
+                                             "VR", "SS")),
+    "number-two-values": lambda dataset: _identifications(
+        dataset, lambda index, item: setattr(item.SegmentIdentificationSequence[0], "ReferencedSegmentNumber",
+                                             [int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber), 1])),
+    "number-empty": lambda dataset: _identifications(
+        dataset, lambda index, item: setattr(item.SegmentIdentificationSequence[0], "ReferencedSegmentNumber",
+                                             None if index % 2 else
+                                             item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)),
+    "no-position": lambda dataset: _identifications(
+        dataset, lambda index, item: delattr(item, "PlanePositionSequence") if index == 1 else None),
+}
+# Changes after which a SEG is refused (a frame without a segment or position on no grid): refused both ways.
+_REFUSED_CHANGES = {"number-two-values", "number-empty", "no-position"}
+_FRAME_GROUP_SEGS = [path for path in _SEGS if "labelmap" not in path.name]  # frames of one segment each
+
+
+@pytest.mark.parametrize("change", list(_FRAME_GROUP_CHANGES))
+def test_seg_read_with_frame_groups_read_in_place_is_pydicoms(change, tmp_path, monkeypatch):
+    """Every BINARY and FRACTIONAL SEG of the test data with its per-frame functional groups changed (items in
+    implicit VR in an explicit file, undefined lengths, an item character set, a second identification item,
+    another VR, several or no values, a frame without position), in both native syntaxes: readSeg of the file
+    (groups read in place, frames sliced), all segments and each segment on the full read's grid, gives what
+    it gives of the dataset pydicom parsed whole, decoded by pydicom."""
+    read = 0
+    for path in _FRAME_GROUP_SEGS:
+        for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+            if change == "implicit-items" and syntax.is_implicit_VR:
+                continue
+            dataset = pydicom.dcmread(path)
+            _FRAME_GROUP_CHANGES[change](dataset)
+            dataset.file_meta.TransferSyntaxUID = syntax
+            written = tmp_path / f"{path.stem}-{syntax.name}.dcm"
+            dataset.save_as(written, implicit_vr=syntax.is_implicit_VR, little_endian=True)
+            whole = _loaded(written, None, None)
+            grid = whole[1] if whole[0] != "refused" else None
+            numbers = [int(item.SegmentNumber) for item in dataset.SegmentSequence]
+            cases = [(None, None), *(([number], grid) for number in numbers[:3])]
+            for subset, reference in cases:
+                fast = _loaded(written, reference, subset)
+                with monkeypatch.context() as plain:
+                    plain.setattr(seg_read, "nativeFrames", lambda *arguments: None)
+                    expected = _loaded(_parsed(pydicom.dcmread(written)), reference, subset)
+                assert fast == expected, (path.name, syntax.name, subset)
+                read += fast[0] != "refused"
+    assert read >= (0 if change in _REFUSED_CHANGES else 10)
+
+
+# -- header scanner and plain headers: systematic changes of real files -------------------------------------
+
+_VALUE_TOKENS = [b"A", b"z", b"0", b"5", b"9", b" ", b"  ", b"\x00", b"\\", b"=", b"^", b"+", b"-", b".", b"e", b"E",
+                 b"\t", b"\r\n", b"\x7f", b"\xe9", b"\x1b", b"\x01", b"1.2", b"NaN", b"0x1", b"_", b"\x0b"]
+
+
+@pytest.mark.parametrize("seed", [15, 16])
+def test_indexed_values_of_random_texts_are_pydicoms(seed, tmp_path):
+    """Indexed attributes given values drawn from the characters that matter to their VRs (separators, padding,
+    signs, exponents, controls, bytes above ASCII, escape), odd lengths included, in both syntaxes: the
+    scanner's texts are pydicom's, or it leaves the file to pydicom."""
+    generator = random.Random(seed)
+    keywords = [keyword for keyword in indexing._INDEXED_ATTRIBUTES if keyword not in ("Rows", "Columns")]
+    scanned = 0
+    for index in range(200):
+        raws = [header_scan._Raw(keyword, b"".join(generator.choice(_VALUE_TOKENS)
+                                                   for _ in range(generator.randint(0, 6))))
+                for keyword in generator.sample(keywords, generator.randint(1, 4))]
+        syntax = generator.choice([ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        path = header_scan._write(header_scan._image(), tmp_path / f"{index}.dcm", syntax, raws=raws)
+        scanned += header_scan._assertSameAsPydicom([path])
+    assert scanned >= 20, "plain values are still read by the scanner"
+
+
+def _element(tag: int, vr: str, value: bytes, implicit: bool, undefined: bool = False) -> bytes:
+    """One encoded element; ``undefined``: of undefined length (``value`` then ends with its delimiter)."""
+    length = 0xFFFFFFFF if undefined else len(value)
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    if implicit:
+        return head + struct.pack("<L", length) + value
+    if vr in header_scan._LONG_VRS:
+        return head + vr.encode() + b"\0\0" + struct.pack("<L", length) + value
+    return head + vr.encode() + struct.pack("<H", length) + value
+
+
+def _codeItems(implicit: bool, undefined_items: bool) -> bytes:
+    code = _element(0x00080100, "SH", b"T-1 ", implicit) + _element(0x00080102, "SH", b"SRT ", implicit)
+    if undefined_items:
+        return b"\xfe\xff\x00\xe0\xff\xff\xff\xff" + code + b"\xfe\xff\x0d\xe0\x00\x00\x00\x00"
+    return struct.pack("<HHL", 0xFFFE, 0xE000, len(code)) + code
+
+
+_ALL_VRS = sorted({*header_scan._LONG_VRS, "AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT",
+                   "PN", "SH", "SL", "SS", "ST", "TM", "UI", "UL", "US"} - {"SQ"})
+
+
+def _randomValue(generator: random.Random) -> bytes:
+    return generator.choice([b"", bytes(generator.randrange(256) for _ in range(generator.randint(1, 8))),
+                             b"ABC\\DEF"[:generator.randint(1, 7)], b"1.5\\2 ", struct.pack("<HH", 8, 0x18),
+                             bytes(generator.randint(1, 4))])
+
+
+def _structuralChanges(generator: random.Random, implicit: bool) -> tuple[list[header_scan._Raw], list[bytes]]:
+    """Elements to put in a file (in tag order) and undefined-length sequences to put before its pixel data:
+    private elements of any VR, group lengths, public elements in the wrong VR, sequences of defined and
+    undefined length with items of both kinds, a UN holding a sequence, empty elements, odd UIDs."""
+    raws, sequences = [], []
+    for _ in range(generator.randint(1, 3)):
+        kind = generator.randrange(7)
+        if kind == 0:
+            tag = generator.choice([0x0009, 0x0019, 0x0029, 0x7FDF]) << 16 | generator.choice([0x0010, 0x1001, 0x1002])
+            raws.append(header_scan._Raw.__new__(header_scan._Raw))
+            raws[-1].tag, raws[-1].vr, raws[-1].value = tag, generator.choice(_ALL_VRS), _randomValue(generator)
+        elif kind == 1:
+            raws.append(header_scan._Raw.__new__(header_scan._Raw))
+            raws[-1].tag, raws[-1].vr = generator.choice([0x0008, 0x0010, 0x0018, 0x0020, 0x0028]) << 16, "UL"
+            raws[-1].value = struct.pack("<L", generator.randrange(1 << 16))
+        elif kind == 2:
+            raws.append(header_scan._Raw("SeriesDescription", _randomValue(generator), generator.choice(_ALL_VRS)))
+            raws[-1].tag = generator.choice([0x0008103E, 0x00180050, 0x00200013, 0x00280030, 0x00201041, 0x00080008])
+        elif kind == 3:
+            keyword = generator.choice(["AnatomicRegionSequence", "ReferencedImageSequence", "DerivationCodeSequence"])
+            items = _codeItems(implicit, generator.random() < 0.5)
+            if not implicit and generator.random() < 0.5:
+                sequences.append(_element(tag_for_keyword(keyword), "SQ",
+                                          items + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00", implicit, undefined=True))
+            else:
+                raws.append(header_scan._Raw(keyword, items))
+        elif kind == 4:
+            raws.append(header_scan._Raw("AnatomicRegionSequence", _codeItems(True, False), "UN"))
+        elif kind == 5:
+            raws.append(header_scan._Raw(generator.choice(["StudyDate", "PatientName", "SeriesNumber", "PixelSpacing"]),
+                                         b""))
+        else:
+            raws.append(header_scan._Raw(generator.choice(["SOPClassUID", "SOPInstanceUID", "StudyInstanceUID",
+                                                           "FrameOfReferenceUID"]),
+                                         generator.choice([b"1.2.3\x00", b"1.2.3 ", b"1.2.3", b"", b"1.2\\3.4\x00"])))
+    return raws, sequences
+
+
+@pytest.mark.parametrize("seed", [15, 16])
+def test_headers_with_structural_changes_read_as_pydicom_reads_them(seed, tmp_path):
+    """Plain images with elements added or replaced (see :func:`_structuralChanges`), in both syntaxes: the
+    scanner's texts are pydicom's (or it declines), and readPlainHeader's dataset is pydicom's element for
+    element (or it declines)."""
+    generator = random.Random(seed)
+    walked = 0
+    for index in range(150):
+        implicit = generator.random() < 0.4
+        path = header_scan._write(header_scan._image(), tmp_path / f"{index}.dcm",
+                                  ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian)
+        raws, sequences = _structuralChanges(generator, implicit)
+        data = header_scan._withRawElements(path.read_bytes(), raws, implicit)
+        pixels = data.rfind(b"\xe0\x7f\x10\x00")
+        path.write_bytes(data[:pixels] + b"".join(sequences) + data[pixels:])
+        header_scan._assertSameAsPydicom([path])
+        walked += header_scan._readsPlainHeader(path)
+    assert walked >= 100, "most changed headers are still walked in place"
+
+
+def _scannerSweep(seed: int, count: int) -> None:
+    """A longer, seeded sweep of both header tests, run by hand (see the module docstring)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        for offset in range(0, count, 150):
+            test_headers_with_structural_changes_read_as_pydicom_reads_them(seed + offset, Path(folder))
+            test_indexed_values_of_random_texts_are_pydicoms(seed + offset, Path(folder))
+
+
 if __name__ == "__main__":
-    sys.exit(pytest.main([__file__, "-q"]))
+    sys.exit(_scannerSweep(int(sys.argv[1]), int(sys.argv[2])) if len(sys.argv) == 3 else pytest.main([__file__, "-q"]))
