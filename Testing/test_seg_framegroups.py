@@ -242,3 +242,25 @@ def test_lookup_tables_are_highdicoms_when_used(tmp_path, monkeypatch):
         np.testing.assert_array_equal(
             each.get_pixels_by_source_instance(uids, segment_numbers=[1, 2, 4], ignore_spatial_locations=True),
             expected.get_pixels_by_source_instance(uids, segment_numbers=[1, 2, 4], ignore_spatial_locations=True))
+
+
+def test_pixel_data_is_written_in_large_pieces_and_the_setting_restored(tmp_path, monkeypatch):
+    """pydicom reads the streamed Pixel Data 4 MiB at a time inside writeSeg (its setting, raised while any
+    writer is inside and restored after the last), and the file is pydicom's plain one."""
+    from QuantReportLib.seg import _fast
+
+    volume, segmentation = _lidcOverlapping(tmp_path)
+    dataset = seg.createSeg(volume, segmentation)
+    asked = []
+    read = _fast.MemoryReader.read
+    monkeypatch.setattr(_fast.MemoryReader, "read", lambda self, size=-1: asked.append(size) or read(self, size))
+    before = pydicom.config.settings.buffered_read_size
+    path = seg.writeSeg(dataset, tmp_path / "seg.dcm")
+    assert set(asked) == {_fast.STREAMED_PIECE_BYTES} and pydicom.config.settings.buffered_read_size == before
+    dataset.save_as(tmp_path / "plain.dcm", enforce_file_format=True)
+    assert path.read_bytes() == (tmp_path / "plain.dcm").read_bytes()
+    with _fast.streamedInLargePieces():
+        with _fast.streamedInLargePieces():
+            assert pydicom.config.settings.buffered_read_size == _fast.STREAMED_PIECE_BYTES
+        assert pydicom.config.settings.buffered_read_size == _fast.STREAMED_PIECE_BYTES
+    assert pydicom.config.settings.buffered_read_size == before

@@ -253,23 +253,28 @@ def _packedFrames(checked: np.ndarray, frames: list[tuple[int, int, tuple[int, .
     """The Pixel Data highdicom packs for ``frames`` (plane, segment number): one bit per pixel, LSB first
     (PS3.5 8.1.1), frames back to back without padding, the end padded to a byte and to even length.
 
-    The bytes go to one growing stream whose value is taken without a copy.  When a frame is whole bytes
-    of whole rows, only the rows its segment occupies in the plane (``holding``, :func:`_rowsHolding`)
-    are compared and packed, the others are zero bytes.
+    The bytes go to one stream whose value is taken without a copy.  When a frame is whole bytes of
+    whole rows, the stream is first made its full length of zero bytes and only the rows its segment
+    occupies in the plane (``holding``, :func:`_rowsHolding`) are compared, packed and written.
     """
     if rows * columns < 8:
         raise NotCovered("frames of fewer than 8 pixels (highdicom pads each to a byte)")
     stream = io.BytesIO()
     if columns % 8 == 0 and holding is not None:
         row_bytes = columns // 8
-        zeros = memoryview(bytes(rows * row_bytes))
-        for plane, number, _ in frames:
+        frame_bytes = rows * row_bytes
+        if frames:
+            stream.seek(len(frames) * frame_bytes - 1)
+            stream.write(b"\0")  # (the stream fills what it skips with zero bytes)
+        for index, (plane, number, _) in enumerate(frames):
             holds = holding[plane]
             occupied = np.flatnonzero(holds[number] if number < holds.shape[0] else ())  # (not in the plane)
-            first, last = (int(occupied[0]), int(occupied[-1]) + 1) if occupied.size else (0, 0)
-            stream.write(zeros[:first * row_bytes])
-            stream.write(np.packbits(_frameMask(checked, plane, number, slice(first, last)), bitorder="little").data)
-            stream.write(zeros[last * row_bytes:])
+            if occupied.size:
+                first, last = int(occupied[0]), int(occupied[-1]) + 1
+                stream.seek(index * frame_bytes + first * row_bytes)
+                stream.write(np.packbits(_frameMask(checked, plane, number, slice(first, last)),
+                                         bitorder="little").data)
+        stream.seek(0, io.SEEK_END)
     else:  # frames are packed across byte boundaries: 8 frames at a time are whole bytes
         for start in range(0, len(frames), 8):
             masks = [_frameMask(checked, plane, number, slice(None)) for plane, number, _ in frames[start:start + 8]]

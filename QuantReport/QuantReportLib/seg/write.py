@@ -55,6 +55,7 @@ from ._fast import (
     encodedFrameGroupsView,
     framesPackedInPlace,
     memoizeIodAttributeLookups,
+    streamedInLargePieces,
     streamPixelData,
 )
 from ._framegroups import FramesInBulk, NotCovered, coveredInBulk
@@ -316,15 +317,16 @@ def writeSeg(dataset: Dataset, path: str | os.PathLike) -> Path:
     made by :func:`createSeg` pydicom writes a view of ``dataset`` in which
     each distinct nested sequence of the Per-Frame Functional Groups items is
     encoded only once (:func:`encodedFrameGroupsView`) and the Pixel Data is
-    written from the dataset's own bytes, never copied whole
-    (:func:`streamPixelData`); ``dataset`` itself is changed no more than
+    written from the dataset's own bytes, never copied whole, in pieces of
+    4 MiB (:func:`streamPixelData`, :func:`streamedInLargePieces`); ``dataset`` itself is changed no more than
     ``save_as`` changes it.
     """
     view = encodedFrameGroupsView(dataset)
     if view is None:
         return writeDataset(dataset, path)
     streamPixelData(view)
-    return writeDataset(view, path)
+    with streamedInLargePieces():
+        return writeDataset(view, path)
 
 
 def estimateLabelmapBytes(binary: Dataset, binary_bytes: int) -> int | None:
