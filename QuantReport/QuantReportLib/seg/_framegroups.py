@@ -266,11 +266,11 @@ def _packedFrames(checked: np.ndarray, frames: list[tuple[int, int, tuple[int, .
         if frames:
             stream.seek(len(frames) * frame_bytes - 1)
             stream.write(b"\0")  # (the stream fills what it skips with zero bytes)
+        spans = [_rowSpans(holds) for holds in holding]
         for index, (plane, number, _) in enumerate(frames):
-            holds = holding[plane]
-            occupied = np.flatnonzero(holds[number] if number < holds.shape[0] else ())  # (not in the plane)
-            if occupied.size:
-                first, last = int(occupied[0]), int(occupied[-1]) + 1
+            firsts, ends = spans[plane]
+            if number < len(firsts) and ends[number]:  # (else the segment is not in the plane)
+                first, last = int(firsts[number]), int(ends[number])
                 stream.seek(index * frame_bytes + first * row_bytes)
                 stream.write(np.packbits(_frameMask(checked, plane, number, slice(first, last)),
                                          bitorder="little").data)
@@ -282,6 +282,15 @@ def _packedFrames(checked: np.ndarray, frames: list[tuple[int, int, tuple[int, .
     if stream.tell() % 2:
         stream.write(b"0")  # highdicom's padding of odd Pixel Data
     return stream.getvalue()
+
+
+def _rowSpans(holds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per segment number, the first row holding it and the row after the last (0, 0 without any),
+    from :func:`_rowsHolding`'s rows."""
+    any_row = holds.any(axis=1)
+    firsts = np.where(any_row, holds.argmax(axis=1), 0)
+    ends = np.where(any_row, holds.shape[1] - holds[:, ::-1].argmax(axis=1), 0)
+    return firsts, ends
 
 
 def _encodedElement(element: DataElement, encoding: tuple[bool, bool], character_sets: str | list[str]) -> bytes:
