@@ -11,6 +11,7 @@ scanner by hand.
 from __future__ import annotations
 
 import copy
+import functools
 import random
 import struct
 import sys
@@ -29,9 +30,13 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from QuantReportLib import sr
 from QuantReportLib.database import indexing
+from QuantReportLib.measurements import computeMeasurements
 from QuantReportLib.seg import _fast as seg_fast
 from QuantReportLib.seg import read as seg_read
+from QuantReportLib.series import loadSeries
+from QuantReportLib.sr import read as sr_read
 
 _SEGS = sorted((TESTDATA / "seg").glob("*.dcm"))
 
@@ -219,6 +224,120 @@ def test_seg_read_with_frame_groups_read_in_place_is_pydicoms(change, tmp_path, 
                 assert fast == expected, (path.name, syntax.name, subset)
                 read += fast[0] != "refused"
     assert read >= (0 if change in _REFUSED_CHANGES else 10)
+
+
+# -- SR reading: plain TID 1411 groups read from their items against highdicom -------------------------------
+
+
+@pytest.fixture(scope="module")
+def plain_sr(tmp_path_factory) -> Path:
+    """An SR QuantReport writes of the LIDC nodule SEG of the test data (its groups the plain reader reads)."""
+    volume = loadSeries(sorted((TESTDATA / "ct" / "lidc-idri-0001").glob("*.dcm")))
+    seg_path = TESTDATA / "seg" / "lidc-idri-0001-nodule1-annotation0.dcm"
+    table = computeMeasurements(volume, seg_read.readSeg(seg_path, volume).segmentation,
+                                ["volume_mm3", "mean", "long_axis_mm", "short_axis_mm"])
+    return sr.writeSr(sr.createSr(volume, pydicom.dcmread(seg_path), table), tmp_path_factory.mktemp("sr") / "sr.dcm")
+
+
+def _groupRows(dataset: pydicom.Dataset) -> list[pydicom.Dataset]:
+    return list(dataset.ContentSequence[-1].ContentSequence[0].ContentSequence)
+
+
+def _row(dataset: pydicom.Dataset, code: str) -> pydicom.Dataset:
+    return next(row for row in _groupRows(dataset) if row.ConceptNameCodeSequence[0].CodeValue == code)
+
+
+def _numbers(dataset: pydicom.Dataset) -> list[pydicom.Dataset]:
+    return [row for row in _groupRows(dataset) if row.ValueType == "NUM"]
+
+
+_CODE_ITEMS: dict[str, Callable[[pydicom.Dataset], pydicom.Dataset]] = {
+    "number-name": lambda dataset: _numbers(dataset)[0].ConceptNameCodeSequence[0],
+    "unit": lambda dataset: _numbers(dataset)[0].MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0],
+    "finding": lambda dataset: _row(dataset, "121071").ConceptCodeSequence[0],
+    "finding-site": lambda dataset: _row(dataset, "363698007").ConceptCodeSequence[0],
+}
+
+
+def _withoutCodeValue(dataset: pydicom.Dataset, where: str, keyword: str) -> None:
+    """The code at ``where`` given as a Long Code Value or URN Code Value (PS3.3 8.8) instead of a Code Value
+    (SNOMED CT identifiers of extensions are longer than the 16 characters of a Code Value)."""
+    item = _CODE_ITEMS[where](dataset)
+    value = item.CodeValue
+    del item.CodeValue
+    setattr(item, keyword, value if keyword == "LongCodeValue" else f"urn:oid:2.16.840.1.113883.6.96:{value}")
+
+
+def _numericText(dataset: pydicom.Dataset, text: str) -> None:
+    for number in _numbers(dataset):
+        number.MeasuredValueSequence[0]["NumericValue"].value = text
+
+
+def _sequencesOfUndefinedLength(dataset: pydicom.Dataset) -> None:
+    for element in dataset.iterall():
+        if element.VR == "SQ":
+            element.is_undefined_length = True
+
+
+_SR_CHANGES: dict[str, Callable[[pydicom.Dataset], None]] = {
+    "as-written": lambda dataset: None,
+    "floating-point-values": lambda dataset: [setattr(number.MeasuredValueSequence[0], "FloatingPointValue",
+                                                      float(number.MeasuredValueSequence[0].NumericValue) + 1e-9)
+                                              for number in _numbers(dataset)] and None,
+    "value-padded": lambda dataset: _numericText(dataset, " 37.3289 "),
+    "value-exponent": lambda dataset: _numericText(dataset, "3.7e1"),
+    "value-signed": lambda dataset: _numericText(dataset, "+37"),
+    "value-nan": lambda dataset: _numericText(dataset, "NaN"),
+    "latin-1": lambda dataset: (setattr(dataset, "SpecificCharacterSet", "ISO_IR 100"),
+                                setattr(_row(dataset, "112039"), "TextValue", "Läsion 1")) and None,
+    "item-character-set": lambda dataset: setattr(_row(dataset, "112039"), "SpecificCharacterSet", "ISO_IR 192"),
+    "undefined-lengths": _sequencesOfUndefinedLength,
+    "meaning-padded": lambda dataset: setattr(_numbers(dataset)[0].ConceptNameCodeSequence[0], "CodeMeaning", " V "),
+    "tracking-empty": lambda dataset: setattr(_row(dataset, "112039"), "TextValue", ""),
+    "tracking-uid-padded": lambda dataset: setattr(_row(dataset, "112040"), "UID", "1.2.3 "),
+    "two-segment-numbers": lambda dataset: setattr(_row(dataset, "121191").ReferencedSOPSequence[0],
+                                                   "ReferencedSegmentNumber", [1, 2]),
+    "two-segment-references": lambda dataset: _row(dataset, "121191").ReferencedSOPSequence.append(
+        copy.deepcopy(_row(dataset, "121191").ReferencedSOPSequence[0])),
+    "number-relationship": lambda dataset: setattr(_numbers(dataset)[0], "RelationshipType", "HAS PROPERTIES"),
+    "number-without-unit": lambda dataset: delattr(_numbers(dataset)[0].MeasuredValueSequence[0],
+                                                   "MeasurementUnitsCodeSequence"),
+    "number-two-values": lambda dataset: _numbers(dataset)[0].MeasuredValueSequence.append(
+        copy.deepcopy(_numbers(dataset)[0].MeasuredValueSequence[0])),
+    "code-version-and-context": lambda dataset: [
+        (setattr(number.ConceptNameCodeSequence[0], "CodingSchemeVersion", "1.0"),
+         setattr(number.ConceptNameCodeSequence[0], "ContextIdentifier", "7469")) for number in _numbers(dataset)]
+        and None,
+    **{f"{keyword}-{where}": functools.partial(_withoutCodeValue, where=where, keyword=keyword)
+       for keyword in ("LongCodeValue", "URNCodeValue") for where in _CODE_ITEMS},
+}
+
+
+@pytest.mark.parametrize("change", list(_SR_CHANGES))
+def test_sr_groups_read_from_their_items_are_highdicoms(change, plain_sr, tmp_path, monkeypatch):
+    """QuantReport's SR with its measurement group changed (exact values, value texts, character sets,
+    undefined lengths, text and UID padding, segment references, relationships, units, code attributes, Long
+    and URN Code Values), in both native syntaxes: the groups (and what is left out) are what highdicom's
+    template classes read, whether the plain reader takes the group or leaves it to them."""
+    taken = []
+    reader = sr_read.readPlainVolumetricGroup
+    for syntax in (ExplicitVRLittleEndian, ImplicitVRLittleEndian):
+        dataset = pydicom.dcmread(plain_sr)
+        _SR_CHANGES[change](dataset)
+        dataset.file_meta.TransferSyntaxUID = syntax
+        written = tmp_path / f"{syntax.name}.dcm"
+        dataset.save_as(written, implicit_vr=syntax.is_implicit_VR, little_endian=True)
+        with monkeypatch.context() as fast:
+            fast.setattr(sr_read, "readPlainVolumetricGroup",
+                         lambda item, values: taken.append(reader(item, values)) or taken[-1])
+            loaded = sr.readSr(written)
+        with monkeypatch.context() as plain:
+            plain.setattr(sr_read, "readPlainVolumetricGroup", lambda item, values: None)
+            expected = sr.readSr(written)
+        assert repr(loaded.groups) == repr(expected.groups)
+        assert loaded.unsupported == expected.unsupported
+    if change == "as-written":
+        assert taken and all(group is not None for group in taken), "the plain reader reads QuantReport's groups"
 
 
 # -- header scanner and plain headers: systematic changes of real files -------------------------------------
