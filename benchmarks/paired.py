@@ -13,7 +13,8 @@ tid1500writer is given the measurements QuantReport computes (not timed), as in 
 Rows (``--rows``, default all): ``help``, ``batch`` (measure + SEG + SR per case, against dcmqi's two
 converters), ``load`` (one SEG to NRRD, against segimage2itkimage), ``import`` (the 1000-slice series of
 run.py's import case into a new database, as a new process; reported per 1000 files).
-Prints one JSON object per round (minimum so far per row) and writes every timing to ``--out``.
+Prints one JSON object per round (minimum so far per row, and each row's CPU seconds: user + system of the command's
+processes) and writes every timing to ``--out``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -39,10 +41,20 @@ CASES = {"seg5": {"slices": 200, "segments": 5}, "seg100": {"slices": 300, "segm
 ROWS = ("help", "batch", "load", "import")
 
 
+#: CPU seconds (user + system) of the last command :func:`_seconds` ran, its child processes included.
+_last_cpu_seconds = 0.0
+
+
 def _seconds(command: list[str] | str, env: dict | None = None) -> float:
+    """Wall seconds of ``command``; its CPU seconds are left in :data:`_last_cpu_seconds`."""
+    global _last_cpu_seconds
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True, shell=isinstance(command, str), cwd="/tmp")
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _last_cpu_seconds = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall
 
 
 def _quoted(command: list[str]) -> str:
@@ -87,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         checkouts = {"baseline": Path(args.baseline).resolve(), **checkouts}
     rows: dict[str, list[float]] = {}
 
-    def add(key: str, value: float) -> None:
+    def add(key: str, value: float, per: float = 1.0, cpu: float | None = None) -> None:
+        """``value``: wall seconds of the last command run, divided by ``per``; its CPU seconds too (``cpu``, or
+        the command's processes' user + system), far less sensitive than wall time to the machine's other load."""
         rows.setdefault(key, []).append(value)
+        rows.setdefault(f"{key}, CPU", []).append((_last_cpu_seconds if cpu is None else cpu) / per)
 
     series = cases.caseFromParams({"slices": 1000, "series_only": True}) if "import" in selected else None
     bytecode = {"PYTHONPYCACHEPREFIX": str(work / "pycache")} if args.cached_bytecode else {}
@@ -100,19 +115,22 @@ def main(argv: list[str] | None = None) -> int:
             if bytecode:
                 env.pop("PYTHONDONTWRITEBYTECODE", None)
             if "help" in selected:
-                add(f"{name}: quantreport --help", min(_seconds(quantreport + ["--help"], env) for _ in range(5)))
+                runs = [(_seconds(quantreport + ["--help"], env), _last_cpu_seconds) for _ in range(5)]
+                add(f"{name}: quantreport --help", min(wall for wall, _ in runs), cpu=min(cpu for _, cpu in runs))
             if "batch" in selected:
                 for index in range(args.batch_cases):
                     peers.freshFolder(work / f"out{index}")
                 add(f"{name}: quantreport batch --workers 1, per case ({segments})",
-                    _seconds(quantreport + ["batch", str(jobs), "--workers", "1", "--quiet"], env) / args.batch_cases)
+                    _seconds(quantreport + ["batch", str(jobs), "--workers", "1", "--quiet"], env) / args.batch_cases,
+                    args.batch_cases)
             if "load" in selected:
                 add(f"{name}: quantreport load SEG --labelmap-out ({segments})",
                     _seconds(quantreport + ["load", str(reference), "--labelmap-out", str(work / "load.nrrd")], env))
             if series is not None:
                 shutil.rmtree(work / "db", ignore_errors=True)
                 add(f"{name}: quantreport import of {len(series.ct.files)} files (new process), per 1000 files",
-                    _seconds(ours.importCommand(series, work / "db"), env) * 1000 / len(series.ct.files))
+                    _seconds(ours.importCommand(series, work / "db"), env) * 1000 / len(series.ct.files),
+                    len(series.ct.files) / 1000)
         if "batch" in selected:
             add(f"dcmqi: itkimage2segimage + tid1500writer, per case ({segments})",
                 _seconds(_quoted(peers.dcmqiSegExportCommand(case, work / "dcmqi.dcm")) + " && "
