@@ -1,6 +1,6 @@
 """Differential tests of the accelerated ("fast") readers and writers against the plain library calls.
 
-Each fast path (issue 15) must give what the plain pydicom, highdicom or pynrrd call gives, or leave the
+Each fast path (issue 15) must give what the plain pydicom or highdicom call gives, or leave the
 input to it.  Here both run over the shared test data and systematic, seeded mutations of it (transfer
 syntaxes, character sets, odd and padded values, undefined lengths, unused high bits, trailing bytes):
 the results must be equal (or the fast path must have declined).  One test per kind of input, each a few
@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import random
+import re
 import struct
 import sys
 import warnings
@@ -30,13 +31,18 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
-from QuantReportLib import sr
+from QuantReportLib import seg, sr
 from QuantReportLib.database import indexing
+from QuantReportLib.dicomio import rawitems
 from QuantReportLib.measurements import computeMeasurements
 from QuantReportLib.seg import _fast as seg_fast
 from QuantReportLib.seg import read as seg_read
 from QuantReportLib.series import loadSeries
+from QuantReportLib.sr import _fast as sr_fast
 from QuantReportLib.sr import read as sr_read
+from test_seg import _constructedPlainAndMemoized, _elements
+from test_seg_framegroups import _labelled
+from test_sr import _elementLines, _written
 
 _SEGS = sorted((TESTDATA / "seg").glob("*.dcm"))
 
@@ -224,6 +230,77 @@ def test_seg_read_with_frame_groups_read_in_place_is_pydicoms(change, tmp_path, 
                 assert fast == expected, (path.name, syntax.name, subset)
                 read += fast[0] != "refused"
     assert read >= (0 if change in _REFUSED_CHANGES else 10)
+
+
+# -- SEG construction: frames and functional groups in bulk against highdicom's own construction -------------
+
+_SOURCE_SERIES = ["ct/pydicom-ct2-16x16", "ct/highdicom-ct-small", "ct/dcmqi-ct-3slice", "ct/dcmqi-24x38x3",
+                  "mr/pydicom-mr-small", "mr/qin-prostate-adc", "pet/acrin-flt-breast",
+                  "multiframe/eCT_Supplemental.dcm", "multiframe/dcmqi-24x38x3-mf.dcm"]
+
+
+@pytest.mark.parametrize("source", _SOURCE_SERIES)
+@pytest.mark.parametrize("character_set", [None, "ISO 2022 IR 100", "GB18030"])
+def test_bulk_seg_of_every_source_series_is_highdicoms(source, character_set, tmp_path, monkeypatch):
+    """A BINARY SEG of three segments (one spanning the last slice) on every image series of the test data
+    (vendors, syntaxes, single and multi-frame, oblique), its patient and study texts in the default
+    repertoire, Latin-1 through ISO 2022, or GB18030: made in bulk (seg._framegroups), it is the SEG
+    highdicom constructs on its own, element for element and byte for byte."""
+    folder = TESTDATA / source
+    files = [folder] if folder.is_file() else sorted(path for path in folder.iterdir() if path.is_file())
+    volume = loadSeries(files)
+    if character_set is not None:
+        for header in volume.headers:
+            header.SpecificCharacterSet = character_set
+            header.PatientName = "王^小明" if character_set == "GB18030" else "Müller^Jörg"
+            header.StudyDescription = "Thorax ä"
+    generator = np.random.default_rng(3)
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    slices, rows, columns = volume.geometry.shape
+    for number in (1, 2, 3):
+        top, left = generator.integers(0, rows // 2), generator.integers(0, columns // 2)
+        labelmap[generator.integers(0, slices), top:top + rows // 3 + 1, left:left + columns // 3 + 1] = number
+    labelmap[-1, 0, 0] = 1
+    segmentation = _labelled(volume, labelmap, [1, 2, 3])
+    expected, dataset = _constructedPlainAndMemoized(monkeypatch, volume, segmentation)
+    assert rawitems.isEncoded(dataset.get_item(0x52009230)), "made in bulk"
+    assert seg.writeSeg(dataset, tmp_path / "bulk.dcm").read_bytes() == \
+        seg.writeSeg(expected, tmp_path / "plain.dcm").read_bytes()
+    assert _elements(dataset) == _elements(expected)
+
+
+# -- SR image library: entries derived from one another against highdicom's ImageLibrary ----------------------
+
+
+@pytest.mark.parametrize("source", _SOURCE_SERIES)
+def test_image_library_of_every_source_series_is_highdicoms(source):
+    """The TID 1600 library of every image series of the test data, alone and after the LIDC series (two groups,
+    two shapes): sr._fast.imageLibrary's entries are highdicom's ImageLibrary's, element for element and in the
+    bytes written, or it raises what highdicom raises."""
+    import highdicom as hd
+
+    folder = TESTDATA / source
+    files = [folder] if folder.is_file() else sorted(path for path in folder.iterdir() if path.is_file())
+    lidc = sorted((TESTDATA / "ct" / "lidc-idri-0001").glob("*.dcm"))[:5]
+    for paths in (files, [*lidc, *files]):
+        headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in paths]
+        try:
+            expected = list(hd.sr.ImageLibrary(headers))
+        except (AttributeError, TypeError, ValueError) as error:
+            with pytest.raises(type(error), match=re.escape(str(error))):
+                sr_fast.imageLibrary(headers)
+            continue
+        derived = sr_fast.imageLibrary(headers)
+        documents = []
+        for items in (derived, expected):
+            document = pydicom.Dataset()
+            document.SOPClassUID, document.SOPInstanceUID = pydicom.uid.Comprehensive3DSRStorage, "1.2.3"
+            document.ContentSequence = items
+            document.file_meta = pydicom.dataset.FileMetaDataset()
+            document.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            documents.append(document)
+        assert _elementLines(documents[0]) == _elementLines(documents[1])
+        assert _written(documents[0]) == _written(documents[1])
 
 
 # -- SR reading: plain TID 1411 groups read from their items against highdicom -------------------------------
