@@ -8,6 +8,7 @@ read what we write (and we what dcmqi writes).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -761,33 +762,45 @@ def test_item_elements_left_to_pydicom_where_it_reads_specially(lidcSeg, monkeyp
     assert rawitems.itemElements(items, tags, False, True) == _generatorElements(items, tags, False, True, monkeypatch)
 
 
-def _generalSegmentNumbers(items) -> list:
+def _generalSegmentNumbers(items, implicit_vr: bool) -> list:
     """Each item's Referenced Segment Number as readSeg reads it without the in-place reader."""
     nested = rawitems.DecodedOnce("ISO_IR 192")
     return [nested.firstValue(elements.get(0x0062000A), 0x0062000B, int)
-            for elements in rawitems.itemElements(items, {0x0062000A}, False, True)]
+            for elements in rawitems.itemElements(items, {0x0062000A}, implicit_vr, True)]
 
 
-def _segmentIdentification(*contents: bytes, item_length_delta: int = 0) -> bytes:
+def _element(tag: int, vr: str, value: bytes, implicit_vr: bool, length: int | None = None) -> bytes:
+    """A little endian data element: tag and 4-byte length in implicit VR, else with its VR (PS3.5 7.1)."""
+    length = len(value) if length is None else length
+    if implicit_vr:
+        return struct.pack("<HHL", tag >> 16, tag & 0xFFFF, length) + value
+    if vr in ("SQ", "UN", "OB"):
+        return struct.pack("<HH2s2xL", tag >> 16, tag & 0xFFFF, vr.encode(), length) + value
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), length) + value
+
+
+def _segmentIdentification(*contents: bytes, implicit_vr: bool, item_length_delta: int = 0) -> bytes:
     """An encoded Segment Identification Sequence of defined lengths, one item per content."""
     value = b"".join(struct.pack("<HHL", 0xFFFE, 0xE000, len(content) + item_length_delta) + content
                      for content in contents)
-    return struct.pack("<HH2s2xL", 0x0062, 0x000A, b"SQ", len(value)) + value
+    return _element(0x0062000A, "SQ", value, implicit_vr)
 
 
-def _us(value: int, vr: bytes = b"US") -> bytes:
-    return struct.pack("<HH2sH", 0x0062, 0x000B, vr, 2) + struct.pack("<H", value)
+def _us(value: int, implicit_vr: bool, vr: str = "US") -> bytes:
+    return _element(0x0062000B, vr, struct.pack("<H", value), implicit_vr)
 
 
-# The shared SEGs whose per-frame items are explicit VR little endian, in a sequence of defined length (the
-# others, implicit VR or parsed into datasets by pydicom, are for the general readers).
-_IN_PLACE_SEGS = ("dcmqi-24x38x3-label.dcm", "dcmqi-sparse-labelmap-noppv.dcm")
+# The shared SEGs whose per-frame items are little endian, in a sequence of defined length (the others,
+# parsed into datasets by pydicom, are for the general readers).
+_IN_PLACE_SEGS = ("dcmqi-24x38x3-label.dcm", "dcmqi-sparse-labelmap-noppv.dcm", "highdicom-ct-binary-fractional.dcm",
+                  "highdicom-ct-binary-overlap.dcm", "highdicom-ct-binary-single-frame.dcm", "highdicom-ct-binary.dcm",
+                  "highdicom-ct-true-fractional.dcm")
 
 
 @pytest.mark.parametrize("name", ["ours", *sorted(p.name for p in dataPath("seg").glob("*.dcm"))])
 def test_segment_numbers_read_in_place_are_the_general_readers(lidcSeg, name):
     """The segment of every frame read in place (FrameGroups.firstUsValues, for subsets) is what the
-    item walk and DecodedOnce give, for our SEG and every shared SEG."""
+    item walk and DecodedOnce give, for our SEG and every shared SEG (explicit and implicit VR)."""
     path = lidcSeg[2] if name == "ours" else dataPath("seg", name)
     dataset = pydicom.dcmread(path, stop_before_pixels=True)
     groups = seg._fast.FrameGroups(dataset, name)
@@ -799,26 +812,48 @@ def test_segment_numbers_read_in_place_are_the_general_readers(lidcSeg, name):
     assert found is None or found == general
 
 
-def test_segment_numbers_read_in_place_or_left_to_the_general_readers(monkeypatch):
+@pytest.mark.parametrize("name", sorted(p.name for p in dataPath("seg").glob("*.dcm")))
+def test_subset_of_every_shared_seg_is_its_full_read(name):
+    """Segments read alone on the grid of the full read (the segment of each frame read in place where
+    the items allow) have the full read's voxels, counts and descriptions."""
+    path = dataPath("seg", name)
+    full = seg.readSeg(path)
+    numbers = sorted({full.segmentation.segments[0].number, full.segmentation.segments[-1].number})
+    part = seg.readSeg(path, full.segmentation.geometry, segment_numbers=numbers)
+    assert [s.number for s in part.segmentation.segments] == numbers
+    for number in numbers:
+        np.testing.assert_array_equal(part.segmentation.mask(number), full.segmentation.mask(number))
+        assert part.segmentation.segment(number) == full.segmentation.segment(number)
+        assert part.voxel_counts[number] == full.voxel_counts[number]
+
+
+@pytest.mark.parametrize("implicit_vr", [False, True])
+def test_segment_numbers_read_in_place_or_left_to_the_general_readers(implicit_vr):
     """Plain items are read in place (no sequence, an empty one, several items: the first counts; the
     sequence twice: the last counts); anything else is left to the general readers (None)."""
-    other = struct.pack("<HH2sH", 0x0020, 0x9157, b"UL", 4) + b"\x01\x00\x00\x00"
-    plain = [_segmentIdentification(_us(3)) + other, other, _segmentIdentification(),
-             other + _segmentIdentification(_us(7) + other, _us(8)),
-             _segmentIdentification(_us(1)) + _segmentIdentification(_us(2))]
-    assert rawitems.firstUsValues(plain, 0x0062000A, 0x0062000B) == [3, None, None, 7, 2] \
-        == _generalSegmentNumbers(plain)
-    for irregular in (
-            _segmentIdentification(_us(3, b"SS")),  # another VR
-            _segmentIdentification(struct.pack("<HH2sH", 0x0062, 0x000B, b"US", 4) + b"\x01\x00\x02\x00"),  # 2 values
-            _segmentIdentification(other),  # an item without the element
-            _segmentIdentification(_us(3), item_length_delta=2),  # an item running past the sequence
-            _segmentIdentification(_us(3))[:-1],  # the sequence running past the item
-            _segmentIdentification(_us(3)).replace(b"SQ", b"UN"),  # the sequence under another VR
-            _segmentIdentification(_us(3)).replace(b"\xfe\xff\x00\xe0", b"\xfe\xff\x0d\xe0"),  # not an item
-            _segmentIdentification(_us(3)).replace(b"\x12\x00\x00\x00", b"\xff\xff\xff\xff", 1),  # undefined
-            other[:6]):  # a header cut off
-        assert rawitems.firstUsValues([plain[0], irregular], 0x0062000A, 0x0062000B) is None, irregular
+    other = _element(0x00209157, "UL", b"\x01\x00\x00\x00", implicit_vr)
+    sequence = functools.partial(_segmentIdentification, implicit_vr=implicit_vr)
+
+    def us(value: int) -> bytes:
+        return _us(value, implicit_vr)
+
+    plain = [sequence(us(3)) + other, other, sequence(), other + sequence(us(7) + other, us(8)),
+             sequence(us(1)) + sequence(us(2))]
+    assert rawitems.firstUsValues(plain, 0x0062000A, 0x0062000B, implicit_vr) == [3, None, None, 7, 2] \
+        == _generalSegmentNumbers(plain, implicit_vr)
+    irregular = [
+        sequence(_element(0x0062000B, "US", b"\x01\x00\x02\x00", implicit_vr)),  # 2 values
+        sequence(other),  # an item without the element
+        sequence(us(3), item_length_delta=2),  # an item running past the sequence
+        sequence(us(3))[:-1],  # the sequence running past the item
+        sequence(us(3)).replace(b"\xfe\xff\x00\xe0", b"\xfe\xff\x0d\xe0"),  # not an item
+        _element(0x0062000A, "SQ", b"", implicit_vr, length=0xFFFFFFFF) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00",
+        other[:6]]  # a header cut off
+    if not implicit_vr:
+        irregular += [sequence(_us(3, implicit_vr, "SS")),  # another VR
+                      sequence(us(3)).replace(b"SQ", b"UN")]  # the sequence under another VR
+    for items in irregular:
+        assert rawitems.firstUsValues([plain[0], items], 0x0062000A, 0x0062000B, implicit_vr) is None, items
 
 
 @pytest.mark.parametrize("syntax", [pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian])

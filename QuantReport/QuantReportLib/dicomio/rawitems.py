@@ -128,7 +128,7 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
     """What :func:`itemElements` returns for explicit VR little endian items, or ``None`` to let pydicom's
     generator read them.
 
-    Each item's element headers are read in place (:func:`_explicitLittleEndianHeaders`) instead of
+    Each item's element headers are read in place (:func:`_littleEndianHeaders`) instead of
     through a file object, several times faster per element, for the thousands of items of a large SEG.
     The raw elements are those pydicom's ``data_element_generator`` yields (tag, VR, length, value,
     position in the items joined; every element without ``tags``, else the Specific Character Set too,
@@ -137,7 +137,7 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
     """
     # As pydicom's generator: no tags is every element; with tags, the Specific Character Set too.
     given = {int(tag) for tag in tags}
-    walked = _explicitLittleEndianHeaders(items, given | {_SPECIFIC_CHARACTER_SET} if given else None)
+    walked = _littleEndianHeaders(items, given | {_SPECIFIC_CHARACTER_SET} if given else None, False)
     if walked is None:
         return None
     starts = [0, *itertools.accumulate(len(item) for item in items)]
@@ -150,18 +150,19 @@ def _explicitLittleEndianElements(items: Sequence[bytes], tags: Iterable[int]
     return found
 
 
-def _explicitLittleEndianHeaders(items: Sequence[bytes], wanted: set[int] | None
-                                 ) -> tuple[list[int], list[int], list[bytes], list[int], list[int]] | None:
-    """The elements of explicit VR little endian items whose tag is ``wanted`` (all for ``None``), in
-    order, as five lists: item index, tag, VR, value offset in the item, value length; ``None`` where
-    pydicom's generator reads specially: an undefined length, a VR it does not know, an Item Delimitation
-    Item, an element running past its item.
+def _littleEndianHeaders(items: Sequence[bytes], wanted: set[int] | None, implicit_vr: bool
+                         ) -> tuple[list[int], list[int], list[bytes], list[int], list[int]] | None:
+    """The elements of little endian items whose tag is ``wanted`` (all for ``None``), in order, as five
+    lists: item index, tag, VR (empty in implicit VR), value offset in the item, value length; ``None``
+    where pydicom's generator reads specially: an undefined length, a VR it does not know, an Item
+    Delimitation Item, an element running past its item.
 
     Flat lists of numbers, not a container per item or element: tens of thousands of those would have
     Python's garbage collector walk every object of the process (a loaded series' datasets) several
     times over.
     """
     unpack_header, unpack_length = _EXPLICIT_HEADER.unpack_from, _LONG_LENGTH.unpack_from
+    unpack_implicit = _ITEM_HEADER[True].unpack_from  # tag and 4-byte length, as an item header
     long_length_vrs, encoded_vrs = _LONG_LENGTH_VRS, _ENCODED_VRS  # locals: looked up for every element
     indices: list[int] = []
     tags: list[int] = []
@@ -172,14 +173,19 @@ def _explicitLittleEndianHeaders(items: Sequence[bytes], wanted: set[int] | None
         offset, end = 0, len(item)
         while offset < end:
             try:  # a header cut off by the end of the item raises
-                group, element, vr, length = unpack_header(item, offset)
-                if vr in long_length_vrs:
-                    length = unpack_length(item, offset + 8)[0]
-                    offset += 12
-                elif vr in encoded_vrs:
+                if implicit_vr:
+                    group, element, length = unpack_implicit(item, offset)
+                    vr = b""
                     offset += 8
                 else:
-                    return None
+                    group, element, vr, length = unpack_header(item, offset)
+                    if vr in long_length_vrs:
+                        length = unpack_length(item, offset + 8)[0]
+                        offset += 12
+                    elif vr in encoded_vrs:
+                        offset += 8
+                    else:
+                        return None
             except struct.error:
                 return None
             tag = group << 16 | element
@@ -195,32 +201,33 @@ def _explicitLittleEndianHeaders(items: Sequence[bytes], wanted: set[int] | None
     return indices, tags, vrs, offsets, lengths
 
 
-def firstUsValues(items: Sequence[bytes], sequence_tag: int, tag: int) -> list[int | None] | None:
-    """For each explicit VR little endian item (:func:`encodedItems`), the US element ``tag`` of the first
-    item of its sequence ``sequence_tag``, as ``DecodedOnce.firstValue(its sequence, tag, int)`` gives it
+def firstUsValues(items: Sequence[bytes], sequence_tag: int, tag: int, implicit_vr: bool
+                  ) -> list[int | None] | None:
+    """For each little endian item (:func:`encodedItems`), the US element ``tag`` of the first item of
+    its sequence ``sequence_tag``, as ``DecodedOnce.firstValue(its sequence, tag, int)`` gives it
     (``None`` without the sequence or with an empty one); ``None`` for all when the items are other than
     the plain form read here, to let :func:`itemElements` and :class:`DecodedOnce` read them.
 
-    The element headers of each item are read in place (:func:`_explicitLittleEndianHeaders`) without
-    making raw elements, and each distinct encoding of the sequence is read once (:func:`_firstUsValue`):
-    the segment of each of the thousands of frames of a large SEG is most of what reading a few of its
+    The element headers of each item are read in place (:func:`_littleEndianHeaders`) without making
+    raw elements, and each distinct encoding of the sequence is read once (:func:`_firstUsValue`): the
+    segment of each of the thousands of frames of a large SEG is most of what reading a few of its
     segments costs.  Whatever the general readers treat otherwise ends with ``None``: what
-    :func:`_explicitLittleEndianHeaders` leaves to pydicom, the sequence under another VR, and anything
+    :func:`_littleEndianHeaders` leaves to pydicom, the sequence under another explicit VR, and anything
     :func:`_firstUsValue` does not read.
     Works around: pydicom (3.0) reading one element of each item of a sequence only by parsing the items.
     """
-    walked = _explicitLittleEndianHeaders(items, {sequence_tag})
+    walked = _littleEndianHeaders(items, {sequence_tag}, implicit_vr)
     if walked is None:
         return None
     first_values: dict[bytes, int | None] = {}
     values: list[int | None] = [None] * len(items)
     # In item order, so that the last of an item's sequences counts, as in itemElements's elements by tag.
     for index, _, vr, offset, length in zip(*walked, strict=True):
-        if vr != b"SQ":
+        if not implicit_vr and vr != b"SQ":
             return None
         encoded = items[index][offset:offset + length]
         if encoded not in first_values:
-            first_values[encoded] = _firstUsValue(encoded, tag)
+            first_values[encoded] = _firstUsValue(encoded, tag, implicit_vr)
         value = values[index] = first_values[encoded]
         if value is _IRREGULAR:
             return None
@@ -231,11 +238,11 @@ _IRREGULAR: Any = object()  # what _firstUsValue gives for a sequence it leaves 
 _UNSIGNED_SHORT = struct.Struct("<H")
 
 
-def _firstUsValue(value: bytes, tag: int) -> int | None:
-    """The US element ``tag`` of the first item of an explicit VR little endian sequence value (``None``
-    without items), or ``_IRREGULAR`` unless every item has a defined length inside the value (as
+def _firstUsValue(value: bytes, tag: int, implicit_vr: bool) -> int | None:
+    """The US element ``tag`` of the first item of a little endian sequence value (``None`` without
+    items), or ``_IRREGULAR`` unless every item has a defined length inside the value (as
     :func:`encodedItems` cuts them), the first item's elements are regular and ``tag`` is among them with
-    one value (2 bytes)."""
+    one value (2 bytes; in explicit VR, of VR US)."""
     header = _ITEM_HEADER[True]
     bounds = []
     start = 0
@@ -251,13 +258,14 @@ def _firstUsValue(value: bytes, tag: int) -> int | None:
         start += length
     if not bounds:
         return None
-    found = _explicitLittleEndianElements([value[slice(*bounds[0])]], [tag])
-    if found is None or tag not in found[0]:
+    first = value[slice(*bounds[0])]
+    walked = _littleEndianHeaders([first], {tag}, implicit_vr)
+    if walked is None or not walked[0]:
         return _IRREGULAR
-    raw = found[0][tag]
-    if raw.VR != "US" or raw.length != 2 or not isinstance(raw.value, bytes):
+    vr, offset, length = walked[2][-1], walked[3][-1], walked[4][-1]  # the last one, as in a dict by tag
+    if length != 2 or not implicit_vr and vr != b"US":
         return _IRREGULAR
-    return int(_UNSIGNED_SHORT.unpack(raw.value)[0])
+    return int(_UNSIGNED_SHORT.unpack_from(first, offset)[0])
 
 
 def itemCharacterSets(dataset: pydicom.Dataset) -> str | list[str]:

@@ -638,9 +638,9 @@ class FrameGroups:
 
     def firstUsValues(self, sequence_tag: int, tag: int) -> list[int | None] | None:
         """The US element ``tag`` of the first item of each item's sequence ``sequence_tag``, read in place
-        (:func:`~QuantReportLib.dicomio.rawitems.firstUsValues`), or ``None`` when the items are not
-        explicit VR little endian ones of that plain form (then read them with :meth:`elements`)."""
-        if self._encoding != (False, True):
+        (:func:`~QuantReportLib.dicomio.rawitems.firstUsValues`), or ``None`` when the items are not little
+        endian ones of that plain form (then read them with :meth:`elements`)."""
+        if self._encoding is None or not self._encoding[1]:
             return None
-        return firstUsValues(cast(list[bytes], self._items), sequence_tag, tag)
+        return firstUsValues(cast(list[bytes], self._items), sequence_tag, tag, self._encoding[0])
 
