@@ -345,6 +345,17 @@ def _withoutCodeValue(dataset: pydicom.Dataset, where: str, keyword: str) -> Non
     setattr(item, keyword, value if keyword == "LongCodeValue" else f"urn:oid:2.16.840.1.113883.6.96:{value}")
 
 
+def _textInItsOwnCharacterSet(dataset: pydicom.Dataset, where: str) -> None:
+    """A Latin-1 report whose tracking identifier is UTF-8 text Latin-1 cannot hold, under a Specific Character
+    Set of its row's, its group's or the Imaging Measurements container's own (PS3.3 C.12.1.1.2)."""
+    dataset.SpecificCharacterSet = "ISO_IR 100"
+    container = dataset.ContentSequence[-1]
+    owner = {"row": lambda: _row(dataset, "112039"), "group": lambda: container.ContentSequence[0],
+             "container": lambda: container}[where]()
+    owner.SpecificCharacterSet = "ISO_IR 192"
+    _row(dataset, "112039").TextValue = "Läsion 山"
+
+
 def _numericText(dataset: pydicom.Dataset, text: str) -> None:
     for number in _numbers(dataset):
         number.MeasuredValueSequence[0]["NumericValue"].value = text
@@ -368,6 +379,8 @@ _SR_CHANGES: dict[str, Callable[[pydicom.Dataset], None]] = {
     "latin-1": lambda dataset: (setattr(dataset, "SpecificCharacterSet", "ISO_IR 100"),
                                 setattr(_row(dataset, "112039"), "TextValue", "Läsion 1")) and None,
     "item-character-set": lambda dataset: setattr(_row(dataset, "112039"), "SpecificCharacterSet", "ISO_IR 192"),
+    **{f"{where}-character-set": functools.partial(_textInItsOwnCharacterSet, where=where)
+       for where in ("row", "group", "container")},
     "undefined-lengths": _sequencesOfUndefinedLength,
     "meaning-padded": lambda dataset: setattr(_numbers(dataset)[0].ConceptNameCodeSequence[0], "CodeMeaning", " V "),
     "tracking-empty": lambda dataset: setattr(_row(dataset, "112039"), "TextValue", ""),

@@ -360,6 +360,11 @@ class DecodedOnce:
         self._character_set = character_set
         self._values: dict[tuple, Any] = {}
 
+    @property
+    def characterSet(self) -> str | MutableSequence[str]:
+        """The character set every value is decoded in (the ``character_set`` given)."""
+        return self._character_set
+
     def value(self, element: DataElement | RawDataElement | None, parse: Callable[[Any], Any]) -> Any:
         """``parse`` of the element's value (a sequence: its items as datasets); ``None`` without element."""
         if element is None:

@@ -588,7 +588,7 @@ _MEASUREMENT_UNITS_CODE_SEQUENCE = 0x004008EA
 CONTENT_TEMPLATE_SEQUENCE = 0x0040A504
 _READ_TAGS = (_RELATIONSHIP_TYPE, VALUE_TYPE, CONCEPT_NAME_CODE_SEQUENCE, _CONCEPT_CODE_SEQUENCE, CONTENT_SEQUENCE,
               _TEXT_VALUE, _UID, _REFERENCED_SOP_SEQUENCE, _MEASURED_VALUE_SEQUENCE, _NUMERIC_VALUE,
-              _FLOATING_POINT_VALUE, _MEASUREMENT_UNITS_CODE_SEQUENCE)
+              _FLOATING_POINT_VALUE, _MEASUREMENT_UNITS_CODE_SEQUENCE, _SPECIFIC_CHARACTER_SET)
 
 
 def contentItems(values: DecodedOnce, element: DataElement | RawDataElement | None
@@ -679,7 +679,8 @@ def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementG
     method, one Referenced Segment with its source series, and NUMs with a
     value, a unit and at most a measurement method, a derivation and the line
     they were measured along (a two-point POLYLINE on one image); no other
-    row, and every concept name a Code Value (not a Long or URN Code Value).
+    row, every concept name a Code Value (not a Long or URN Code Value), and
+    no Specific Character Set of the group's or its rows' own.
     That is what QuantReport and dcmqi write, and it is read exactly as
     highdicom's :class:`~highdicom.sr.VolumetricROIMeasurementsAndQualitativeEvaluations`
     reads it (the same items, the same codes); anything else goes to highdicom.
@@ -687,6 +688,11 @@ def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementG
     """
     try:
         content = contentItems(values, item.get_item(CONTENT_SEQUENCE))
+        if item.original_character_set != values.characterSet \
+                or any(_SPECIFIC_CHARACTER_SET in child for child in content):
+            # Text in another character set than the report's (of the group, a container above it or a row):
+            # pydicom decodes each item in its own, which the values decoded once in the report's do not.
+            return None
         kinds = [values.value(child.get(VALUE_TYPE), text) for child in content]
         numbers = [child for child, kind in zip(content, kinds, strict=True) if kind == "NUM"]
         rows = _plainRows([child for child, kind in zip(content, kinds, strict=True) if kind != "NUM"],
