@@ -227,6 +227,23 @@ def test_what_is_not_covered_falls_back_to_highdicom(tmp_path, monkeypatch, wher
     assert _elements(bulk) == _elements(plain)
 
 
+def test_encapsulated_transfer_syntaxes_are_not_covered(tmp_path, monkeypatch):
+    """createSeg constructs in explicit VR little endian; asked for JPEG 2000 (the one encapsulated syntax
+    highdicom allows for BINARY), the accelerator refuses before constructing anything."""
+    volume, segmentation = _gaps(tmp_path)
+    arguments = {}
+
+    def recorded(**given):  # createSeg's arguments; then the plain path
+        arguments.update(given)
+        raise _framegroups.NotCovered("recorded by the test")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(write, "FramesInBulk", recorded)
+        assert not rawitems.isEncoded(seg.createSeg(volume, segmentation).get_item(_PER_FRAME))
+    with pytest.raises(_framegroups.NotCovered, match="encapsulated"):
+        _framegroups.FramesInBulk(**arguments, transfer_syntax_uid=pydicom.uid.JPEG2000Lossless)
+
+
 def test_lookup_tables_are_highdicoms_when_used(tmp_path, monkeypatch):
     """highdicom's frame look-up tables (its query methods and pickling use them) are built on first use,
     from the parsed items: the same tables, answers and copies as highdicom's own instance."""

@@ -158,6 +158,9 @@ class FramesInBulk(hd.seg.Segmentation):
     module); constructed, the instance is a :class:`LookupTablesOnDemand`."""
 
     def __init__(self, source_images: Sequence[Dataset], **kwargs: Any) -> None:
+        syntax = kwargs.get("transfer_syntax_uid")
+        if syntax is not None and hd.UID(syntax).is_encapsulated:
+            raise NotCovered("an encapsulated transfer syntax: highdicom encodes each frame")
         construction = self.__dict__["_construction"] = _Construction()
         super().__init__(source_images=[_SourceImage(image) for image in source_images], **kwargs)
         del self.__dict__["_construction"]
