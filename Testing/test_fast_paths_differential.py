@@ -31,6 +31,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.tag import BaseTag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.valuerep import IS, DSdecimal, DSfloat
 from QuantReportLib import seg, sr
 from QuantReportLib.database import indexing
 from QuantReportLib.dicomio import rawitems
@@ -301,6 +302,68 @@ def test_image_library_of_every_source_series_is_highdicoms(source):
             documents.append(document)
         assert _elementLines(documents[0]) == _elementLines(documents[1])
         assert _written(documents[0]) == _written(documents[1])
+
+
+# -- SR writing: sequences encoded once against pydicom's save_as --------------------------------------------
+
+_WRITTEN_VALUES: dict[str, list] = {
+    "LO": ["abc", "Müller", "", " pad ", "Zoë^Ann"], "UT": ["a\\b", "山田", "x" * 17, ""],
+    "PN": ["Doe^John", "Müller^Zoë", "", "A=B"],
+    "DS": [DSfloat("1.50"), DSfloat(1.5, auto_format=True), 1.5, "2", DSfloat("1.5"), [1.5, "2.0"], DSdecimal("3.10")],
+    "IS": [IS("+5"), 5, "007", [1, 2]], "FD": [1.0, -0.0, float("nan"), 1e300, [1.0, 2.0]],
+    "FL": [1.0, 0.1, [0.5, 0.25]], "US": [0, 65535, [1, 2]], "UI": ["1.2.3", ""], "CS": ["A", "B C", ["X", "Y"], ""],
+    "OB": [b"\x01", b"\x01\x02", b""],
+    "AT": [0x00100010, [0x00100010, 0x00200020]], "DA": ["20240101", ""],
+}
+# Item elements of each VR (their dictionary VR), and the sequences the items go into.
+_WRITTEN_TAGS = {"LO": 0x00081030, "UT": 0x0040A160, "PN": 0x0040A123, "DS": 0x0040A30A, "IS": 0x00200013,
+                 "FD": 0x0040A161, "FL": 0x00700022, "US": 0x0040A0B0, "UI": 0x0040A124, "CS": 0x0040A010,
+                 "OB": 0x00420011, "AT": 0x00209165, "DA": 0x0040A121}
+_WRITTEN_SEQUENCES = [0x0040A730, 0x0040A043, 0x00081199]
+
+
+def _randomItem(generator: random.Random, depth: int, made: list[pydicom.Dataset]) -> pydicom.Dataset:
+    """An item of random elements and, above depth 3, a sequence of new items and items met before (shared
+    objects, as highdicom's content shares codes), sequences and items of either length."""
+    item = pydicom.Dataset()
+    for vr in generator.sample(list(_WRITTEN_TAGS), generator.randint(1, 4)):
+        item.add_new(_WRITTEN_TAGS[vr], vr, generator.choice(_WRITTEN_VALUES[vr]))
+    if depth < 3 and generator.random() < 0.6:
+        children = []
+        for _ in range(generator.randint(0, 3)):
+            if made and generator.random() < 0.4:
+                children.append(generator.choice(made))
+            else:
+                children.append(_randomItem(generator, depth + 1, made))
+                made.append(children[-1])
+        tag = generator.choice(_WRITTEN_SEQUENCES)
+        item.add_new(tag, "SQ", children)
+        item[tag].is_undefined_length = generator.random() < 0.2
+    item.is_undefined_length_sequence_item = generator.random() < 0.15
+    return item
+
+
+def test_sequences_encoded_once_are_written_as_pydicom_writes_them():
+    """400 random SR-like trees (text, person names, DS with and without original strings and auto format, IS,
+    FD and FL including NaN and -0, US, UI, CS, OB, AT, DA, multiple values, shared items, undefined lengths)
+    in four transfer syntaxes and four character sets (UTF-8, Latin-1, ISO 2022 Latin-1 and Japanese): the
+    view sr._fast.sequencesEncodedOnce makes is written to pydicom's save_as bytes of the tree."""
+    generator = random.Random(15)
+    syntaxes = [ExplicitVRLittleEndian, ImplicitVRLittleEndian, pydicom.uid.ExplicitVRBigEndian,
+                pydicom.uid.DeflatedExplicitVRLittleEndian]
+    for _ in range(400):
+        dataset = pydicom.Dataset()
+        dataset.file_meta = pydicom.dataset.FileMetaDataset()
+        dataset.file_meta.TransferSyntaxUID = generator.choice(syntaxes)
+        dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = pydicom.uid.Comprehensive3DSRStorage
+        dataset.SOPInstanceUID = dataset.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
+        dataset.SpecificCharacterSet = generator.choice(["ISO_IR 192", "ISO_IR 100", ["", "ISO 2022 IR 100"],
+                                                         ["", "ISO 2022 IR 87"]])
+        made: list[pydicom.Dataset] = []
+        dataset.ContentSequence = [_randomItem(generator, 0, made) for _ in range(generator.randint(1, 3))]
+        view = sr_fast.sequencesEncodedOnce(dataset)
+        assert view is not None
+        assert _written(view) == _written(dataset)
 
 
 # -- SR reading: plain TID 1411 groups read from their items against highdicom -------------------------------
