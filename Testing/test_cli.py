@@ -304,6 +304,32 @@ def test_export_warns_about_what_3d_slicer_reads_only_partly(capsys, tmp_path, l
     assert f"warning: {slicerreaders.OHIF_COMPANIONS_WARNING}" in err.splitlines()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="numpy advises huge pages on Linux only")
+@pytest.mark.parametrize("setting", [None, "1"])
+def test_the_program_asks_numpy_for_no_huge_pages_unless_the_user_does(tmp_path, setting):
+    """main() run as the program keeps numpy from advising transparent huge pages (their first faults cost a
+    new process up to a second where memory is fragmented), unless NUMPY_MADVISE_HUGEPAGE says otherwise;
+    called with arguments, it leaves numpy's default."""
+    env = {key: value for key, value in os.environ.items() if key != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    env["PYTHONPATH"] = str(PROJECT_ROOT / "QuantReport")
+
+    def hugePagesAdvised(before: str) -> str:
+        probe = f"import sys\nfrom QuantReportLib import cli\n{before}\nimport numpy\n" \
+                "print(numpy._core.multiarray._get_madvise_hugepage())\n"
+        result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                                env=env)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    numpy_default = hugePagesAdvised("")
+    assert numpy_default == "True"  # Linux >= 4.6: numpy advises them unless told not to
+    program = "sys.argv = ['quantreport', 'load', 'missing.dcm']\nassert cli.main() == cli.EXIT_BAD_INPUT"
+    assert hugePagesAdvised(program) == ("False" if setting is None else "True")
+    assert hugePagesAdvised("assert cli.main(['load', 'missing.dcm']) == cli.EXIT_BAD_INPUT") == numpy_default
+
+
 def test_only_the_program_freezes_its_objects_before_shutting_down(tmp_path):
     """main() run as the program (no argv) freezes the garbage collector's objects for the interpreter's
     shutdown; called with arguments (tests, other callers that go on), it leaves the collector alone."""
