@@ -356,6 +356,7 @@ def test_round_trip_oblique_mr(tmp_path):
 def test_round_trip_multiframe_source(tmp_path):
     volume = _volume("multiframe", "dcmqi-24x38x3-mf.dcm")
     assert len(volume.headers) == 1 and volume.source_images[0].frame_number is not None
+    shared_before = str(volume.headers[0].SharedFunctionalGroupsSequence[0])
     labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
     labelmap[0, 5:20, 3:10] = 1
     labelmap[2, 10:30, 12:20] = 2
@@ -371,6 +372,79 @@ def test_round_trip_multiframe_source(tmp_path):
         expected = {(volume.source_images[k].sop_instance_uid, volume.source_images[k].frame_number) for k in (0, 2)}
         assert referenced == expected
         _assertRoundTrip(original, seg.readSeg(path, volume))
+    # highdicom adds Spacing Between Slices to the Pixel Measures it is given: a copy, not the caller's.
+    assert str(volume.headers[0].SharedFunctionalGroupsSequence[0]) == shared_before
+
+
+def _frameGeometryPerFrame(tmp_path: Path, spacing_of_frame=None) -> Path:
+    """The enhanced CT with its Pixel Measures and Plane Orientation in every frame's groups instead of the
+    shared ones (as Siemens XA writes them); ``spacing_of_frame(i)`` gives frame i's Pixel Spacing."""
+    dataset = pydicom.dcmread(dataPath("multiframe", "dcmqi-24x38x3-mf.dcm"))
+    shared = dataset.SharedFunctionalGroupsSequence[0]
+    measures, orientation = shared.PixelMeasuresSequence[0], shared.PlaneOrientationSequence[0]
+    del shared.PixelMeasuresSequence, shared.PlaneOrientationSequence
+    for index, frame in enumerate(dataset.PerFrameFunctionalGroupsSequence):
+        frame_measures = pydicom.Dataset()
+        frame_measures.update(measures)
+        if spacing_of_frame is not None:
+            frame_measures.PixelSpacing = spacing_of_frame(index)
+        frame.PixelMeasuresSequence = [frame_measures]
+        frame.PlaneOrientationSequence = [orientation]
+    folder = tmp_path / "per-frame"
+    folder.mkdir()
+    dataset.save_as(folder / "mf.dcm")
+    return folder / "mf.dcm"
+
+
+@pytest.mark.parametrize("source", ["siemens-xa10", "geometry-per-frame"])
+def test_multiframe_source_with_its_frame_geometry_per_frame(tmp_path, source):
+    """Pixel Measures and Plane Orientation may be in each frame's functional groups (Siemens XA enhanced MR);
+    highdicom reads them from the shared groups only. The SEG gets them shared, the source stays as it was."""
+    path = (dataPath("multiframe", "siemens-xa10-enhanced-mr-6_1.dcm") if source == "siemens-xa10"
+            else _frameGeometryPerFrame(tmp_path))
+    before = path.read_bytes()
+    volume = loadSeries([str(path)])
+    header_before = str(volume.headers[0].SharedFunctionalGroupsSequence[0])
+    labelmap = np.zeros(volume.geometry.shape, dtype=np.uint8)
+    labelmap[1, 5:20, 3:10] = 1
+    labelmap[2, 10:22, 12:20] = 2
+    original = Segmentation.fromLabelmap(labelmap, volume.geometry, [_segment(1, "A"), _segment(2, "B")])
+    frame = pydicom.dcmread(path, stop_before_pixels=True).PerFrameFunctionalGroupsSequence[0]
+    for labelmap_type in (False, True):
+        out = tmp_path / f"seg-{labelmap_type}.dcm"
+        seg.writeSeg(seg.createSeg(volume, original, labelmap=labelmap_type), out)
+        assert_valid_dicom(out)
+        written = pydicom.dcmread(out, stop_before_pixels=True).SharedFunctionalGroupsSequence[0]
+        assert [float(v) for v in written.PixelMeasuresSequence[0].PixelSpacing] == \
+            [float(v) for v in frame.PixelMeasuresSequence[0].PixelSpacing]
+        np.testing.assert_allclose([float(v) for v in written.PlaneOrientationSequence[0].ImageOrientationPatient],
+                                   [float(v) for v in frame.PlaneOrientationSequence[0].ImageOrientationPatient])
+        _assertRoundTrip(original, seg.readSeg(out, volume))
+        again = highdicom.seg.segread(out).get_volume(combine_segments=True)  # highdicom reads it too
+        assert int(np.count_nonzero(again.array)) == int(np.count_nonzero(labelmap))
+    dcmqi_out = tmp_path / "dcmqi"
+    dcmqi_out.mkdir()
+    result = subprocess.run([require_tool("segimage2itkimage"), "--inputDICOM", str(tmp_path / "seg-False.dcm"),
+                             "--outputDirectory", str(dcmqi_out)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for number in (1, 2):
+        data, _ = nrrd.read(str(dcmqi_out / f"{number}.nrrd"))
+        assert int(np.count_nonzero(data)) == original.voxelCounts()[number]
+    assert str(volume.headers[0].SharedFunctionalGroupsSequence[0]) == header_before
+    assert path.read_bytes() == before
+
+
+def test_multiframe_source_whose_frames_differ_in_pixel_spacing_is_refused(tmp_path):
+    path = _frameGeometryPerFrame(tmp_path, spacing_of_frame=lambda index: [0.5 + index * 0.1, 0.5])
+    try:
+        volume = loadSeries([str(path)])
+    except (GeometryError, InvalidInputError) as error:  # the loader may refuse it first: also clear
+        assert "spacing" in str(error).lower(), error
+        return
+    segmentation = Segmentation.fromLabelmap(np.ones(volume.geometry.shape, np.uint8), volume.geometry,
+                                             [_segment(1, "A")])
+    with pytest.raises(GeometryError, match="differ in PixelSpacing"):
+        seg.createSeg(volume, segmentation)
 
 
 def test_all_segments_empty(tmp_path):

@@ -33,9 +33,11 @@ from typing import Any, cast
 
 import highdicom as hd
 import numpy as np
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
+from pydicom.tag import Tag
 
 from ..dicomio.identity import (
     DEVICE_SERIAL_NUMBER,
@@ -429,8 +431,59 @@ def _sourceHeaders(headers: Sequence[Dataset], source: str) -> list[Dataset]:
                 setattr(header, keyword, None)
             if differs:
                 header.ImageOrientationPatient = reference
-        prepared.append(header)
+        prepared.append(_withSharedFrameGeometry(header, source))
     return prepared
+
+
+#: The functional groups highdicom reads from a multi-frame source's shared groups only (0.27, 0.28).
+_SHARED_GEOMETRY_GROUPS = {"PixelMeasuresSequence": ("PixelSpacing", "SliceThickness", "SpacingBetweenSlices"),
+                           "PlaneOrientationSequence": ("ImageOrientationPatient",)}
+
+
+def _withSharedFrameGeometry(header: Dataset, source: str) -> Dataset:
+    """A multi-frame source as highdicom needs it: Pixel Measures and Plane Orientation in the shared groups,
+    in a copy of the header whose Pixel Measures item is highdicom's to change.
+
+    Writers may put either in every frame's groups instead (Siemens XA enhanced MR: the same values in each),
+    which the standard allows and highdicom does not read (an AttributeError); those are copied from the
+    first frame after checking every frame has the same values.  highdicom also adds Spacing Between Slices
+    to the shared Pixel Measures item it is given, which would change the caller's header.  The copy has
+    its own element mapping and shared item; the other elements are the caller's, unchanged.
+    """
+    per_frame = header.get("PerFrameFunctionalGroupsSequence")
+    if not per_frame:
+        return header
+    shared = header.get("SharedFunctionalGroupsSequence") or [Dataset()]
+    shared_item = Dataset(dict(shared[0].items()))
+    for group in _SHARED_GEOMETRY_GROUPS:
+        if group in shared[0]:
+            items = [shared[0][group].value]
+        else:
+            items = [frame.get(group) for frame in per_frame]
+            if not all(items):
+                raise InvalidInputError(f"the source image has no {group} for some frames", source)
+            _checkEqualInEveryFrame(items, _SHARED_GEOMETRY_GROUPS[group], source)
+        shared_item[group] = DataElement(Tag(group), "SQ", [copy.deepcopy(items[0][0])])
+    prepared = Dataset(dict(header.items()))
+    if "file_meta" in header.__dict__:
+        prepared.file_meta = header.file_meta
+    prepared["SharedFunctionalGroupsSequence"] = DataElement(Tag("SharedFunctionalGroupsSequence"), "SQ",
+                                                             [shared_item])
+    return prepared
+
+
+def _checkEqualInEveryFrame(items: Sequence[Any], keywords: Sequence[str], source: str) -> None:
+    """Refuse a source whose frames' functional group items differ in one of ``keywords``."""
+    def numbers(item: Any, keyword: str) -> np.ndarray:
+        value = item[0].get(keyword)
+        return np.array(value if value is not None else [], dtype=float).ravel()
+
+    for keyword in keywords:
+        reference = numbers(items[0], keyword)
+        for item in items[1:]:
+            other = numbers(item, keyword)
+            if other.shape != reference.shape or np.max(np.abs(other - reference), initial=0) > DIRECTION_TOLERANCE:
+                raise GeometryError(f"the source image's frames differ in {keyword}; a SEG needs them equal", source)
 
 
 def _codedConcept(code: Code) -> hd.sr.CodedConcept:
