@@ -20,6 +20,9 @@ sequences of SEG functional groups, the code sequences of SR content items)
 is encoded once by pydicom (:func:`encodedSequence`) and handed back to
 pydicom's writer as a raw element, which it writes as it is, inside a view
 of the dataset declared to be in the file's encoding (:func:`declareEncoded`).
+Sequences whose items share codes and UIDs (SR content trees, the per-frame
+functional groups of a SEG) are encoded by :class:`SequenceEncoder`, each
+distinct item and element once, to the bytes pydicom writes.
 """
 
 from __future__ import annotations
@@ -33,14 +36,16 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Mut
 from typing import Any, TypeGuard, cast
 
 import pydicom
+import pydicom.uid
+import pydicom.valuerep
 from pydicom.charset import convert_encodings, default_encoding
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element, empty_value_for_VR
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import data_element_generator
-from pydicom.filewriter import write_sequence
+from pydicom.filewriter import write_data_element, write_sequence
 from pydicom.tag import BaseTag
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32, VR
+from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32, VR
 
 #: Value length of a sequence or item of undefined length (PS3.5 7.5.1).
 UNDEFINED_LENGTH = 0xFFFFFFFF
@@ -499,3 +504,106 @@ def walkItems(dataset: pydicom.Dataset, skip: Iterable[int] = ()
                     seen_items.add(id(item))
                     children.append((tag, {int(key): item.get_item(key) for key in item.keys()}))
         stack.extend(reversed(children))
+
+
+class NotEncodedHere(Exception):
+    """A sequence holds what pydicom must write itself."""
+
+
+# Value types whose elements are memoized, and the part of the value their encoding depends on: pydicom writes
+# text as it is, numbers from their exact bits, and a DS or IS from its original string when it has one
+# (filewriter.write_number_string).
+_VALUE_KEYS: dict[type, Callable[[Any], Any]] = {
+    str: str, pydicom.uid.UID: str, int: int,
+    float: lambda value: struct.pack("<d", value),
+    **{kind: lambda value: value.original_string if hasattr(value, "original_string") else str(value)
+       for kind in (pydicom.valuerep.DSfloat, pydicom.valuerep.DSdecimal, pydicom.valuerep.IS)},
+}
+
+
+class SequenceEncoder:
+    """Sequence elements encoded as pydicom's ``write_data_element`` encodes them, each distinct part once.
+
+    pydicom writes a sequence as its tag, (explicit VR) ``SQ`` and two zero
+    bytes, its length (or 0xFFFFFFFF and a Sequence Delimitation Item when of
+    undefined length), then each item as an Item tag and the item's length
+    (or 0xFFFFFFFF and an Item Delimitation Item) around the item's elements
+    in tag order, retired group lengths left out (``write_dataset``,
+    ``write_sequence_item``).  Elements other than sequences are encoded by
+    pydicom's ``write_data_element``.
+    """
+
+    def __init__(self, encoding: tuple[bool, bool], character_sets: str | Sequence[str]) -> None:
+        self._implicit_vr, little_endian = encoding
+        self._encoding = encoding
+        self._character_sets = [character_sets] if isinstance(character_sets, str) else list(character_sets)
+        order = "<" if little_endian else ">"
+        self._tag_length = struct.Struct(f"{order}HHL").pack  # tag, then a 4-byte length
+        self._sequence_vr = b"SQ\0\0"  # explicit VR: the VR and 2 reserved bytes before the 4-byte length
+        self._items: dict[int, bytes] = {}  # by id of the item (alive in the tree being written)
+        self._elements: dict[tuple, bytes] = {}
+
+    def encoded(self, element: DataElement) -> bytes:
+        """``element`` as pydicom's ``write_data_element`` encodes it inside an item (tag, VR, length, value).
+
+        Raises :class:`NotEncodedHere` for a tree pydicom must write itself.
+        """
+        return self._sequence(element) if element.VR == "SQ" else self._element(element)
+
+    def rawSequence(self, element: DataElement) -> RawDataElement:
+        """``element`` as a raw element holding its encoded items, which pydicom writes as they are."""
+        value = b"".join(self._item(item) for item in sequenceItems(element))
+        length = UNDEFINED_LENGTH if element.is_undefined_length else len(value)
+        return RawDataElement(element.tag, "SQ", length, value, 0, *self._encoding)
+
+    def _sequence(self, element: DataElement) -> bytes:
+        value = b"".join(self._item(item) for item in sequenceItems(element))
+        tag = element.tag
+        undefined = element.is_undefined_length
+        header = self._tag_length(tag >> 16, tag & 0xFFFF, UNDEFINED_LENGTH if undefined else len(value))
+        if not self._implicit_vr:
+            header = header[:4] + self._sequence_vr + header[4:]
+        if undefined:
+            return header + value + self._tag_length(*_SEQUENCE_DELIMITATION, 0)
+        return header + value
+
+    def _item(self, item: pydicom.Dataset) -> bytes:
+        encoded = self._items.get(id(item))
+        if encoded is not None:
+            return encoded
+        parts = []
+        for tag, element in sorted(item.items(), key=_tagOf):
+            if tag & 0xFFFF == 0 and tag >> 16 > 6:
+                continue  # pydicom leaves retired group lengths out
+            if tag == _SPECIFIC_CHARACTER_SET or isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
+                raise NotEncodedHere
+            parts.append(self.encoded(element))
+        value = b"".join(parts)
+        if getattr(item, "is_undefined_length_sequence_item", False):
+            encoded = (self._tag_length(*_ITEM, UNDEFINED_LENGTH) + value
+                       + self._tag_length(*_ITEM_DELIMITATION, 0))
+        else:
+            encoded = self._tag_length(*_ITEM, len(value)) + value
+        self._items[id(item)] = encoded
+        return encoded
+
+    def _element(self, element: DataElement) -> bytes:
+        value = element.value
+        value_key = _VALUE_KEYS.get(type(value))
+        key = None
+        if value_key is not None and not element.is_undefined_length:
+            key = (element.tag, element.VR, type(value), value_key(value))
+            encoded = self._elements.get(key)
+            if encoded is not None:
+                return encoded
+        buffer = DicomBytesIO()
+        buffer.is_implicit_VR, buffer.is_little_endian = self._encoding
+        write_data_element(buffer, element, self._character_sets)
+        encoded = buffer.getvalue()
+        if key is not None:
+            self._elements[key] = encoded
+        return encoded
+
+
+def _tagOf(entry: tuple[BaseTag, Any]) -> BaseTag:
+    return entry[0]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy as _copy
 import dataclasses
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -23,7 +22,7 @@ import pydicom.valuerep
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element, write_dataset
+from pydicom.filewriter import write_dataset
 from pydicom.multival import MultiValue
 from pydicom.sr.codedict import codes
 from pydicom.tag import BaseTag
@@ -31,10 +30,11 @@ from pydicom.valuerep import AMBIGUOUS_VR
 
 from ..dicomio.rawitems import (
     DecodedOnce,
+    NotEncodedHere,
+    SequenceEncoder,
     declareEncoded,
     fileEncoding,
     itemCharacterSets,
-    sequenceItems,
 )
 from ..errors import InvalidInputError
 from ..model import Code, ImageLine, Measurement, Quantity
@@ -423,7 +423,7 @@ def sequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
     library, though most are the same codes, relationship types and value
     types again.  Until pydicom can write an element or an item it has met
     before from its first encoding, the sequences are encoded here (see
-    :class:`_SequenceEncoder`): an item object met again (a shared code, a
+    :class:`~QuantReportLib.dicomio.rawitems.SequenceEncoder`): an item object met again (a shared code, a
     shared row) is the bytes it encoded to, an element that is another's
     tag, VR and value (by type and exact value) the bytes pydicom encoded it to
     the first time, and the rest of the sequence encoding (item and sequence
@@ -436,116 +436,16 @@ def sequencesEncodedOnce(dataset: Dataset) -> Dataset | None:
     encoding = fileEncoding(dataset)
     if encoding is None:
         return None
-    encoder = _SequenceEncoder(encoding, itemCharacterSets(dataset))
+    encoder = SequenceEncoder(encoding, itemCharacterSets(dataset))
     elements: dict[BaseTag, DataElement | RawDataElement] = {}
     try:
         for tag, element in dataset.items():
             if isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
-                raise _NotEncodedHere  # read from a file, or to be corrected: pydicom's writer decides
+                raise NotEncodedHere  # read from a file, or to be corrected: pydicom's writer decides
             elements[tag] = encoder.rawSequence(element) if element.VR == "SQ" else element
-    except _NotEncodedHere:
+    except NotEncodedHere:
         return None
     return declareEncoded(Dataset(elements), dataset, encoding)
-
-
-class _NotEncodedHere(Exception):
-    """A sequence holds what pydicom must write itself."""
-
-
-_ITEM = 0xFFFEE000
-_ITEM_DELIMITER = 0xFFFEE00D
-_SEQUENCE_DELIMITER = 0xFFFEE0DD
-_UNDEFINED_LENGTH = 0xFFFFFFFF
-# Value types whose elements are memoized, and the part of the value their encoding depends on: pydicom writes
-# text as it is, numbers from their exact bits, and a DS or IS from its original string when it has one
-# (filewriter.write_number_string).
-_VALUE_KEYS: dict[type, Callable[[Any], Any]] = {
-    str: str, pydicom.uid.UID: str, int: int,
-    float: lambda value: struct.pack("<d", value),
-    **{kind: lambda value: value.original_string if hasattr(value, "original_string") else str(value)
-       for kind in (pydicom.valuerep.DSfloat, pydicom.valuerep.DSdecimal, pydicom.valuerep.IS)},
-}
-
-
-class _SequenceEncoder:
-    """Sequence elements encoded as pydicom's ``write_data_element`` encodes them, each distinct part once.
-
-    pydicom writes a sequence as its tag, (explicit VR) ``SQ`` and two zero
-    bytes, its length (or 0xFFFFFFFF and a Sequence Delimitation Item when of
-    undefined length), then each item as an Item tag and the item's length
-    (or 0xFFFFFFFF and an Item Delimitation Item) around the item's elements
-    in tag order, retired group lengths left out (``write_dataset``,
-    ``write_sequence_item``).  Elements other than sequences are encoded by
-    pydicom's ``write_data_element``.
-    """
-
-    def __init__(self, encoding: tuple[bool, bool], character_sets: str | Sequence[str]) -> None:
-        self._implicit_vr, little_endian = encoding
-        self._encoding = encoding
-        self._character_sets = [character_sets] if isinstance(character_sets, str) else list(character_sets)
-        order = "<" if little_endian else ">"
-        self._tag_length = struct.Struct(f"{order}HHL").pack  # tag, then a 4-byte length
-        self._sequence_vr = b"SQ\0\0"  # explicit VR: the VR and 2 reserved bytes before the 4-byte length
-        self._items: dict[int, bytes] = {}  # by id of the item (alive in the tree being written)
-        self._elements: dict[tuple, bytes] = {}
-
-    def rawSequence(self, element: DataElement) -> RawDataElement:
-        """``element`` as a raw element holding its encoded items, which pydicom writes as they are."""
-        value = b"".join(self._item(item) for item in sequenceItems(element))
-        length = _UNDEFINED_LENGTH if element.is_undefined_length else len(value)
-        return RawDataElement(element.tag, "SQ", length, value, 0, *self._encoding)
-
-    def _sequence(self, element: DataElement) -> bytes:
-        value = b"".join(self._item(item) for item in sequenceItems(element))
-        tag = element.tag
-        undefined = element.is_undefined_length
-        header = self._tag_length(tag >> 16, tag & 0xFFFF, _UNDEFINED_LENGTH if undefined else len(value))
-        if not self._implicit_vr:
-            header = header[:4] + self._sequence_vr + header[4:]
-        if undefined:
-            return header + value + self._tag_length(_SEQUENCE_DELIMITER >> 16, _SEQUENCE_DELIMITER & 0xFFFF, 0)
-        return header + value
-
-    def _item(self, item: Dataset) -> bytes:
-        encoded = self._items.get(id(item))
-        if encoded is not None:
-            return encoded
-        parts = []
-        for tag, element in sorted(item.items(), key=_tagOf):
-            if tag & 0xFFFF == 0 and tag >> 16 > 6:
-                continue  # pydicom leaves retired group lengths out
-            if tag == _SPECIFIC_CHARACTER_SET or isinstance(element, RawDataElement) or element.VR in AMBIGUOUS_VR:
-                raise _NotEncodedHere
-            parts.append(self._sequence(element) if element.VR == "SQ" else self._element(element))
-        value = b"".join(parts)
-        if getattr(item, "is_undefined_length_sequence_item", False):
-            encoded = (self._tag_length(_ITEM >> 16, _ITEM & 0xFFFF, _UNDEFINED_LENGTH) + value
-                       + self._tag_length(_ITEM_DELIMITER >> 16, _ITEM_DELIMITER & 0xFFFF, 0))
-        else:
-            encoded = self._tag_length(_ITEM >> 16, _ITEM & 0xFFFF, len(value)) + value
-        self._items[id(item)] = encoded
-        return encoded
-
-    def _element(self, element: DataElement) -> bytes:
-        value = element.value
-        value_key = _VALUE_KEYS.get(type(value))
-        key = None
-        if value_key is not None and not element.is_undefined_length:
-            key = (element.tag, element.VR, type(value), value_key(value))
-            encoded = self._elements.get(key)
-            if encoded is not None:
-                return encoded
-        buffer = DicomBytesIO()
-        buffer.is_implicit_VR, buffer.is_little_endian = self._encoding
-        write_data_element(buffer, element, self._character_sets)
-        encoded = buffer.getvalue()
-        if key is not None:
-            self._elements[key] = encoded
-        return encoded
-
-
-def _tagOf(entry: tuple[BaseTag, Any]) -> BaseTag:
-    return entry[0]
 
 
 # The rows of a plain TID 1411 group: (relationship, value type, concept) -> what it is, and the rows a
