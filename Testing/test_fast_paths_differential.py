@@ -36,11 +36,13 @@ from QuantReportLib import seg, sr
 from QuantReportLib.database import indexing
 from QuantReportLib.dicomio import rawitems
 from QuantReportLib.measurements import computeMeasurements
+from QuantReportLib.model import Code
 from QuantReportLib.seg import _fast as seg_fast
 from QuantReportLib.seg import read as seg_read
 from QuantReportLib.series import loadSeries
 from QuantReportLib.sr import _fast as sr_fast
 from QuantReportLib.sr import read as sr_read
+from QuantReportLib.sr.content import MeasurementGroup
 from test_seg import _constructedPlainAndMemoized, _elements
 from test_seg_framegroups import _labelled
 from test_sr import _elementLines, _written
@@ -408,6 +410,19 @@ def _withoutCodeValue(dataset: pydicom.Dataset, where: str, keyword: str) -> Non
     setattr(item, keyword, value if keyword == "LongCodeValue" else f"urn:oid:2.16.840.1.113883.6.96:{value}")
 
 
+#: The Long or URN Code Value changes: the attribute that holds the code's value, and which code it is.
+_CODE_FORMS = {f"{keyword}-{where}": (keyword, where)
+               for keyword in ("LongCodeValue", "URNCodeValue") for where in _CODE_ITEMS}
+
+#: The code of a read group that each Long or URN Code Value change gives another form (see _withoutCodeValue).
+_CODES_READ: dict[str, Callable[[MeasurementGroup], Code | None]] = {
+    "number-name": lambda group: group.measurements[0].quantity.name,
+    "unit": lambda group: group.measurements[0].quantity.unit,
+    "finding": lambda group: group.finding,
+    "finding-site": lambda group: group.finding_site,
+}
+
+
 def _textInItsOwnCharacterSet(dataset: pydicom.Dataset, where: str) -> None:
     """A Latin-1 report whose tracking identifier is UTF-8 text Latin-1 cannot hold, under a Specific Character
     Set of its row's, its group's or the Imaging Measurements container's own (PS3.3 C.12.1.1.2)."""
@@ -461,8 +476,8 @@ _SR_CHANGES: dict[str, Callable[[pydicom.Dataset], None]] = {
         (setattr(number.ConceptNameCodeSequence[0], "CodingSchemeVersion", "1.0"),
          setattr(number.ConceptNameCodeSequence[0], "ContextIdentifier", "7469")) for number in _numbers(dataset)]
         and None,
-    **{f"{keyword}-{where}": functools.partial(_withoutCodeValue, where=where, keyword=keyword)
-       for keyword in ("LongCodeValue", "URNCodeValue") for where in _CODE_ITEMS},
+    **{change: functools.partial(_withoutCodeValue, where=where, keyword=keyword)
+       for change, (keyword, where) in _CODE_FORMS.items()},
 }
 
 
@@ -489,8 +504,13 @@ def test_sr_groups_read_from_their_items_are_highdicoms(change, plain_sr, tmp_pa
             expected = sr.readSr(written)
         assert repr(loaded.groups) == repr(expected.groups)
         assert loaded.unsupported == expected.unsupported
-    if change == "as-written":
-        assert taken and all(group is not None for group in taken), "the plain reader reads QuantReport's groups"
+        if change in _CODE_FORMS:
+            keyword, where = _CODE_FORMS[change]
+            assert len(loaded.groups) == 1 and not loaded.unsupported, "a group coded so is read, not left out"
+            code = _CODES_READ[where](loaded.groups[0])
+            assert code is not None and code.value == getattr(_CODE_ITEMS[where](dataset), keyword)
+    if change == "as-written" or change in _CODE_FORMS:
+        assert taken and all(group is not None for group in taken), "the plain reader reads these groups"
 
 
 # -- header scanner and plain headers: systematic changes of real files -------------------------------------

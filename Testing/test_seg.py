@@ -458,6 +458,32 @@ def test_all_segments_empty(tmp_path):
     assert loaded.segmentation.segments[0].label == "None"
 
 
+def test_terminology_codes_longer_than_a_code_value(tmp_path):
+    """A segment's type and region codes longer than the 16 characters of a Code Value (a SNOMED CT extension
+    concept, a URN) are written as a Long Code Value and a URN Code Value (PS3.3 8.8), valid, and read back
+    as written, by our reader (BINARY and LABELMAP) and by highdicom."""
+    volume = _volume("ct", "dcmqi-24x38x3")
+    mask = np.zeros(volume.geometry.shape, bool)
+    mask[1, 5:20, 6:30] = True
+    kind = Code("1234567891000123108", "SCT", "Lesion of an extension")
+    region = Code("urn:oid:1.2.826.0.1.3680043.8.498.7", "99TEST", "A region named by a URN")
+    original = Segmentation.fromMasks({1: mask}, volume.geometry,
+                                      [_segment(1, "Long", terminology=Terminology(MORPH_ABNORMAL, kind,
+                                                                                   anatomic_region=region))])
+    for labelmap in (False, True):
+        path = seg.writeSeg(seg.createSeg(volume, original, labelmap=labelmap), tmp_path / f"{labelmap}.dcm")
+        assert_valid_dicom(path)
+        description = next(item for item in pydicom.dcmread(path).SegmentSequence if item.SegmentNumber == 1)
+        written_kind = description.SegmentedPropertyTypeCodeSequence[0]
+        assert "CodeValue" not in written_kind and written_kind.LongCodeValue == kind.value
+        written_region = description.AnatomicRegionSequence[0]
+        assert "CodeValue" not in written_region and written_region.URNCodeValue == region.value
+        _assertRoundTrip(original, seg.readSeg(path, volume))
+        read_description = highdicom.seg.segread(path).get_segment_description(1)
+        assert (read_description.segmented_property_type.value, read_description.anatomic_regions[0].value) == \
+            (kind.value, region.value)
+
+
 def test_export_checks_inputs(tmp_path):
     volume = _volume("ct", "dcmqi-24x38x3")
     other = _volume("ct", "dcmqi-ct-3slice")

@@ -39,6 +39,7 @@ from QuantReportLib.model import (
     Terminology,
     Volume,
 )
+from QuantReportLib.sr import read as sr_read
 from QuantReportLib.sr.write import imageSeriesFirst
 
 HU = Code("[hnsf'U]", "UCUM", "Hounsfield unit")
@@ -975,3 +976,79 @@ def test_any_text_is_declared_utf8(tmp_path: Path, volume: Volume, seg_dataset: 
     assert [group.tracking_identifier for group in loaded.groups] == ["病変 1 Läsion", "病変 2 Läsion", "病変 3 Läsion"]
     observer = [item for item in pydicom.dcmread(path).ContentSequence if item.ValueType == "PNAME"]
     assert [str(item.PersonName) for item in observer] == ["Müller^Zoë"]
+
+
+#: A SNOMED CT extension concept (more than the 16 characters of a Code Value) and a code given as a URN.
+EXTENSION_SITE = Code("1234567891000123108", "SCT", "Lung segment of an extension")
+URN_QUANTITY = Quantity(Code("urn:oid:1.2.826.0.1.3680043.8.498.7", "99TEST", "A quantity named by a URN"),
+                        Code("1", "UCUM", "no units"))
+
+
+def test_codes_longer_than_a_code_value_are_written_and_read_back(tmp_path: Path, capsys, monkeypatch,
+                                                                  volume: Volume, seg_dataset: pydicom.Dataset,
+                                                                  table: MeasurementTable) -> None:
+    """A terminology or quantity code longer than 16 characters is written as a Long or URN Code Value
+    (PS3.3 8.8; dciodvfy finds no error), read back by both readers as written, and shown as written by
+    ``load --json`` and ``--table-out`` (JSON)."""
+    from QuantReportLib.cli import main
+
+    first = table.rows[0]
+    terminology = dataclasses.replace(first.segment.terminology, anatomic_region=EXTENSION_SITE,
+                                      anatomic_region_modifier=None)
+    rows = (SegmentMeasurements(dataclasses.replace(first.segment, terminology=terminology),
+                                (*first.measurements[:2], Measurement(URN_QUANTITY, 0.25))),)
+    path = sr.writeSr(sr.createSr(volume, seg_dataset, MeasurementTable(rows)), tmp_path / "sr.dcm")
+    assert_valid_dicom(path)
+    group_rows = pydicom.dcmread(path).ContentSequence[-1].ContentSequence[0].ContentSequence
+    site = next(row for row in group_rows if row.ConceptNameCodeSequence[0].CodeValue == "363698007")
+    assert "CodeValue" not in site.ConceptCodeSequence[0]
+    assert site.ConceptCodeSequence[0].LongCodeValue == EXTENSION_SITE.value
+    number = [row for row in group_rows if row.ValueType == "NUM"][-1]
+    assert "CodeValue" not in number.ConceptNameCodeSequence[0]
+    assert number.ConceptNameCodeSequence[0].URNCodeValue == URN_QUANTITY.name.value
+
+    loaded = sr.readSr(path)
+    assert not loaded.unsupported
+    (group,) = loaded.groups
+    assert group.finding_site == EXTENSION_SITE and group.finding_site.value == EXTENSION_SITE.value
+    assert [(m.quantity, m.value) for m in group.measurements][-1] == (URN_QUANTITY, 0.25)
+    assert sr.tableFromSr(loaded).rows[0].segment.terminology.anatomic_region == EXTENSION_SITE
+    with monkeypatch.context() as highdicom_only:
+        highdicom_only.setattr(sr_read, "readPlainVolumetricGroup", lambda item, values: None)
+        assert repr(sr.readSr(path)) == repr(loaded)
+
+    table_out = tmp_path / "table.json"  # a CSV table names quantities by their labels, the JSON by their codes
+    assert main(["load", str(path), "--json", "--table-out", str(table_out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (written,) = report["groups"]
+    assert written["finding_site"] == EXTENSION_SITE.toJson()
+    assert written["measurements"][-1]["name"] == URN_QUANTITY.name.toJson()
+    (table_row,) = json.loads(table_out.read_text())
+    assert table_row["measurements"][-1]["name"] == URN_QUANTITY.name.toJson()
+
+
+def test_planar_group_with_a_measurement_named_by_a_urn_is_read(tmp_path: Path, volume: Volume,
+                                                                 seg_dataset: pydicom.Dataset) -> None:
+    """A TID 1410 group referencing a segmentation frame, its measurement named by a URN Code Value (as
+    highdicom writes a code longer than 16 characters): read with its segment and the name as written."""
+    frame = hd.sr.ReferencedSegmentationFrame(
+        sop_class_uid=seg_dataset.SOPClassUID, sop_instance_uid=seg_dataset.SOPInstanceUID, frame_number=1,
+        segment_number=1, source_image=hd.sr.SourceImageForSegmentation.from_source_image(volume.headers[0]))
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=NODULE_TRACKING_UID, identifier="Nodule 1"),
+        referenced_segment=frame,
+        measurements=[hd.sr.Measurement(name=URN_QUANTITY.name.toPydicom(), value=0.25,
+                                        unit=URN_QUANTITY.unit.toPydicom())])
+    report = hd.sr.MeasurementReport(observation_context=hd.sr.ObservationContext(),
+                                     procedure_reported=codes.LN.CTUnspecifiedBodyRegion, imaging_measurements=[group])
+    document = hd.sr.Comprehensive3DSR(
+        evidence=[seg_dataset, volume.headers[0]], content=report, series_instance_uid=hd.UID(), series_number=1,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="highdicom test")
+    path = tmp_path / "planar.dcm"
+    document.save_as(path)
+    loaded = sr.readSr(path)
+    assert not loaded.unsupported
+    (read,) = loaded.groups
+    assert read.template_id == "1410"
+    assert read.segment == sr.SegmentReference(seg_dataset.SOPInstanceUID, 1)
+    assert [(m.quantity.name.value, m.value) for m in read.measurements] == [(URN_QUANTITY.name.value, 0.25)]

@@ -579,8 +579,8 @@ def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementG
     method, one Referenced Segment with its source series, and NUMs with a
     value, a unit and at most a measurement method, a derivation and the line
     they were measured along (a two-point POLYLINE on one image); no other
-    row, every concept name a Code Value (not a Long or URN Code Value), and
-    no Specific Character Set of the group's or its rows' own.
+    row, and no Specific Character Set of the group's or its rows' own (measurement names, units, findings
+    and sites may be coded by Long or URN Code Values, PS3.3 8.8).
     That is what QuantReport and dcmqi write, and it is read exactly as
     highdicom's :class:`~highdicom.sr.VolumetricROIMeasurementsAndQualitativeEvaluations`
     reads it (the same items, the same codes); anything else goes to highdicom.
@@ -613,11 +613,6 @@ def readPlainVolumetricGroup(item: Dataset, values: DecodedOnce) -> MeasurementG
             if "method" in rows else None
         measurements = []
         for number in numbers:
-            name = values.value(number.get(CONCEPT_NAME_CODE_SEQUENCE), codeKey)
-            if name is None or not name[0]:
-                # A Long or URN Code Value: highdicom 0.28 cannot read the group's Referenced Segment then
-                # (ReferencedSegment.from_sequence reads the Code Value of every row), so it decides.
-                return None
             plain, method, derivation, line = values.value(number.get(CONTENT_SEQUENCE), _numberModifiers) \
                 or (True, None, None, None)
             measured = contentItems(values, number.get(_MEASURED_VALUE_SEQUENCE))

@@ -22,6 +22,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.sr.codedict import codes
 
 from ..dicomio.identity import MEASUREMENT_REPORT, SEG_SOP_CLASSES
 from ..dicomio.rawitems import DecodedOnce
@@ -296,20 +297,29 @@ def _planarRegion(roi: hd.sr.ImageRegion | hd.sr.ImageRegion3D | None) -> Planar
 def _segmentReference(group: hd.sr.templates._MeasurementsAndQualitativeEvaluations
                       ) -> tuple[SegmentReference | None, str | None]:
     """The SEG segment and source series of a TID 1411 or TID 1410 group, if it references one."""
+    # Not group.referenced_segment or group.referenced_segmentation_frame: highdicom 0.28 reads the Code Value
+    # of every row's concept name there, which a row named by a Long or URN Code Value (PS3.3 8.8) has not.
+    # The rows it looks for are named by DCM codes, which are given as Code Values.
     if isinstance(group, hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations):
-        reference = group.referenced_segment
-        if reference is None:
+        if group.reference_type != codes.DCM.ReferencedSegment:
             return None, None
+        reference = hd.sr.ReferencedSegment.from_sequence(_rowsNamedByCodeValues(group))
         series = reference.source_series_for_segmentation
         return (SegmentReference(str(reference.referenced_sop_instance_uid),
                                  _firstNumber(reference.referenced_segment_numbers)),
                 None if series is None else str(series.value))
-    if isinstance(group, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations):
-        frame = group.referenced_segmentation_frame
-        if frame is not None:
-            return SegmentReference(str(frame.referenced_sop_instance_uid),
-                                    _firstNumber(frame.referenced_segment_numbers)), None
+    if isinstance(group, hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) \
+            and group.reference_type == codes.DCM.ReferencedSegmentationFrame:
+        frame = hd.sr.ReferencedSegmentationFrame.from_sequence(_rowsNamedByCodeValues(group))
+        return SegmentReference(str(frame.referenced_sop_instance_uid),
+                                _firstNumber(frame.referenced_segment_numbers)), None
     return None, None
+
+
+def _rowsNamedByCodeValues(group: hd.sr.templates._MeasurementsAndQualitativeEvaluations) -> list[Dataset]:
+    """The group's content items whose concept name, if they have one, is given as a Code Value."""
+    return [row for row in group[0].ContentSequence
+            if not row.get("ConceptNameCodeSequence") or "CodeValue" in row.ConceptNameCodeSequence[0]]
 
 
 def _firstNumber(numbers: Sequence[int] | None) -> int:
