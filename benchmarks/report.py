@@ -15,6 +15,10 @@ from measure import Result
 _MIB = 1024 * 1024
 
 
+#: The per-case command-line cases: 5 lesions, 100 organ-sized segments, 100 small segments (lesions).
+CLI_CASES = ("cli-5", "cli-100", "cli-100-small")
+
+
 def _perItem(result: Result) -> float | None:
     """Seconds per item: the minimum run, or for ``x cases``/``x files`` rows the mean run per item."""
     if result.status != "ok" or not result.times:
@@ -69,7 +73,7 @@ def _targets(results: list[Result]) -> list[list[str]]:
             rows.append(_ratioRow(f"sr: {operation} {label} (ours in-process vs dcmqi process)",
                                   _find(results, "sr", "QuantReport", operation + suffix),
                                   _find(results, "sr", "dcmqi", operation + suffix), "<= 2x", lambda r: r <= 2))
-    for case in ("cli-5", "cli-100"):
+    for case in CLI_CASES:
         dcmqi_pair = _find(results, case, "dcmqi", "seg+sr x cases")
         rows.append(_ratioRow(f"{case}: quantreport batch --workers 1, per case, vs itkimage2segimage + "
                               "tid1500writer", _find(results, case, "QuantReport", "batch x cases"), dcmqi_pair, "< 1x",
@@ -97,8 +101,12 @@ def _targets(results: list[Result]) -> list[list[str]]:
                              result.status])
                 continue
             rate = result.units / min(result.times)
+            # The issue's target is the 1,000-file import as a new process; the other rows are figures
+            # (50 files as a process measure mostly the start-up).
+            judged = case == "import" and operation == "import-cli"
             rows.append([f"{case}: {operation} of {result.units} files ({mode})", f"{rate:,.0f} files/s", "", "",
-                         ">= 2000 files/s", "met" if rate >= 2000 else "**not met**"])
+                         ">= 2000 files/s" if judged else "",
+                         ("met" if rate >= 2000 else "**not met**") if judged else ""])
     return rows
 
 
@@ -316,7 +324,8 @@ def writeReport(out: Path, results: list[Result], sweeps: dict, sizes: dict, arg
     for name, params in sizes.items():
         lines.append(f"- `{name}`: {json.dumps(params)}")
     lines += ["- `real`: LIDC-IDRI-0001 (50 CT slices of ../shared/testdata) with its real dcmqi-made nodule SEG",
-              "- `cli-5` / `cli-100`: the seg5 / seg100 inputs processed as separate cases, one process per case",
+              "- `cli-5` / `cli-100`: the seg5 / seg100 inputs processed as separate cases, one process per case; "
+              "`cli-100-small`: the seg100 grid with 100 small segments (5-25 mm lesions) instead of organs",
               "", "## All measurements", ""]
     lines += _table(results)
     lines += ["", "## Plots", ""]

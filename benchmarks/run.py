@@ -327,6 +327,7 @@ def runCase(runner: Runner, name: str, sizes: dict, quick: bool) -> None:
         runner.helpCase()
         runner.cliCase("cli-5", sizes["seg5"], 2 if quick else 10)
         runner.cliCase("cli-100", sizes["seg100"], 2 if quick else 3)
+        runner.cliCase("cli-100-small", {**sizes["seg100"], "kind": "lesions"}, 2 if quick else 3)
     elif name == "sweep":
         if quick:
             runner.sweep([1, 5], 20, [20, 40], 5)
