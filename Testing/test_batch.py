@@ -230,3 +230,44 @@ def test_labelmap_size_estimate_matches_the_labelmap_file(tmp_path, lidc_dir, li
     err = capsys.readouterr().err
     size = os.path.getsize(_onlyFile(out, "SEG"))
     assert f"instead of {size / 1e6:.1f} MB" in err and "as LABELMAP (--labelmap-seg)" in err
+
+
+_FREEZE_PROBE = """
+import gc, json, sys
+from QuantReportLib import cli
+from QuantReportLib.cohort import runner
+how, staging, missing = sys.argv[1:4]
+if how == "program":
+    sys.argv = ["quantreport", "batch", missing]
+    cli.main()  # exits 2 (no such jobs file), after the batch command asked for the freezing
+    gc.unfreeze()  # what the program's end froze
+elif how == "caller":
+    cli.main(["batch", missing])
+counts = []
+def case(job, options, folder):
+    counts.append(gc.get_freeze_count())
+    return {"status": "ok"}
+for _ in range(3):
+    runner.runCase({}, None, staging, False, case)
+counts.append(gc.get_freeze_count())
+print(json.dumps(counts))
+"""
+
+
+@pytest.mark.parametrize("how", ["program", "caller"])
+def test_the_program_freezes_what_lives_after_its_first_case(tmp_path, how):
+    """The `quantreport` program freezes its objects out of the garbage collector after its first case, once;
+    a caller of cli.main (tests, the library) is left as it is."""
+    import subprocess
+    import sys
+
+    from conftest import PROJECT_ROOT
+
+    result = subprocess.run([sys.executable, "-c", _FREEZE_PROBE, how, str(tmp_path / "staging"),
+                             str(tmp_path / "missing.csv")], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT / "QuantReport", check=True)
+    counts = json.loads(result.stdout.splitlines()[-1])
+    if how == "program":
+        assert counts[0] == 0 and counts[1] > 0 and counts[1:] == [counts[1]] * 3, counts
+    else:
+        assert counts == [0, 0, 0, 0]

@@ -14,6 +14,7 @@ a progress bar (rate and ETA) on standard error.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import shutil
 import sys
@@ -64,11 +65,31 @@ def stagingFolder(job: dict, run: str) -> Path:
     return out.parent / f".{out.name}{_STAGING}{run}"
 
 
+# Whether this process freezes what is alive after its first case out of the garbage collector
+# (freezeAfterFirstCase): the `quantreport` program's processes and the workers they fork do.
+_FREEZING = {"after_first_case": False}
+
+
+def freezeAfterFirstCase() -> None:
+    """Have this process, and the workers it forks later, freeze their objects after their first case.
+
+    What is alive after a case and a full collection (modules, pydicom's dictionaries, highdicom's module
+    table, the program's caches) lives as long as the process; without this, each of the full collections
+    that a case's allocations trigger walks all of it again: 70-90 ms of CPU time, about once per 5-lesion
+    case (3-13 ms frozen).  Outputs do not depend on it.  For the program only: a library caller's objects
+    that later become garbage in reference cycles would never be collected once frozen.
+    """
+    _FREEZING["after_first_case"] = True
+
+
 def runCase(job: dict, options: CaseOptions, staging: str, table: bool,
             function: Callable[..., dict] = runJob) -> dict:
     """One task: the case exported into an empty ``staging`` folder, with its table rows when ``table``."""
     shutil.rmtree(staging, ignore_errors=True)  # what an attempt killed on another worker left
     result = function(job, options, staging)
+    if _FREEZING["after_first_case"] and not gc.get_freeze_count():
+        gc.collect()
+        gc.freeze()
     if result["status"] != "ok" and _isWithin(result["file"], staging):
         result["file"] = job["out"]  # the staging folder is ours, not a name the user knows: blame the out folder
     if table and result["status"] == "ok":
