@@ -480,7 +480,6 @@ def _segProblems(dataset: Dataset, skip: frozenset[int] = frozenset()) -> list[P
     return problems
 
 
-_PER_FRAME_FUNCTIONAL_GROUPS = 0x52009230
 _SEGMENT_IDENTIFICATION, _REFERENCED_SEGMENT_NUMBER = 0x0062000A, 0x0062000B
 _PLANE_POSITION, _IMAGE_POSITION = 0x00209113, 0x00200032
 _PLANE_ORIENTATION, _PIXEL_MEASURES = 0x00209116, 0x00289110
@@ -550,9 +549,9 @@ def geometryProblems(dataset: Dataset, volume: Volume) -> list[Problem]:
     try:
         # Each frame at the position of a source image, as the SEG reader places it: the volume's regular
         # grid does not hold the true positions of an unevenly spaced series.
-        slicesAtSourcePositions(geometry, sourcePositions(volume), frames, "")
+        slicesAtSourcePositions(geometry, sourcePositions(volume), frames, "", images="the source series")
     except GeometryError as error:
-        return problem(error.message.replace("any image of the reference", "any image of the source series"))
+        return problem(error.message)
     return problems
 
 

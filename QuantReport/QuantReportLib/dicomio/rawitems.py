@@ -521,6 +521,15 @@ _VALUE_KEYS: dict[type, Callable[[Any], Any]] = {
 }
 
 
+def encodedElement(element: DataElement, encoding: tuple[bool, bool], character_sets: str | Sequence[str]) -> bytes:
+    """``element`` as pydicom's writer encodes it inside an item (tag, VR, length, value), in ``encoding``
+    (implicit VR, little endian) and the item's ``character_sets``."""
+    buffer = DicomBytesIO()
+    buffer.is_implicit_VR, buffer.is_little_endian = encoding
+    write_data_element(buffer, element, [character_sets] if isinstance(character_sets, str) else list(character_sets))
+    return buffer.getvalue()
+
+
 class SequenceEncoder:
     """Sequence elements encoded as pydicom's ``write_data_element`` encodes them, each distinct part once.
 
@@ -596,10 +605,7 @@ class SequenceEncoder:
             encoded = self._elements.get(key)
             if encoded is not None:
                 return encoded
-        buffer = DicomBytesIO()
-        buffer.is_implicit_VR, buffer.is_little_endian = self._encoding
-        write_data_element(buffer, element, self._character_sets)
-        encoded = buffer.getvalue()
+        encoded = encodedElement(element, self._encoding, self._character_sets)
         if key is not None:
             self._elements[key] = encoded
         return encoded

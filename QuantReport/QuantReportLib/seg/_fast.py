@@ -262,7 +262,7 @@ def encodedFrameGroupsView(dataset: Dataset) -> Dataset | None:
     original and nothing of it is decoded again.
 
     A sequence encoded beforehand in the file's encoding (a raw element in a
-    dataset built in memory: :func:`~QuantReportLib.seg._framegroups.framesInBulk`)
+    dataset built in memory: :class:`~QuantReportLib.seg._framegroups.FramesInBulk`)
     goes into the view as it is; encoded for another transfer syntax, it is
     parsed first (as ``save_as`` would parse it).
 

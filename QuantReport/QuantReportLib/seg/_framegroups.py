@@ -1,6 +1,6 @@
 """Private accelerator of BINARY SEG construction: the frames and their functional groups made in bulk.
 
-:func:`framesInBulk` gives ``hd.seg.Segmentation`` with hooks that leave
+:class:`FramesInBulk` is ``hd.seg.Segmentation`` with hooks that leave
 highdicom to construct everything (the Segment Sequence, shared functional
 groups, dimension organization, source references, which frames exist and
 in which order, their dimension index values), and take over only what it
@@ -60,10 +60,8 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_data_element
 
-from ..dicomio.rawitems import NotEncodedHere, SequenceEncoder, fileEncoding, itemCharacterSets
+from ..dicomio.rawitems import NotEncodedHere, SequenceEncoder, encodedElement, fileEncoding, itemCharacterSets
 
 _PER_FRAME_FUNCTIONAL_GROUPS_TAG = 0x52009230
 _FRAME_CONTENT_TAG = 0x00209111
@@ -91,7 +89,7 @@ class _Construction:
         self.checked: np.ndarray | None = None  # the pixel array after highdicom's checks, as its loop reads it
         self.current: tuple[int, int] | None = None  # (plane, segment number) of the loop's present pair
         self.frames: list[tuple[int, int, tuple[int, ...]]] = []  # (plane, segment number, dimension index values)
-        self.placeholders: list[Dataset] = []  # the per-frame items handed to highdicom's loop
+        self.placeholder: Dataset | None = None  # the last per-frame item handed to highdicom's loop
         self.channel_values: list[Any] = []  # what highdicom's loop asked its channel callback to add to each
         self.callback: Callable[[Dataset, Any], Dataset] | None = None  # that callback (the Segment Identification)
         self.planes: dict[int, tuple[Any, Any, Dataset]] = {}  # plane -> (position, derivation items, its item)
@@ -184,8 +182,7 @@ class FramesInBulk(hd.seg.Segmentation):
         callback = construction.callback = kwargs.get("add_channel_callback")
         if callback is not None:
             def recorded(item: Dataset, value: Any) -> Dataset:
-                if construction.placeholders and item is construction.placeholders[-1] \
-                        and len(construction.channel_values) < len(construction.placeholders):
+                if item is construction.placeholder and len(construction.channel_values) < len(construction.frames):
                     construction.channel_values.append(value)
                     return item
                 return callback(item, value)  # the shared functional groups of a single segment
@@ -225,9 +222,8 @@ class FramesInBulk(hd.seg.Segmentation):
         elif known[0] is not plane_position or known[1] is not derivation_source_image_items:
             raise NotCovered("a plane with two positions")
         construction.frames.append((plane, number, tuple(int(value) for value in dimension_index_values)))
-        placeholder = Dataset()
-        construction.placeholders.append(placeholder)
-        return placeholder
+        construction.placeholder = Dataset()
+        return construction.placeholder
 
     def _encode_pixels_native(self, planes: np.ndarray) -> bytes:
         self.__dict__["_construction"].encoded += 1
@@ -319,14 +315,6 @@ def _rowSpans(holds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return firsts, ends
 
 
-def _encodedElement(element: DataElement, encoding: tuple[bool, bool], character_sets: str | list[str]) -> bytes:
-    """``element`` as pydicom's writer encodes it inside an item (tag, VR, length, value)."""
-    buffer = DicomBytesIO()
-    buffer.is_implicit_VR, buffer.is_little_endian = encoding
-    write_data_element(buffer, element, [character_sets] if isinstance(character_sets, str) else character_sets)
-    return buffer.getvalue()
-
-
 def _encodedItems(construction: _Construction, encoding: tuple[bool, bool], character_sets: str | list[str]
                   ) -> bytes:
     """The value of the Per-Frame Functional Groups Sequence as pydicom writes highdicom's items.
@@ -347,7 +335,7 @@ def _encodedItems(construction: _Construction, encoding: tuple[bool, bool], char
         try:
             return encoder.encoded(element)
         except NotEncodedHere:
-            return _encodedElement(element, encoding, character_sets)
+            return encodedElement(element, encoding, character_sets)
 
     plane_parts: dict[int, list[tuple[int, bytes]]] = {}
     for plane, (_, _, item) in construction.planes.items():
@@ -383,7 +371,7 @@ def _callbackParts(construction: _Construction, value: Any, encoding: tuple[bool
     """(tag, encoding) of each element highdicom's channel callback adds to an item for ``value``."""
     assert construction.callback is not None  # values are recorded only with a callback
     item = construction.callback(Dataset(), value)
-    parts = [(int(tag), _encodedElement(item[tag], encoding, character_sets)) for tag in sorted(item.keys())]
+    parts = [(int(tag), encodedElement(item[tag], encoding, character_sets)) for tag in sorted(item.keys())]
     if not parts or any(tag == _FRAME_CONTENT_TAG for tag, _ in parts):
         raise NotCovered("a channel callback that changes the Frame Content")
     return parts
@@ -396,7 +384,7 @@ def _frameContentHead(count: int, encoding: tuple[bool, bool], character_sets: s
     def encoded(values: list[int]) -> bytes:
         item = Dataset()
         item.add(DataElement(_DIMENSION_INDEX_VALUES_TAG, "UL", values))
-        return _encodedElement(DataElement(_FRAME_CONTENT_TAG, "SQ", [item]), encoding, character_sets)
+        return encodedElement(DataElement(_FRAME_CONTENT_TAG, "SQ", [item]), encoding, character_sets)
 
     ones, others = list(range(1, count + 1)), list(range(7, 7 + count))
     first, second = encoded(ones), encoded(others)

@@ -147,8 +147,9 @@ def sourcePositions(volume: Volume) -> np.ndarray:
 
 
 def slicesAtSourcePositions(geometry: Geometry, sources: np.ndarray, frames: Sequence[SegFrame],
-                             name: str) -> list[int]:
-    """The slice whose source image is at each frame's plane position (within a hundredth of a voxel).
+                             name: str, images: str = "the reference") -> list[int]:
+    """The slice whose source image is at each frame's plane position (within a hundredth of a voxel);
+    a frame elsewhere is refused as not at the position of any image of ``images``.
 
     Vectorised: the candidates are the two source images nearest along the
     slice axis, found by one sorted search for all frames.
@@ -167,7 +168,7 @@ def slicesAtSourcePositions(geometry: Geometry, sources: np.ndarray, frames: Seq
     if bad.size:
         frame = frames[int(bad[0])]
         raise GeometryError(f"frame {frame.index + 1} at {_positionText(frame)} mm is not at the "
-                            "position of any image of the reference", name)
+                            f"position of any image of {images}", name)
     return [int(k) for k in slices]
 
 
