@@ -459,10 +459,10 @@ def _readNrrd(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
     try:
         with open(path, "rb") as file:
             header = nrrd.read_header(_utf8Lines(file))
+            data_start = file.tell()  # the header's lines were read up to its blank line, no further
             data = _inflatedGzipData(file, header)
             if data is None:
-                file.seek(0)
-                nrrd.read_header(_utf8Lines(file))  # positions the file at the data, as nrrd.read does
+                file.seek(data_start)
                 data = nrrd.read_data(header, file, os.fspath(path), index_order="C")
     except (nrrd.NRRDError, OSError, ValueError, EOFError, zlib.error) as error:
         raise InvalidInputError(f"not a readable NRRD file ({error})", path) from error

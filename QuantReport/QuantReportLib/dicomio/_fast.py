@@ -36,7 +36,15 @@ import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from .reading import NOT_DICOM, RAW_DATASET_STARTS, HeaderProblem
+from .reading import (
+    _LONG_LENGTH_VRS,
+    _NATIVE_PIXEL_DATA_SPAN,
+    _PIXEL_DATA_TAGS,
+    _PLAIN_PIXEL_DATA_TAG,
+    NOT_DICOM,
+    RAW_DATASET_STARTS,
+    HeaderProblem,
+)
 
 if TYPE_CHECKING:
     from pydicom.dataelem import RawDataElement
@@ -60,12 +68,10 @@ _ASCII_CHARACTER_SETS = {"", "ISO_IR 6", "ISO_IR 100", "ISO_IR 101", "ISO_IR 109
                          "ISO_IR 127", "ISO_IR 138", "ISO_IR 144", "ISO_IR 148", "ISO_IR 166", "ISO_IR 203",
                          "ISO_IR 192", "GB18030", "GBK"}
 
-_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 _SHORT_VRS = {b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN", b"SH",
               b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US"}
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
-_PIXEL_DATA_TAGS = {0x7FE00008, 0x7FE00009, 0x7FE00010}  # where pydicom's stop_before_pixels stops
 _TRANSFER_SYNTAX, _MEDIA_STORAGE_SOP_CLASS = 0x00020010, 0x00020002
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _ROWS, _COLUMNS, _PIXEL_DATA_PROVIDER_URL = 0x00280010, 0x00280011, 0x00287FE0  # readHeader's image check
@@ -120,7 +126,7 @@ def _elementHeader(source: _Bytes, position: int, implicit: bool) -> tuple[int, 
     vr = data[position + 4:position + 6]
     if vr in _SHORT_VRS:
         return tag, vr, struct.unpack_from("<H", data, position + 6)[0], 8
-    if vr in _LONG_VRS:
+    if vr in _LONG_LENGTH_VRS:
         data = source.need(position + 12)
         return tag, vr, struct.unpack_from("<L", data, position + 8)[0], 12
     raise _Declined
@@ -327,7 +333,6 @@ def _scan(source: _Bytes, size: int, wanted: Mapping[int, str]) -> tuple[dict[in
 
 #: The native transfer syntaxes whose datasets :func:`readPlainHeader` reads: True for implicit VR.
 _NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2": True, "1.2.840.10008.1.2.1": False}
-_PLAIN_PIXEL_DATA = 0x7FE00010
 
 
 def readPlainHeader(path: str, size: int) -> Dataset | None:
@@ -370,8 +375,6 @@ def _plainHeader(path: str, source: _Bytes, size: int) -> Dataset:
     from pydicom.tag import BaseTag
     from pydicom.values import convert_string
 
-    from .reading import _NATIVE_PIXEL_DATA_SPAN
-
     if source.data[128:132] != b"DICM":
         raise _Declined
     position, meta = _metaElements(source)
@@ -400,7 +403,7 @@ def _plainHeader(path: str, source: _Bytes, size: int) -> Dataset:
             raise _Declined  # no pixel data: readHeader decides (not an image, or one cut short)
         tag, vr, length, header = _elementHeader(source, position, implicit)
         if tag in _PIXEL_DATA_TAGS:
-            if tag != _PLAIN_PIXEL_DATA or length == _UNDEFINED_LENGTH or position + header + length > size:
+            if tag != _PLAIN_PIXEL_DATA_TAG or length == _UNDEFINED_LENGTH or position + header + length > size:
                 raise _Declined
             span = (position + header, length)
             break

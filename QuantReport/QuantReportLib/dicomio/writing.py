@@ -32,6 +32,9 @@ from ..errors import InvalidInputError, OutputError
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
+#: Specific Character Set of every DICOM file QuantReport writes (PS3.3 C.12.1.1.2): UTF-8, any text.
+UTF8 = "ISO_IR 192"
+
 # -- names ----------------------------------------------------------------------------------------------
 
 #: Longest output name taken from a file's value, in bytes (NAME_MAX is 255; the temporary adds about 40).

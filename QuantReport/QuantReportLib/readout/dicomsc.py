@@ -29,6 +29,7 @@ from ..dicomio.identity import (
     MANUFACTURER_MODEL_NAME,
     SOFTWARE_VERSIONS,
 )
+from ..dicomio.writing import UTF8
 from ..model import Volume
 from ..sr.companions import libraryHeaders
 from .gather import ReadReport
@@ -39,7 +40,6 @@ SC_SERIES_NUMBER = 1002
 KO_SERIES_NUMBER = 1003
 SC_SERIES_DESCRIPTION = "QuantReport key images"
 KO_SERIES_DESCRIPTION = "QuantReport key objects"
-UTF8 = "ISO_IR 192"
 _DERIVATION_DESCRIPTION = "Segment outline and measurements drawn on the source image (QuantReport key image)"
 
 

@@ -49,7 +49,7 @@ from ..dicomio.identity import (
     SOFTWARE_VERSIONS,
 )
 from ..dicomio.rawitems import DecodedOnce, encodedItems, isEncoded
-from ..dicomio.writing import writeDataset
+from ..dicomio.writing import UTF8, writeDataset
 from ..errors import GeometryError, InvalidInputError, UnsupportedError
 from ..model import Code, Segment, Segmentation, Volume
 from ._fast import (
@@ -87,7 +87,7 @@ _COPIED_TYPE2_ATTRIBUTES = (
 # highdicom 0.28 takes the Specific Character Set as an argument (without it, it
 # checks the first source image's); 0.27, which Slicer 5.12 bundles, has no such
 # argument and sets none, so createSeg also sets it on the result.
-_UTF8_ARGUMENTS: dict[str, Any] = ({"specific_character_set": "ISO_IR 192"}
+_UTF8_ARGUMENTS: dict[str, Any] = ({"specific_character_set": UTF8}
                    if "specific_character_set" in inspect.signature(hd.base.SOPClass.__init__).parameters else {})
 
 
@@ -235,7 +235,7 @@ def createSeg(
         **_UTF8_ARGUMENTS,
     )
     dataset = _constructed(arguments)
-    dataset.SpecificCharacterSet = "ISO_IR 192"
+    dataset.SpecificCharacterSet = UTF8
     recorded = recordedLabelValues(segmentation)
     for item in dataset.SegmentSequence:
         if int(item.SegmentNumber) in recorded:

@@ -17,7 +17,6 @@ from typing import Any
 
 import highdicom as hd
 import pydicom
-import pydicom.uid
 import pydicom.valuerep
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
@@ -36,9 +35,10 @@ from ..dicomio.rawitems import (
     fileEncoding,
     itemCharacterSets,
 )
+from ..dicomio.writing import UTF8
 from ..errors import InvalidInputError
 from ..model import Code, ImageLine, Measurement, Quantity
-from .content import FINDING_CATEGORY, SOURCE, MeasurementGroup, SegmentReference, conceptName, imageLine
+from .content import FINDING, FINDING_CATEGORY, SOURCE, MeasurementGroup, SegmentReference, conceptName, imageLine
 
 
 def srDocument(report: hd.sr.MeasurementReport, **attributes) -> Dataset:
@@ -313,7 +313,7 @@ def volumetricGroups(rows: Sequence[GroupRow], first: Dataset, plain: Callable[[
 
 # TID 1502 Time Point Context rows (highdicom TimePointContext): the same in every group of a report.
 _TIME_POINT_ROWS = {("C2348792", "UMLS"), ("126072", "DCM"), ("126073", "DCM"), ("126070", "DCM"), ("126071", "DCM")}
-_CODED_ROWS = {FINDING_CATEGORY: "category", ("121071", "DCM"): "finding"}
+_CODED_ROWS = {FINDING_CATEGORY: "category", FINDING: "finding"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -408,7 +408,7 @@ def _encoded(item: Dataset) -> bytes:
     """``item`` as pydicom writes it in explicit VR little endian and UTF-8 (any text encodes)."""
     buffer = DicomBytesIO()
     buffer.is_implicit_VR, buffer.is_little_endian = False, True
-    write_dataset(buffer, item, parent_encoding="ISO_IR 192")
+    write_dataset(buffer, item, parent_encoding=UTF8)
     return buffer.getvalue()
 
 
@@ -454,7 +454,7 @@ _PLAIN_1411_ROWS = {
     ("HAS OBS CONTEXT", "TEXT", ("112039", "DCM")): "tracking_identifier",
     ("HAS OBS CONTEXT", "UIDREF", ("112040", "DCM")): "tracking_uid",
     ("CONTAINS", "CODE", FINDING_CATEGORY): "finding_category",
-    ("CONTAINS", "CODE", ("121071", "DCM")): "finding",
+    ("CONTAINS", "CODE", FINDING): "finding",
     ("HAS CONCEPT MOD", "CODE", ("363698007", "SCT")): "finding_site",
     ("HAS CONCEPT MOD", "CODE", ("370129005", "SCT")): "method",
     ("CONTAINS", "IMAGE", ("121191", "DCM")): "segment",

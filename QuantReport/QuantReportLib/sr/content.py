@@ -27,6 +27,7 @@ _LATERALITIES = {
 # Concept names (code value, scheme) that locate the parts of a TID 1500 document.
 IMAGING_MEASUREMENTS = ("126010", "DCM")
 MEASUREMENT_GROUP = ("125007", "DCM")
+FINDING = ("121071", "DCM")
 FINDING_CATEGORY = ("276214006", "SCT")
 
 

@@ -60,7 +60,7 @@ from ..dicomio.identity import (
     SOFTWARE_VERSIONS,
 )
 from ..dicomio.uids import checkUid
-from ..dicomio.writing import writeDataset
+from ..dicomio.writing import UTF8, writeDataset
 from ..errors import InvalidInputError, NotFoundError
 from ..model import (
     Code,
@@ -79,9 +79,6 @@ from .content import Concepts, findingSite
 #: Procedure reported when the caller names none: "Imaging procedure" (CID 100).
 IMAGING_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
 
-
-#: Specific Character Set of the SR (PS3.3 C.12.1.1.2): UTF-8, any text.
-UTF8 = "ISO_IR 192"
 
 #: Language of the report content (TID 1204), as highdicom writes by default.
 ENGLISH = Code("en-US", "RFC5646", "English (United States)")
